@@ -1,0 +1,128 @@
+"""What an action is: an id, a description, input and output models, examples and a handler.
+
+An action is one module in `actions_server/actions/` that defines `action = Action(...)`:
+
+    class Input(BaseModel):
+        name: str
+
+    class Output(BaseModel):
+        greeting: str
+
+    def handler(ctx: RunContext, params: Input) -> Output:
+        ctx.logger.info(f"greeting {params.name}")
+        return Output(greeting=f"hello {params.name}")
+
+    action = Action(
+        id="demo:greet",
+        description="Greets someone.",
+        input=Input,
+        output=Output,
+        handler=handler,
+        examples=[Example("Greet the world", {"name": "world"})],
+    )
+
+The handler runs in a worker thread. It gets a small context: a logger whose
+lines stream to the run's event stream, a private workspace directory, the
+run's secrets, and the services (templates, workspaces, settings). It returns
+the output model, or raises `PltfError` with a message for the person who
+clicked "Create". `check`, when given, validates input against the world
+(a template's own values schema, say) before a run is started.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import yaml
+from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from .services import Services
+
+In = TypeVar("In", bound=BaseModel)
+Out = TypeVar("Out", bound=BaseModel)
+
+
+class RunCancelled(Exception):
+    pass
+
+
+class RunLogger:
+    """Writes a run's log lines; each goes to storage, the event stream and the JSON log."""
+
+    def __init__(self, sink: Callable[[str, str, dict[str, Any]], None], cancelled: threading.Event) -> None:
+        self._sink = sink
+        self._cancelled = cancelled
+        self.step: str | None = None
+
+    def _log(self, level: str, message: str, fields: dict[str, Any]) -> None:
+        # Logging is where a long handler touches us, so it is where a cancel lands.
+        if self._cancelled.is_set():
+            raise RunCancelled()
+        self._sink(level, message, fields)
+
+    def info(self, message: str, **fields: Any) -> None:
+        self._log("info", message, fields)
+
+    def warning(self, message: str, **fields: Any) -> None:
+        self._log("warning", message, fields)
+
+    def error(self, message: str, **fields: Any) -> None:
+        self._log("error", message, fields)
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    logger: RunLogger
+    workspace: Path
+    secrets: Mapping[str, str]
+    dry_run: bool
+    services: Services
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def check_cancelled(self) -> None:
+        if self.cancelled.is_set():
+            raise RunCancelled()
+
+
+@dataclass
+class Example:
+    description: str
+    input: dict[str, Any]
+    dry_run: bool = False
+
+
+@dataclass
+class Action(Generic[In, Out]):
+    id: str
+    description: str
+    input: type[In]
+    output: type[Out]
+    handler: Callable[[RunContext, In], Out]
+    examples: list[Example] = field(default_factory=list)
+    check: Callable[[In, Services], None] | None = None
+    input_schema: Callable[[Services], dict[str, Any]] | None = None
+
+    def describe(self, services: Services) -> dict[str, Any]:
+        """The listing entry, in the shape of Backstage's `GET /api/scaffolder/v2/actions`."""
+        schema = self.input_schema(services) if self.input_schema else self.input.model_json_schema()
+        return {
+            "id": self.id,
+            "description": self.description,
+            "schema": {"input": schema, "output": self.output.model_json_schema()},
+            "examples": [
+                {
+                    "description": example.description,
+                    "example": yaml.safe_dump(
+                        {"steps": [{"id": f"example-{n}", "action": self.id, "name": example.description, "input": example.input}]},
+                        sort_keys=False,
+                    ),
+                }
+                for n, example in enumerate(self.examples, start=1)
+            ],
+        }

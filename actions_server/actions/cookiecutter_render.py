@@ -1,0 +1,112 @@
+"""`cookiecutter:render`: renders a template into a workspace, with the values as data."""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..action import Action, Example, RunContext
+from ..render import build_context, check_paths, render
+from ..services import Services
+
+
+class RenderInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template: str = Field(
+        min_length=1,
+        max_length=500,
+        description="A template name in cookiecutters/, or a git URL from an allow-listed source.",
+    )
+    ref: str | None = Field(None, max_length=200, description="Branch, tag or commit of a git template.")
+    directory: str | None = Field(None, max_length=300, description="Folder of the template inside a git repository.")
+    values: dict[str, Any] = Field(default_factory=dict, description="Values for the template's cookiecutter.json.")
+
+
+class FileContent(BaseModel):
+    path: str
+    executable: bool
+    base64Content: str
+
+
+class RenderOutput(BaseModel):
+    workspaceId: str | None = Field(None, description="Stored workspace; absent on a dry run.")
+    directory: str = Field(description="Name of the generated directory.")
+    files: list[str] = Field(description="Rendered paths, relative to the generated directory.")
+    template: str
+    templateVersion: str
+    directoryContents: list[FileContent] | None = Field(
+        None, description="On a dry run, the files themselves, as in Backstage's dry-run."
+    )
+
+
+def check(params: RenderInput, services: Services) -> None:
+    template = services.templates.get(params.template, params.ref, params.directory)
+    values = template.validate_values(params.values)
+    check_paths(template, build_context(template, values), values)
+
+
+def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
+    services = ctx.services
+    template = services.templates.get(params.template, params.ref, params.directory)
+    values = template.validate_values(params.values)
+    ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
+    rendered = render(
+        template, values, ctx.workspace / "out", services.settings.hook_timeout_seconds, log=ctx.logger.info
+    )
+    ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
+    output = RenderOutput(
+        directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version
+    )
+    if ctx.dry_run:
+        output.directoryContents = [
+            FileContent(
+                path=path,
+                executable=os.access(rendered.project_dir / path, os.X_OK),
+                base64Content=base64.b64encode((rendered.project_dir / path).read_bytes()).decode(),
+            )
+            for path in rendered.files
+        ]
+        return output
+    output.workspaceId = services.workspaces.save(rendered.project_dir, rendered.files, ctx.run_id)
+    ctx.logger.info(f"stored workspace {output.workspaceId}")
+    return output
+
+
+def input_schema(services: Services) -> dict[str, Any]:
+    """The input schema, with each local template's own values schema."""
+    schema = RenderInput.model_json_schema()
+    templates = services.templates.list()
+    schema["properties"]["template"]["examples"] = [t.name for t in templates]
+    schema["allOf"] = [
+        {
+            "if": {"properties": {"template": {"const": t.name}}, "required": ["template"]},
+            "then": {"properties": {"values": t.values_schema}},
+        }
+        for t in templates
+    ]
+    return schema
+
+
+EXAMPLE_VALUES = {"name": "users-api", "description": "Users API", "owner": "group:default/platform-team", "system": "pltf"}
+
+action = Action(
+    id="cookiecutter:render",
+    description="Renders a cookiecutter template into a workspace. Values are data: never evaluated as templates, commands or paths.",
+    input=RenderInput,
+    output=RenderOutput,
+    handler=handler,
+    check=check,
+    input_schema=input_schema,
+    examples=[
+        Example("Render the golden-path Python service", {"template": "python-service", "values": EXAMPLE_VALUES}),
+        Example(
+            "Preview the files without storing a workspace",
+            {"template": "python-service", "values": {**EXAMPLE_VALUES, "name": "orders-api"}},
+            dry_run=True,
+        ),
+    ],
+)

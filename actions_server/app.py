@@ -1,0 +1,385 @@
+"""The HTTP API (v1). HTTP only: every decision is made in the run engine and the services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Annotated, Any
+
+import anyio
+import structlog
+from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from sqlalchemy import text
+from sse_starlette.sse import EventSourceResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from . import __version__
+from .auth import Caller, TokenRegistry, load_tokens
+from .config import Settings
+from .errors import PltfError, invalid_input, pydantic_field_errors
+from .logs import configure_logging, get_logger
+from .metrics import Metrics
+from .redact import Redactor
+from .runs import STATUSES, TERMINAL, RunEngine
+from .services import Services
+from .templates import find_template_or_404
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+MAX_WAIT_SECONDS = 600.0
+RUN_BODY_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "input": {"type": "object", "description": "The action's input; see GET /v1/actions/{id}."},
+        "dryRun": {"type": "boolean", "default": False},
+        "secrets": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Redacted everywhere."},
+    },
+    "additionalProperties": False,
+}
+
+
+def error_response(error: PltfError, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": error.to_json()}, status_code=error.status, headers=headers)
+
+
+class RequestContextMiddleware:
+    """Request ids, access logs, request metrics and the body-size limit.
+
+    The limit answers 413 only after reading the whole body, because a server
+    that replies and closes mid-upload makes clients see a reset connection
+    instead of the error.
+    """
+
+    def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
+        self.app = app
+        self.settings = settings
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        given = headers.get("x-request-id", "")
+        request_id = given if REQUEST_ID.match(given) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        status_holder = {"status": 500}
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].startswith("/git/"):
+                receive = await self._limited(receive, send_with_id)
+                if receive is None:
+                    return
+            await self.app(scope, receive, send_with_id)
+        finally:
+            status = status_holder["status"]
+            self.metrics.requests.labels(scope["method"], str(status)).inc()
+            if scope["path"] not in ("/healthz", "/readyz", "/metrics"):
+                get_logger().info(
+                    "request",
+                    method=scope["method"],
+                    path=scope["path"],
+                    status=status,
+                    ms=round((time.perf_counter() - started) * 1000, 1),
+                )
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _limited(self, receive: Receive, send: Send) -> Receive | None:
+        limit = self.settings.max_body_bytes
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            size += len(message.get("body", b""))
+            if size <= limit:
+                chunks.append(message.get("body", b""))
+            more = message.get("more_body", False)
+        if size > limit:
+            error = PltfError(f"the request body is {size} bytes; the limit is {limit}", 413, "body_too_large")
+            response = error_response(error)
+            await response({"type": "http"}, receive, send)
+            return None
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return replay
+
+
+def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+    scheme, _, token = (authorization or "").partition(" ")
+    tokens: TokenRegistry = request.app.state.tokens
+    found = tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    if found is None:
+        raise PltfError("a valid API token is required (Authorization: Bearer <token>)", 401, "unauthorized")
+    return found
+
+
+Authed = Annotated[Caller, Depends(_caller)]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings()
+    metrics = Metrics()
+    redactor = Redactor()
+    if settings.api_token is not None:
+        redactor.add([settings.api_token.get_secret_value()])
+    configure_logging(redactor, settings.log_level)
+    state: dict[str, Any] = {}
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = Services.create(settings, redactor)
+        tokens, generated = load_tokens(settings)
+        engine = RunEngine(services, metrics)
+        interrupted = await anyio.to_thread.run_sync(engine.recover, True)
+        state.update(services=services, engine=engine)
+        app.state.tokens = tokens
+        log = get_logger(replica=engine.replica)
+        log.info(
+            "pltf started",
+            url=settings.base_url,
+            data_dir=str(settings.data_dir),
+            database=settings.resolved_database_url.split("://", 1)[0],
+            token_file=str(generated) if generated else None,
+            interrupted_runs=len(interrupted),
+        )
+        keep_alive = asyncio.create_task(engine.keep_alive())
+        try:
+            yield
+        finally:
+            keep_alive.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keep_alive
+            await engine.drain()
+            services.close()
+
+    app = FastAPI(
+        title="pltf action server",
+        version=__version__,
+        description="Self-describing platform actions, run with streamed logs. See README.md.",
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)  # type: ignore[arg-type]
+
+    def engine() -> RunEngine:
+        return state["engine"]  # type: ignore[no-any-return]
+
+    def services() -> Services:
+        return state["services"]  # type: ignore[no-any-return]
+
+    @app.exception_handler(PltfError)
+    async def on_pltf_error(_: Request, exc: PltfError) -> JSONResponse:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return error_response(exc, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return error_response(invalid_input("invalid request", pydantic_field_errors(list(exc.errors()))))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return error_response(PltfError(str(exc.detail), exc.status_code, code))
+
+    # -- open endpoints -----------------------------------------------------
+
+    @app.get("/healthz", tags=["ops"])
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"])
+    async def readyz() -> JSONResponse:
+        def ping() -> None:
+            with services().engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+
+        try:
+            await anyio.to_thread.run_sync(ping)
+        except Exception as exc:  # noqa: BLE001 - any database failure means not ready
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
+    @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
+    async def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    # -- actions and runs ---------------------------------------------------
+
+    @app.get("/v1/actions", tags=["actions"])
+    async def list_actions(_: Authed) -> dict[str, Any]:
+        found = services().actions.values()
+        return {"actions": await anyio.to_thread.run_sync(lambda: [a.describe(services()) for a in found])}
+
+    @app.get("/v1/actions/{action_id}", tags=["actions"])
+    async def get_action(action_id: str, _: Authed) -> dict[str, Any]:
+        action = engine().action(action_id)
+        return {"actions": [await anyio.to_thread.run_sync(action.describe, services())]}
+
+    @app.post(
+        "/v1/actions/{action_id}/runs",
+        tags=["actions"],
+        openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": RUN_BODY_SCHEMA}}}},
+        responses={202: {"description": "Still running; follow Location"}, 422: {"description": "Invalid input"}},
+    )
+    async def start_run(
+        action_id: str,
+        request: Request,
+        who: Authed,
+        wait: Annotated[str | None, Query(description="false, true, or seconds to wait")] = None,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> JSONResponse:
+        run_engine = engine()
+        action = run_engine.action(action_id)
+        if not who.may_run(action.id):
+            raise PltfError(f"this token may not run {action.id}", 403, "forbidden")
+        seconds = _wait_seconds(wait, settings.run_wait_seconds)
+        raw = await request.body()
+        try:
+            body = json.loads(raw) if raw.strip() else {}
+        except ValueError as exc:
+            raise invalid_input(f"the body is not valid JSON: {exc}") from None
+        prepared = await anyio.to_thread.run_sync(run_engine.prepare, action.id, body)
+        run_id, created = await run_engine.submit(prepared, who, idempotency_key)
+        run = await run_engine.wait(run_id, seconds)
+        headers = {"Location": f"/v1/runs/{run_id}"}
+        if not created:
+            headers["Idempotent-Replayed"] = "true"
+        status = 202 if seconds == 0 else _run_status(run)
+        return JSONResponse(_with_links(run, settings), status_code=status, headers=headers)
+
+    @app.get("/v1/runs", tags=["runs"])
+    async def list_runs(
+        _: Authed,
+        action: str | None = None,
+        status: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        if status is not None and status not in STATUSES:
+            raise invalid_input(f"unknown status {status!r}", [])
+        found = await anyio.to_thread.run_sync(engine().list, action, status, limit)
+        return {"runs": [_with_links(run, settings) for run in found]}
+
+    @app.get("/v1/runs/{run_id}", tags=["runs"])
+    async def get_run(run_id: str, _: Authed) -> dict[str, Any]:
+        return _with_links(await anyio.to_thread.run_sync(engine().get, run_id), settings)
+
+    @app.post("/v1/runs/{run_id}/cancel", tags=["runs"])
+    async def cancel_run(run_id: str, _: Authed) -> dict[str, Any]:
+        return _with_links(await anyio.to_thread.run_sync(engine().cancel, run_id), settings)
+
+    @app.get(
+        "/v1/runs/{run_id}/events",
+        tags=["runs"],
+        response_class=EventSourceResponse,
+        responses={200: {"content": {"text/event-stream": {}}, "description": "log events, then a completion event"}},
+    )
+    async def run_events(
+        run_id: str,
+        _: Authed,
+        last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+    ) -> EventSourceResponse:
+        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        stream = engine().events(run_id, after)
+        first = await anext(stream)  # raises 404 now rather than inside the stream
+
+        async def frames() -> AsyncIterator[dict[str, Any]]:
+            pending: tuple[str, dict[str, Any]] | None = first
+            while pending is not None:
+                kind, body = pending
+                if kind == "log":
+                    yield {"event": "log", "id": str(body["seq"]), "data": json.dumps({"type": "log", "runId": run_id, "body": body})}
+                else:
+                    yield {"event": "completion", "data": json.dumps({"type": "completion", "runId": run_id, "body": body})}
+                pending = await anext(stream, None)
+
+        return EventSourceResponse(frames(), ping=15)
+
+    # -- templates and workspaces -------------------------------------------
+
+    @app.get("/v1/templates", tags=["templates"])
+    async def list_templates(_: Authed) -> dict[str, Any]:
+        found = await anyio.to_thread.run_sync(services().templates.list)
+        return {"templates": [t.to_json() for t in found]}
+
+    @app.get("/v1/templates/{name}", tags=["templates"])
+    async def get_template(name: str, _: Authed) -> dict[str, Any]:
+        return find_template_or_404(services().templates, name).to_json()
+
+    @app.get("/v1/workspaces/{workspace_id}", tags=["workspaces"])
+    async def get_workspace(workspace_id: str, _: Authed) -> dict[str, Any]:
+        info = await anyio.to_thread.run_sync(services().workspaces.info, workspace_id)
+        info["archiveUrl"] = f"{settings.base_url}/v1/workspaces/{workspace_id}/archive"
+        return info
+
+    @app.get(
+        "/v1/workspaces/{workspace_id}/archive",
+        tags=["workspaces"],
+        responses={200: {"content": {"application/gzip": {}}}},
+    )
+    async def download_workspace(workspace_id: str, _: Authed) -> Response:
+        store = services().workspaces
+        info = await anyio.to_thread.run_sync(store.info, workspace_id)
+        data = await anyio.to_thread.run_sync(store.archive, workspace_id)
+        filename = f"{info['directory']}.tar.gz"
+        return Response(data, media_type="application/gzip", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return app
+
+
+def _wait_seconds(wait: str | None, default: float) -> float:
+    if wait is None or wait.lower() == "true":
+        return default
+    if wait.lower() == "false":
+        return 0.0
+    try:
+        seconds = float(wait)
+    except ValueError:
+        raise invalid_input("wait must be true, false or a number of seconds", []) from None
+    if not 0 <= seconds <= MAX_WAIT_SECONDS:
+        raise invalid_input(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds", [])
+    return seconds
+
+
+def _run_status(run: dict[str, Any]) -> int:
+    if run["status"] not in TERMINAL:
+        return 202
+    if run["status"] == "succeeded":
+        return 200
+    error = run.get("error") or {}
+    status = error.get("status", 500)
+    return status if isinstance(status, int) and 400 <= status <= 599 else 500
+
+
+def _with_links(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    base = f"{settings.base_url}/v1/runs/{run['id']}"
+    return {**run, "links": {"self": base, "events": f"{base}/events"}}

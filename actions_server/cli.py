@@ -1,0 +1,185 @@
+"""The `pltf` command line, over the same engine as the server."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from .config import Settings
+from .errors import PltfError
+
+app = typer.Typer(
+    name="pltf",
+    help="pltf: the golden path behind your developer portal's Create button.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+templates_app = typer.Typer(help="List and check the templates in cookiecutters/.", invoke_without_command=True)
+tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+app.add_typer(templates_app, name="templates")
+app.add_typer(tokens_app, name="tokens")
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
+
+
+def _backend() -> Any:
+    from .client import backend_from_environment
+
+    return backend_from_environment()
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, sort_keys=False))
+
+
+def _show_log(line: dict[str, Any]) -> None:
+    time = (line.get("time") or "")[11:19]
+    marker = {"warning": "!", "error": "x"}.get(line.get("level", ""), "·")
+    typer.echo(f"  {time} {marker} {line.get('message', '')}", err=True)
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on [default: PLTF_HOST or 127.0.0.1]")] = None,
+    port: Annotated[int | None, typer.Option(help="Port [default: PLTF_PORT or 8787]")] = None,
+) -> None:
+    """Start the action server."""
+    import uvicorn
+
+    from .app import create_app
+    from .auth import load_tokens
+
+    settings = Settings()
+    if host is not None:
+        settings.host = host
+    if port is not None:
+        settings.port = port
+    _, generated = load_tokens(settings)
+    typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
+    if generated is not None:
+        typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+
+
+@app.command()
+def actions(as_json: JsonOption = False) -> None:
+    """List the actions the server offers."""
+    found = _backend().actions()
+    if as_json:
+        _print_json({"actions": found})
+        return
+    width = max((len(a["id"]) for a in found), default=0)
+    for action in found:
+        typer.echo(f"{action['id']:<{width}}  {action['description']}")
+
+
+@templates_app.callback()
+def templates(ctx: typer.Context, as_json: JsonOption = False) -> None:
+    """List the templates and their values."""
+    if ctx.invoked_subcommand is not None:
+        return
+    found = _backend().templates()
+    if as_json:
+        _print_json({"templates": found})
+        return
+    for template in found:
+        keys = ", ".join(template["schema"].get("properties", {}))
+        typer.echo(f"{template['name']} {template['version']}  {template['description']}")
+        typer.echo(f"  values: {keys}")
+
+
+def parse_assignments(plain: list[str], as_json: list[str]) -> dict[str, Any]:
+    """`a.b=c` assignments into a nested dict; `--set-json` values are parsed as JSON."""
+    result: dict[str, Any] = {}
+    for raw, is_json in [(item, False) for item in plain] + [(item, True) for item in as_json]:
+        key, sep, value = raw.partition("=")
+        if not sep or not key:
+            raise PltfError(f"expected key=value, got {raw!r}", 2, "usage")
+        parsed: Any = value
+        if is_json:
+            try:
+                parsed = json.loads(value)
+            except ValueError:
+                raise PltfError(f"--set-json {key}: not valid JSON", 2, "usage") from None
+        node = result
+        *parents, leaf = key.split(".")
+        for part in parents:
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise PltfError(f"{key}: {part} is already set to a value", 2, "usage")
+            node = child
+        node[leaf] = parsed
+    return result
+
+
+@app.command()
+def run(
+    action: Annotated[str, typer.Argument(help="Action id, e.g. cookiecutter:render")],
+    set_: Annotated[list[str], typer.Option("--set", help="Input key=value; dots nest: values.name=users")] = [],  # noqa: B006
+    set_json: Annotated[list[str], typer.Option("--set-json", help="Input key=JSON")] = [],  # noqa: B006
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Run without side effects")] = False,
+    idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe key")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Run an action, against PLTF_URL or in this process, and show its progress."""
+    params = parse_assignments(set_, set_json)
+    result = _backend().run(action, params, dry_run, idempotency_key, None if as_json else _show_log)
+    if as_json:
+        _print_json(result)
+    else:
+        _summarise(result)
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        raise PltfError(f"{action} {result['status']}: {error.get('message', 'no reason given')}", 1, "run_failed")
+
+
+def _summarise(run_result: dict[str, Any]) -> None:
+    if run_result["status"] != "succeeded":
+        return
+    typer.echo(f"{run_result['action']} succeeded (run {run_result['id']})")
+    for key, value in (run_result.get("output") or {}).items():
+        if key == "directoryContents":
+            typer.echo(f"  {key}: {len(value)} files")
+        elif isinstance(value, list):
+            typer.echo(f"  {key}: {len(value)} items")
+        else:
+            typer.echo(f"  {key}: {value}")
+
+
+@tokens_app.command("new")
+def tokens_new(
+    name: Annotated[str, typer.Argument(help="Who the token is for, e.g. backstage")],
+    action: Annotated[list[str], typer.Option("--action", help="Action id or pattern it may run")] = ["*"],  # noqa: B006
+    team: Annotated[str | None, typer.Option(help="Catalog group the caller belongs to")] = None,
+) -> None:
+    """Print a new token, and the entry for the token file (which keeps only its hash)."""
+    import yaml
+
+    from .auth import hash_token, new_token
+
+    token = new_token()
+    entry: dict[str, Any] = {"name": name, "sha256": hash_token(token), "actions": action}
+    if team:
+        entry["team"] = team
+    typer.echo(f"token (shown once): {token}", err=True)
+    typer.echo(yaml.safe_dump({"tokens": [entry]}, sort_keys=False), nl=False)
+
+
+def main() -> None:
+    try:
+        app()
+    except PltfError as exc:
+        detail = "; ".join(f"{f.field}: {f.message}" for f in exc.fields)
+        typer.echo(f"pltf: error: {exc.message}" + (f" ({detail})" if detail else ""), err=True)
+        sys.exit(2 if exc.code == "usage" else 1)
+    except KeyboardInterrupt:
+        typer.echo("pltf: interrupted", err=True)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

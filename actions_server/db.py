@@ -1,0 +1,109 @@
+"""The relational schema, on SQLite by default or PostgreSQL for several replicas."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    Float,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
+
+metadata = MetaData()
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("action", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("dry_run", Boolean, nullable=False, default=False),
+    Column("input", JSON),
+    Column("output", JSON),
+    Column("error", JSON),
+    # Scoped by caller, so one caller's key never reveals another's run.
+    Column("idempotency_key", String(400), unique=True),
+    Column("request_hash", String(64), nullable=False),
+    Column("caller", String(200), nullable=False),
+    Column("replica", String(200), nullable=False),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+    Column("created_at", Float, nullable=False),
+    Column("started_at", Float),
+    Column("finished_at", Float),
+    Column("heartbeat_at", Float),
+    Index("ix_runs_status", "status"),
+    Index("ix_runs_action_created", "action", "created_at"),
+)
+
+run_logs = Table(
+    "run_logs",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("run_id", String(36), nullable=False),
+    Column("seq", Integer, nullable=False),
+    Column("time", Float, nullable=False),
+    Column("level", String(10), nullable=False),
+    Column("step", String(100)),
+    Column("message", Text, nullable=False),
+    Column("fields", JSON),
+    Index("ix_run_logs_run_seq", "run_id", "seq", unique=True),
+)
+
+workspaces = Table(
+    "workspaces",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("run_id", String(36)),
+    Column("directory", String(300), nullable=False),
+    Column("files", JSON, nullable=False),
+    # Kept in the database unless a shared directory is configured, so any
+    # replica can use a workspace that another one rendered.
+    Column("archive", LargeBinary),
+    Column("size", Integer, nullable=False),
+    Column("created_at", Float, nullable=False),
+)
+
+
+def connect(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+            cursor = dbapi_connection.cursor()
+            # WAL lets the event stream read while a run writes its log.
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+    else:
+        engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    _create_schema(engine)
+    return engine
+
+
+def _create_schema(engine: Engine) -> None:
+    if engine.dialect.name == "postgresql":
+        # Replicas starting together would otherwise race on CREATE TABLE.
+        with engine.begin() as conn:
+            conn.execute(text("SELECT pg_advisory_xact_lock(874201)"))
+            metadata.create_all(conn)
+        return
+    try:
+        metadata.create_all(engine)
+    except DBAPIError:
+        metadata.create_all(engine)

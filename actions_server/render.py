@@ -1,0 +1,153 @@
+"""Rendering a template with the caller's values as data, never as code.
+
+Plain cookiecutter renders every value it is given as a Jinja template, so a
+value like `{{ cycler.__init__.__globals__.os.popen('id').read() }}` runs on
+the server. Here only the template's own defaults are rendered; the caller's
+values go into the context as they are, and every rendered path is checked to
+stay inside the workspace before anything is written.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.find import find_template
+from cookiecutter.generate import generate_files
+from cookiecutter.prompt import render_variable
+from jinja2 import TemplateError
+
+from .errors import FieldError, PltfError, invalid_input
+from .hooks import POST_GENERATE, PRE_GENERATE, run_hook
+from .templates import Template, TemplateCatalog
+
+# cookiecutter changes the process's working directory while it generates, so
+# two renders at once in one process must take turns.
+_GENERATE_LOCK = threading.Lock()
+
+
+@dataclass
+class Rendered:
+    project_dir: Path
+    directory: str
+    files: list[str]
+
+
+def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str, Any]:
+    """The cookiecutter context: the caller's values verbatim, the defaults rendered."""
+    env = StrictEnvironment(context={"cookiecutter": template.context}, keep_trailing_newline=True)
+    context: OrderedDict[str, Any] = OrderedDict()
+    computed: list[str] = []
+    for key, raw in template.context.items():
+        if key in values:
+            context[key] = values[key]
+        elif key.startswith("__"):
+            computed.append(key)
+        elif key.startswith("_"):
+            context[key] = raw
+        else:
+            context[key] = _render_default(env, key, raw[0] if isinstance(raw, list) else raw, context)
+    for key in computed:
+        context[key] = _render_default(env, key, template.context[key], context)
+    context["_template"] = template.source
+    return context
+
+
+def _render_default(env: StrictEnvironment, key: str, raw: Any, context: dict[str, Any]) -> Any:
+    try:
+        return render_variable(env, raw, context)
+    except TemplateError as exc:
+        raise PltfError(f"the template's default for {key!r} does not render: {exc}", 500, "bad_template") from None
+
+
+def check_paths(template: Template, context: dict[str, Any], values: dict[str, Any]) -> str:
+    """Renders every path of the template and refuses any that would leave the workspace.
+
+    Returns the name of the directory the template generates.
+    """
+    env = StrictEnvironment(context={"cookiecutter": context}, keep_trailing_newline=True)
+    try:
+        root = Path(find_template(template.path, env))
+    except CookiecutterException as exc:
+        raise PltfError(f"template {template.name} is malformed: {exc}", 500, "bad_template") from None
+    top = _render_segment(env, root.name, context, values)
+    for dirpath, dirnames, filenames in os.walk(root):
+        relative = Path(dirpath).relative_to(root)
+        for name in [*dirnames, *filenames]:
+            for segment in (*relative.parts, name):
+                _render_segment(env, segment, context, values)
+    return top
+
+
+def _render_segment(env: StrictEnvironment, segment: str, context: dict[str, Any], values: dict[str, Any]) -> str:
+    if "{" not in segment:
+        return segment
+    try:
+        rendered = env.from_string(segment).render(cookiecutter=context)
+    except TemplateError as exc:
+        raise PltfError(f"the template's path {segment!r} does not render: {exc}", 500, "bad_template") from None
+    if rendered in ("", ".", "..") or "/" in rendered or "\\" in rendered or "\0" in rendered:
+        culprits = [key for key, value in values.items() if isinstance(value, str) and value and value in rendered]
+        fields = [FieldError(f"values.{key}", "must not be empty or contain path separators") for key in culprits]
+        raise invalid_input(
+            "values would make a file path outside the workspace",
+            fields or [FieldError("values", "a rendered file name is empty or contains a path separator")],
+        )
+    if len(rendered.encode()) > 255:
+        culprits = [key for key, value in values.items() if isinstance(value, str) and value and value in rendered]
+        raise invalid_input(
+            "values make a file name longer than 255 bytes",
+            [FieldError(f"values.{key}", "too long for a file name") for key in culprits] or [FieldError("values", "too long")],
+        )
+    return rendered
+
+
+def render(
+    template: Template,
+    values: dict[str, Any],
+    output_dir: Path,
+    hook_timeout: float = 60.0,
+    log: Callable[[str], None] | None = None,
+) -> Rendered:
+    """Renders `template` into `output_dir`; the caller's `values` must be validated already."""
+    say = log or (lambda _: None)
+    context = build_context(template, values)
+    directory = check_paths(template, context, values)
+    full_context = {"cookiecutter": context, "_cookiecutter": {k: v for k, v in context.items() if not k.startswith("_")}}
+    output_dir.mkdir(parents=True, exist_ok=True)
+    if template.trusted:
+        for line in run_hook(PRE_GENERATE, template.path, output_dir, dict(context), hook_timeout):
+            say(f"hook {PRE_GENERATE}: {line}")
+    with _GENERATE_LOCK:
+        try:
+            project = Path(
+                generate_files(
+                    repo_dir=str(template.path), context=full_context, output_dir=str(output_dir), accept_hooks=False
+                )
+            )
+        except (CookiecutterException, TemplateError) as exc:
+            shutil.rmtree(output_dir / directory, ignore_errors=True)
+            raise PltfError(f"template {template.name} failed to render: {exc}", 500, "bad_template") from None
+    if template.trusted:
+        for line in run_hook(POST_GENERATE, template.path, project, dict(context), hook_timeout):
+            say(f"hook {POST_GENERATE}: {line}")
+    files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file() or p.is_symlink())
+    return Rendered(project_dir=project, directory=project.name, files=files)
+
+
+def render_template(template_dir: Path, values: dict[str, Any], output_dir: Path) -> Path:
+    """Renders a template folder with validated values; the programmatic entry point."""
+    from .config import Settings
+
+    template_dir = template_dir.resolve()
+    catalog = TemplateCatalog(Settings(templates_dir=template_dir.parent))
+    template = catalog.get(template_dir.name)
+    return render(template, template.validate_values(values), output_dir.resolve()).project_dir

@@ -1,0 +1,481 @@
+"""The run engine: validates, persists, deduplicates, executes and streams runs.
+
+One run is one row, plus its log lines. A run goes queued → running →
+succeeded | failed | cancelled. Every replica that shares the database sees
+the same runs: an `Idempotency-Key` is a unique column, so two replicas that
+receive the same request at once insert one row between them, and the loser
+waits on that row like any other follower. Liveness is a heartbeat: a run
+whose replica stops beating is marked failed, so none stays "running" forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import tempfile
+import threading
+import time
+import traceback
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, SecretStr, ValidationError
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.exc import IntegrityError
+
+from .action import Action, RunCancelled, RunContext, RunLogger
+from .auth import Caller
+from .db import run_logs, runs
+from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+from .logs import get_logger
+from .metrics import Metrics
+from .services import Services
+
+STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+# A follower on another replica learns of progress by polling at this pace;
+# followers on the executing replica are woken at once.
+POLL_SECONDS = 0.2
+MAX_IDEMPOTENCY_KEY = 255
+
+
+def iso(timestamp: float | None) -> str | None:
+    if timestamp is None:
+        return None
+    return datetime.fromtimestamp(timestamp, UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass
+class PreparedRun:
+    """A request that passed validation; nothing has been stored or started yet."""
+
+    action: Action[Any, Any]
+    params: BaseModel
+    secrets: dict[str, str]
+    dry_run: bool
+    request_hash: str
+
+
+class Notifier:
+    """Wakes the coroutines waiting on a run when this process changes it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiters: dict[str, set[tuple[asyncio.AbstractEventLoop, asyncio.Event]]] = {}
+
+    @contextlib.contextmanager
+    def listen(self, run_id: str) -> Iterator[asyncio.Event]:
+        # Register before reading the database, so a change between the read
+        # and the wait is not missed.
+        entry = (asyncio.get_running_loop(), asyncio.Event())
+        with self._lock:
+            self._waiters.setdefault(run_id, set()).add(entry)
+        try:
+            yield entry[1]
+        finally:
+            with self._lock:
+                waiters = self._waiters.get(run_id)
+                if waiters is not None:
+                    waiters.discard(entry)
+                    if not waiters:
+                        del self._waiters[run_id]
+
+    def notify(self, run_id: str) -> None:
+        with self._lock:
+            waiters = list(self._waiters.get(run_id, ()))
+        for loop, event in waiters:
+            with contextlib.suppress(RuntimeError):  # the loop has closed
+                loop.call_soon_threadsafe(event.set)
+
+
+async def wait_event(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)
+    event.clear()
+
+
+class RunEngine:
+    def __init__(self, services: Services, metrics: Metrics | None = None) -> None:
+        self.services = services
+        self.metrics = metrics or Metrics()
+        self.notifier = Notifier()
+        self.replica = services.settings.replica
+        self._slots = asyncio.Semaphore(services.settings.max_concurrent_runs)
+        self._local: dict[str, threading.Event] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.log = get_logger(replica=self.replica)
+
+    # -- validation ---------------------------------------------------------
+
+    def action(self, action_id: str) -> Action[Any, Any]:
+        action = self.services.actions.get(action_id)
+        if action is None:
+            raise not_found(f"no action {action_id!r}")
+        return action
+
+    def prepare(self, action_id: str, body: Any) -> PreparedRun:
+        """Checks a request body fully, before anything is stored or started."""
+        action = self.action(action_id)
+        if not isinstance(body, dict):
+            raise invalid_input("the body must be a JSON object", [FieldError("(body)", "must be an object")])
+        unknown = sorted(set(body) - {"input", "dryRun", "secrets"})
+        if unknown:
+            raise invalid_input(
+                f"unknown field(s): {', '.join(unknown)}", [FieldError(name, "unknown field") for name in unknown]
+            )
+        raw_input = body.get("input", {})
+        dry_run = body.get("dryRun", False)
+        secrets = body.get("secrets", {})
+        if not isinstance(dry_run, bool):
+            raise invalid_input("dryRun must be a boolean", [FieldError("dryRun", "must be a boolean")])
+        if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
+            raise invalid_input("secrets must map names to strings", [FieldError("secrets", "must map names to strings")])
+        if not isinstance(raw_input, dict):
+            raise invalid_input("input must be an object", [FieldError("input", "must be an object")])
+        try:
+            params = action.input.model_validate(raw_input)
+        except ValidationError as exc:
+            raise invalid_input(
+                f"invalid input for {action.id}", pydantic_field_errors(exc.errors(), "input")
+            ) from None
+        all_secrets = {**secrets, **_secret_fields(params)}
+        if action.check is not None:
+            action.check(params, self.services)
+        digest = hashlib.sha256(
+            json.dumps({"action": action.id, "input": raw_input, "dryRun": dry_run, "secrets": secrets}, sort_keys=True).encode()
+        ).hexdigest()
+        return PreparedRun(action, params, all_secrets, dry_run, digest)
+
+    # -- submitting and waiting ---------------------------------------------
+
+    async def submit(self, prepared: PreparedRun, caller: Caller, idempotency_key: str | None = None) -> tuple[str, bool]:
+        """Stores the run and starts it, or finds the run this key already made."""
+        if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
+            raise invalid_input("Idempotency-Key must be 1 to 255 characters", [FieldError("Idempotency-Key", "bad length")])
+        redact = self.services.redactor.child(prepared.secrets.values())
+        run_id = str(uuid.uuid4())
+        scoped_key = f"{caller.name}\0{idempotency_key}" if idempotency_key else None
+        row = {
+            "id": run_id,
+            "action": prepared.action.id,
+            "status": "queued",
+            "dry_run": prepared.dry_run,
+            "input": redact(prepared.params.model_dump(mode="json")),
+            "idempotency_key": scoped_key,
+            "request_hash": prepared.request_hash,
+            "caller": caller.name,
+            "replica": self.replica,
+            "cancel_requested": False,
+            "created_at": time.time(),
+            "heartbeat_at": time.time(),
+        }
+        try:
+            await anyio.to_thread.run_sync(self._insert, row)
+        except IntegrityError:
+            existing = await anyio.to_thread.run_sync(self._by_key, scoped_key)
+            if existing is None:  # deleted between the two statements; treat as new
+                raise PltfError("please retry the request", 503, "retry") from None
+            if existing.request_hash != prepared.request_hash:
+                raise PltfError(
+                    "this Idempotency-Key was already used with a different request",
+                    422,
+                    "idempotency_key_reused",
+                    [FieldError("Idempotency-Key", "reused with a different body")],
+                ) from None
+            self.log.info("idempotent replay", run_id=existing.id, action=prepared.action.id)
+            return str(existing.id), False
+        cancelled = threading.Event()
+        self._local[run_id] = cancelled
+        task = asyncio.create_task(self._execute(run_id, prepared, cancelled))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return run_id, True
+
+    async def wait(self, run_id: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + max(0.0, timeout)
+        with self.notifier.listen(run_id) as changed:
+            while True:
+                run = await anyio.to_thread.run_sync(self.get, run_id)
+                remaining = deadline - time.monotonic()
+                if run["status"] in TERMINAL or remaining <= 0:
+                    return run
+                await wait_event(changed, min(remaining, POLL_SECONDS))
+
+    async def drain(self) -> None:
+        """Waits for the runs this process started (used by the in-process CLI and at shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- execution ----------------------------------------------------------
+
+    async def _execute(self, run_id: str, prepared: PreparedRun, cancelled: threading.Event) -> None:
+        try:
+            async with self._slots:
+                await anyio.to_thread.run_sync(self._run_sync, run_id, prepared, cancelled)
+        finally:
+            self._local.pop(run_id, None)
+            self.notifier.notify(run_id)
+
+    def _run_sync(self, run_id: str, prepared: PreparedRun, cancelled: threading.Event) -> None:
+        action = prepared.action
+        redact = self.services.redactor.child(prepared.secrets.values())
+        log = self.log.bind(run_id=run_id, action=action.id)
+        sequence = iter(range(1, 1_000_000_000))
+
+        def sink(level: str, message: str, fields: dict[str, Any]) -> None:
+            message, fields = redact(message), redact(fields)
+            self._append_log(run_id, next(sequence), level, message, fields, logger.step)
+            getattr(log, level)(message, **fields)
+            self.notifier.notify(run_id)
+
+        logger = RunLogger(sink, cancelled)
+        started = time.time()
+        output: Any = None
+        error: dict[str, Any] | None = None
+        if cancelled.is_set():
+            status = "cancelled"
+            error = {"code": "cancelled", "message": "the run was cancelled before it started", "status": 409}
+        else:
+            self._update(run_id, status="running", started_at=started, heartbeat_at=started)
+            self.notifier.notify(run_id)
+            with tempfile.TemporaryDirectory(prefix="pltf-run-") as workspace:
+                context = RunContext(
+                    run_id=run_id,
+                    logger=logger,
+                    workspace=Path(workspace),
+                    secrets=prepared.secrets,
+                    dry_run=prepared.dry_run,
+                    services=self.services,
+                    cancelled=cancelled,
+                )
+                try:
+                    sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
+                    result = action.handler(context, prepared.params)
+                    output = redact(result.model_dump(mode="json", exclude_none=True))
+                    status = "succeeded"
+                except RunCancelled:
+                    status = "cancelled"
+                    error = {"code": "cancelled", "message": "the run was cancelled", "status": 409}
+                except PltfError as exc:
+                    status = "failed"
+                    error = redact(exc.to_json())
+                except Exception as exc:  # noqa: BLE001 - a handler bug must end the run, not the server
+                    status = "failed"
+                    error = {
+                        "code": "internal",
+                        "message": redact(f"{action.id} failed unexpectedly: {type(exc).__name__}: {exc}"),
+                        "status": 500,
+                    }
+                    log.error("handler crashed", traceback=redact(traceback.format_exc()))
+                if error is not None:
+                    with contextlib.suppress(RunCancelled):
+                        cancelled.clear()
+                        sink("error", str(error["message"]), {"code": error["code"]})
+                else:
+                    sink("info", f"{action.id} succeeded", {})
+        finished = time.time()
+        self._update(run_id, status=status, output=output, error=error, finished_at=finished)
+        self.metrics.observe(action.id, status, finished - started)
+        log.info("run finished", status=status, seconds=round(finished - started, 3))
+
+    # -- reading ------------------------------------------------------------
+
+    def get(self, run_id: str, with_log: bool = True) -> dict[str, Any]:
+        with self.services.engine.connect() as conn:
+            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+            if row is None:
+                raise not_found(f"no run {run_id!r}")
+            log = self._logs(conn, run_id, 0) if with_log else None
+        return self._to_json(row, log)
+
+    def list(self, action: str | None, status: str | None, limit: int = 50) -> list[dict[str, Any]]:
+        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        if action:
+            query = query.where(runs.c.action == action)
+        if status:
+            query = query.where(runs.c.status == status)
+        with self.services.engine.connect() as conn:
+            return [self._to_json(row, None) for row in conn.execute(query)]
+
+    def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        with self.services.engine.connect() as conn:
+            return self._logs(conn, run_id, after)
+
+    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """("log", line) for each line after `after`, then ("completion", run)."""
+        await anyio.to_thread.run_sync(self.get, run_id, False)  # 404 before the stream opens
+        with self.notifier.listen(run_id) as changed:
+            while True:
+                lines = await anyio.to_thread.run_sync(self.logs_after, run_id, after)
+                for line in lines:
+                    after = line["seq"]
+                    yield "log", line
+                run = await anyio.to_thread.run_sync(self.get, run_id, False)
+                if run["status"] in TERMINAL:
+                    for line in await anyio.to_thread.run_sync(self.logs_after, run_id, after):
+                        after = line["seq"]
+                        yield "log", line
+                    yield "completion", run
+                    return
+                await wait_event(changed, POLL_SECONDS)
+
+    # -- cancelling, liveness and recovery ----------------------------------
+
+    def cancel(self, run_id: str) -> dict[str, Any]:
+        run = self.get(run_id, with_log=False)
+        if run["status"] in TERMINAL:
+            raise PltfError(f"run {run_id} has already {run['status']}", 409, "run_finished")
+        self._update(run_id, cancel_requested=True)
+        local = self._local.get(run_id)
+        if local is not None:
+            local.set()
+        return self.get(run_id, with_log=False)
+
+    def beat(self) -> None:
+        """Marks this replica's runs alive, and passes on cancels asked of other replicas."""
+        local = dict(self._local)
+        if not local:
+            return
+        with self.services.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id.in_(list(local))).values(heartbeat_at=time.time()))
+            asked = conn.execute(
+                select(runs.c.id).where(and_(runs.c.id.in_(list(local)), runs.c.cancel_requested.is_(True)))
+            ).scalars()
+            for run_id in asked:
+                local[run_id].set()
+
+    def recover(self, startup: bool) -> list[str]:
+        """Fails runs that can no longer finish: this replica's own after a restart, and any whose replica stopped beating."""
+        now = time.time()
+        stale = now - self.services.settings.stale_run_seconds
+        unfinished = runs.c.status.in_(("queued", "running"))
+        orphaned = func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < stale
+        condition = or_(orphaned, runs.c.replica == self.replica) if startup else orphaned
+        if not startup:
+            condition = and_(condition, runs.c.id.not_in(list(self._local) or [""]))
+        reason = (
+            "the server restarted while this run was in progress, so it was stopped; run it again"
+            if startup
+            else "the replica running this run stopped responding, so it was stopped; run it again"
+        )
+        with self.services.engine.begin() as conn:
+            victims = list(conn.execute(select(runs.c.id).where(and_(unfinished, condition))).scalars())
+            for run_id in victims:
+                claimed = conn.execute(
+                    update(runs)
+                    .where(and_(runs.c.id == run_id, unfinished))
+                    .values(
+                        status="failed",
+                        finished_at=now,
+                        error={"code": "interrupted", "message": reason, "status": 500},
+                    )
+                ).rowcount
+                if claimed:
+                    last = conn.execute(select(func.max(run_logs.c.seq)).where(run_logs.c.run_id == run_id)).scalar()
+                    conn.execute(
+                        insert(run_logs).values(
+                            run_id=run_id, seq=(last or 0) + 1, time=now, level="error", message=reason, fields={}
+                        )
+                    )
+        for run_id in victims:
+            self.log.warning("run interrupted", run_id=run_id, reason=reason)
+            self.notifier.notify(run_id)
+        return victims
+
+    async def keep_alive(self) -> None:
+        interval = self.services.settings.heartbeat_seconds
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await anyio.to_thread.run_sync(self.beat)
+                await anyio.to_thread.run_sync(self.recover, False)
+            except Exception:  # noqa: BLE001 - a database blip must not stop the heartbeat
+                self.log.exception("heartbeat failed")
+
+    # -- storage helpers ----------------------------------------------------
+
+    def _insert(self, row: dict[str, Any]) -> None:
+        with self.services.engine.begin() as conn:
+            conn.execute(insert(runs).values(**row))
+
+    def _by_key(self, key: str | None) -> Any:
+        with self.services.engine.connect() as conn:
+            return conn.execute(select(runs.c.id, runs.c.request_hash).where(runs.c.idempotency_key == key)).first()
+
+    def _update(self, run_id: str, **values: Any) -> None:
+        with self.services.engine.begin() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
+
+    def _append_log(
+        self, run_id: str, seq: int, level: str, message: str, fields: dict[str, Any], step: str | None
+    ) -> None:
+        with self.services.engine.begin() as conn:
+            conn.execute(
+                insert(run_logs).values(
+                    run_id=run_id, seq=seq, time=time.time(), level=level, step=step, message=message, fields=fields
+                )
+            )
+
+    @staticmethod
+    def _logs(conn: Any, run_id: str, after: int) -> list[dict[str, Any]]:
+        rows = conn.execute(
+            select(run_logs).where(and_(run_logs.c.run_id == run_id, run_logs.c.seq > after)).order_by(run_logs.c.seq)
+        )
+        return [
+            {
+                "seq": row.seq,
+                "time": iso(row.time),
+                "level": row.level,
+                "message": row.message,
+                **({"step": row.step} if row.step else {}),
+                **({"fields": row.fields} if row.fields else {}),
+            }
+            for row in rows
+        ]
+
+    @staticmethod
+    def _to_json(row: Any, log: list[dict[str, Any]] | None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "id": row.id,
+            "action": row.action,
+            "status": row.status,
+            "dryRun": row.dry_run,
+            "input": row.input,
+            "output": row.output,
+            "error": row.error,
+            "caller": row.caller,
+            "createdAt": iso(row.created_at),
+            "startedAt": iso(row.started_at),
+            "finishedAt": iso(row.finished_at),
+        }
+        if log is not None:
+            body["log"] = log
+        return body
+
+
+def _secret_fields(model: BaseModel) -> dict[str, str]:
+    """Values of `SecretStr` fields: an action marks an input as a secret by its type."""
+    found: dict[str, str] = {}
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, SecretStr):
+            found[path] = value.get_secret_value()
+        elif isinstance(value, BaseModel):
+            for name in type(value).model_fields:
+                walk(getattr(value, name), f"{path}.{name}" if path else name)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{path}.{key}")
+        elif isinstance(value, list):
+            for n, item in enumerate(value):
+                walk(item, f"{path}.{n}")
+
+    walk(model, "")
+    return found

@@ -1,0 +1,51 @@
+"""The shared parts every action and endpoint uses, built once per process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from .action import Action
+from .actions import discover
+from .config import Settings
+from .db import connect
+from .redact import Redactor
+from .templates import TemplateCatalog
+from .workspaces import WorkspaceStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    engine: Engine
+    redactor: Redactor
+    templates: TemplateCatalog
+    workspaces: WorkspaceStore
+    actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
+        # cookiecutter changes the working directory while rendering, so every
+        # path we keep must be absolute.
+        settings.data_dir = settings.data_dir.resolve()
+        settings.templates_dir = settings.templates_dir.resolve()
+        if settings.workspace_dir is not None:
+            settings.workspace_dir = settings.workspace_dir.resolve()
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        redactor = redactor or Redactor()
+        if settings.api_token is not None:
+            redactor.add([settings.api_token.get_secret_value()])
+        engine = connect(settings.resolved_database_url)
+        return cls(
+            settings=settings,
+            engine=engine,
+            redactor=redactor,
+            templates=TemplateCatalog(settings),
+            workspaces=WorkspaceStore(engine, settings.workspace_dir),
+            actions=discover(),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,251 @@
+"""Where templates come from, and the values schema each one derives from its `cookiecutter.json`.
+
+Rules for the derived schema:
+- a string default becomes a string (a default that is itself a Jinja
+  expression is computed from the other values unless the caller sets it);
+- a list becomes a choice among its items, the first being the default;
+- booleans, integers and numbers keep their type; a dict stays a dict;
+- `_private` and `__computed` keys are not exposed and cannot be set;
+- `_pltf.schema.<key>` adds JSON Schema keywords (pattern, maxLength, …) to a key,
+  and `__prompts__` gives a key its description.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import subprocess
+import threading
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
+
+from .config import Settings
+from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+
+TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
+GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+# Tabs and newlines are ordinary text; other control characters are never a
+# legitimate template value and break files, terminals and logs.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# JSON Schema keywords a template may add to a value; anything else is ignored.
+SCHEMA_KEYWORDS = {"pattern", "maxLength", "minLength", "minimum", "maximum", "format", "title", "description"}
+
+
+def _no_control_characters(value: str) -> str:
+    if CONTROL_CHARACTERS.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+@dataclass
+class Template:
+    name: str
+    path: Path
+    trusted: bool
+    source: str
+    context: dict[str, Any] = field(repr=False)
+    max_value_length: int = 1000
+
+    @property
+    def version(self) -> str:
+        meta = self.context.get("_pltf")
+        return str(meta.get("version", "0")) if isinstance(meta, dict) else "0"
+
+    @property
+    def description(self) -> str:
+        meta = self.context.get("_pltf")
+        if isinstance(meta, dict) and meta.get("description"):
+            return str(meta["description"])
+        return str(self.context.get("description", "")) if isinstance(self.context.get("description"), str) else ""
+
+    @property
+    def public_keys(self) -> list[str]:
+        return [key for key in self.context if not key.startswith("_")]
+
+    @cached_property
+    def values_model(self) -> type[BaseModel]:
+        return _values_model(self)
+
+    @cached_property
+    def values_schema(self) -> dict[str, Any]:
+        schema = self.values_model.model_json_schema()
+        schema["title"] = f"{self.name} values"
+        return schema
+
+    def validate_values(self, values: Any, prefix: str = "values") -> dict[str, Any]:
+        """The values the caller set, typed; defaults are left for rendering to compute."""
+        if not isinstance(values, dict):
+            raise invalid_input("values must be an object", [FieldError(prefix, "must be an object")])
+        try:
+            model = self.values_model.model_validate(values)
+        except ValidationError as exc:
+            raise invalid_input(
+                f"invalid values for template {self.name}", pydantic_field_errors(exc.errors(), prefix)
+            ) from None
+        return {key: getattr(model, key) for key in model.model_fields_set}
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "description": self.description,
+            "trusted": self.trusted,
+            "source": self.source,
+            "schema": self.values_schema,
+        }
+
+
+def _values_model(template: Template) -> type[BaseModel]:
+    meta = template.context.get("_pltf") if isinstance(template.context.get("_pltf"), dict) else {}
+    extra_schema: dict[str, Any] = meta.get("schema", {}) if isinstance(meta, dict) else {}
+    prompts = template.context.get("__prompts__") or {}
+    fields: dict[str, Any] = {}
+    for key in template.public_keys:
+        default = template.context[key]
+        keywords = {k: v for k, v in (extra_schema.get(key) or {}).items() if k in SCHEMA_KEYWORDS}
+        prompt = prompts.get(key) if isinstance(prompts, dict) else None
+        description = keywords.pop("description", None) or (prompt if isinstance(prompt, str) else None)
+        title = keywords.pop("title", None)
+        constraints: dict[str, Any] = {"description": description, "title": title}
+        if isinstance(default, bool):
+            fields[key] = (bool, Field(default, **constraints))
+        elif isinstance(default, int | float):
+            bounds = {k: keywords[k] for k in ("minimum", "maximum") if k in keywords}
+            fields[key] = (
+                type(default),
+                Field(default, ge=bounds.get("minimum"), le=bounds.get("maximum"), **constraints),
+            )
+        elif isinstance(default, list) and default and all(isinstance(c, str | int | float) for c in default):
+            choices = tuple(str(choice) for choice in default)
+            fields[key] = (Literal[choices], Field(choices[0], **constraints))  # type: ignore[valid-type]
+        elif isinstance(default, dict):
+            fields[key] = (dict[str, Any], Field(default, **constraints))
+        else:
+            is_derived = isinstance(default, str) and ("{{" in default or "{%" in default)
+            extra = {"x-derived": True} if is_derived else None
+            string_type = _string_type(
+                max_length=int(keywords.get("maxLength", template.max_value_length)),
+                min_length=keywords.get("minLength"),
+                pattern=keywords.get("pattern"),
+            )
+            fields[key] = (
+                string_type,
+                Field("" if default is None else str(default), json_schema_extra=extra, **constraints),
+            )
+    model = create_model(  # type: ignore[call-overload]
+        f"Values_{re.sub(r'[^A-Za-z0-9_]', '_', template.name)}",
+        __config__=ConfigDict(extra="forbid", strict=False),
+        **fields,
+    )
+    return model  # type: ignore[no-any-return]
+
+
+def _string_type(max_length: int, min_length: int | None, pattern: str | None) -> Any:
+    from typing import Annotated
+
+    return Annotated[
+        str,
+        Field(max_length=max_length, min_length=min_length, pattern=pattern),
+        AfterValidator(_no_control_characters),
+    ]
+
+
+class TemplateCatalog:
+    """The templates in `cookiecutters/`, plus git templates from allow-listed sources."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._clone_lock = threading.Lock()
+
+    def list(self) -> list[Template]:
+        root = self.settings.templates_dir
+        if not root.is_dir():
+            return []
+        found = []
+        for child in sorted(root.iterdir()):
+            if (child / "cookiecutter.json").is_file() and TEMPLATE_NAME.match(child.name):
+                found.append(self._load(child.name, child, trusted=True, source=f"cookiecutters/{child.name}"))
+        return found
+
+    def get(self, reference: str, ref: str | None = None, directory: str | None = None) -> Template:
+        if "://" in reference or reference.startswith("git@"):
+            return self._from_git(reference, ref, directory)
+        if not TEMPLATE_NAME.match(reference):
+            raise invalid_input(
+                f"unknown template {reference!r}",
+                [FieldError("template", "must be a template name in cookiecutters/ or an allow-listed git URL")],
+            )
+        path = self.settings.templates_dir / reference
+        if not (path / "cookiecutter.json").is_file():
+            known = ", ".join(t.name for t in self.list()) or "none"
+            raise invalid_input(
+                f"unknown template {reference!r} (known: {known})",
+                [FieldError("template", f"no template named {reference!r}")],
+            )
+        return self._load(reference, path, trusted=True, source=f"cookiecutters/{reference}")
+
+    def _load(self, name: str, path: Path, trusted: bool, source: str) -> Template:
+        try:
+            context = json.loads((path / "cookiecutter.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise PltfError(f"template {name} has an unreadable cookiecutter.json: {exc}", 500, "bad_template") from None
+        if not isinstance(context, dict):
+            raise PltfError(f"template {name}: cookiecutter.json must be an object", 500, "bad_template")
+        return Template(name, path, trusted, source, context, self.settings.max_value_length)
+
+    def _from_git(self, url: str, ref: str | None, directory: str | None) -> Template:
+        if not any(url.startswith(prefix) for prefix in self.settings.template_sources):
+            raise invalid_input(
+                "template source is not allow-listed",
+                [FieldError("template", "git templates must start with a prefix listed in PLTF_TEMPLATE_SOURCES")],
+            )
+        if ref is not None and not GIT_REF.match(ref):
+            raise invalid_input("invalid git ref", [FieldError("ref", "must be a branch, tag or commit name")])
+        if directory is not None and (
+            directory.startswith("/") or ".." in Path(directory).parts or not directory.strip()
+        ):
+            raise invalid_input("invalid directory", [FieldError("directory", "must be a relative path in the repository")])
+        cache_key = hashlib.sha256(f"{url}\0{ref or ''}".encode()).hexdigest()[:24]
+        checkout = (self.settings.data_dir / "template-cache" / cache_key).resolve()
+        with self._clone_lock:
+            if not (checkout / ".git").exists():
+                self._clone(url, ref, checkout)
+        path = checkout / directory if directory else checkout
+        if not (path / "cookiecutter.json").is_file():
+            raise invalid_input("no cookiecutter.json at that source", [FieldError("template", "not a cookiecutter template")])
+        trusted = any(url.startswith(prefix) for prefix in self.settings.trusted_template_sources)
+        name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
+        return self._load(name, path, trusted, f"{url}@{ref}" if ref else url)
+
+    def _clone(self, url: str, ref: str | None, checkout: Path) -> None:
+        checkout.parent.mkdir(parents=True, exist_ok=True)
+        tmp = checkout.with_name(checkout.name + f".tmp{os.getpid()}")
+        command = ["git", "clone", "--quiet", "--depth", "1"]
+        if ref:
+            command += ["--branch", ref]
+        command += ["--", url, str(tmp)]
+        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+        try:
+            result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
+        except subprocess.TimeoutExpired:
+            raise PltfError("cloning the template timed out", 504, "template_unavailable") from None
+        if result.returncode != 0:
+            subprocess.run(["rm", "-rf", str(tmp)], check=False)
+            last = (result.stderr.strip().splitlines() or ["git clone failed"])[-1]
+            raise PltfError(f"could not fetch the template: {last}", 502, "template_unavailable")
+        tmp.rename(checkout)
+
+
+def find_template_or_404(catalog: TemplateCatalog, name: str) -> Template:
+    try:
+        return catalog.get(name)
+    except PltfError as exc:
+        if exc.status == 422:
+            raise not_found(f"no template named {name!r}") from None
+        raise

@@ -1,0 +1,93 @@
+"""Rendered workspaces, kept as tar.gz archives any replica can read back."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.engine import Engine
+
+from .db import workspaces
+from .errors import not_found
+
+WORKSPACE_ID_LENGTH = 36
+
+
+class WorkspaceStore:
+    """Stores workspaces in the database, or in a shared directory when one is configured."""
+
+    def __init__(self, engine: Engine, shared_dir: Path | None = None) -> None:
+        self.engine = engine
+        self.shared_dir = shared_dir
+
+    def save(self, project_dir: Path, files: list[str], run_id: str | None) -> str:
+        workspace_id = str(uuid.uuid4())
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            archive.add(project_dir, arcname=project_dir.name)
+        data = buffer.getvalue()
+        if self.shared_dir is not None:
+            self.shared_dir.mkdir(parents=True, exist_ok=True)
+            (self.shared_dir / f"{workspace_id}.tar.gz").write_bytes(data)
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(workspaces).values(
+                    id=workspace_id,
+                    run_id=run_id,
+                    directory=project_dir.name,
+                    files=files,
+                    archive=None if self.shared_dir is not None else data,
+                    size=len(data),
+                    created_at=time.time(),
+                )
+            )
+        return workspace_id
+
+    def info(self, workspace_id: str) -> dict[str, Any]:
+        row = self._row(workspace_id, with_archive=False)
+        return {
+            "id": row.id,
+            "runId": row.run_id,
+            "directory": row.directory,
+            "files": row.files,
+            "size": row.size,
+            "createdAt": row.created_at,
+        }
+
+    def archive(self, workspace_id: str) -> bytes:
+        row = self._row(workspace_id, with_archive=True)
+        if row.archive is not None:
+            return bytes(row.archive)
+        if self.shared_dir is None:
+            raise not_found(f"workspace {workspace_id} has no archive")
+        path = self.shared_dir / f"{workspace_id}.tar.gz"
+        if not path.is_file():
+            raise not_found(f"workspace {workspace_id} is missing from the shared directory")
+        return path.read_bytes()
+
+    def extract(self, workspace_id: str, destination: Path) -> Path:
+        """Unpacks a workspace under `destination`; returns the project directory."""
+        directory = self._row(workspace_id, with_archive=False).directory
+        with tarfile.open(fileobj=io.BytesIO(self.archive(workspace_id)), mode="r:gz") as archive:
+            # The "data" filter refuses absolute paths, `..` and device files.
+            archive.extractall(destination, filter="data")
+        return destination / directory
+
+    def _row(self, workspace_id: str, with_archive: bool) -> Any:
+        columns = [workspaces.c.id, workspaces.c.run_id, workspaces.c.directory, workspaces.c.files, workspaces.c.size, workspaces.c.created_at]
+        if with_archive:
+            columns.append(workspaces.c.archive)
+        try:
+            uuid.UUID(workspace_id)
+        except ValueError:
+            raise not_found(f"no workspace {workspace_id!r}") from None
+        with self.engine.connect() as conn:
+            row = conn.execute(select(*columns).where(workspaces.c.id == workspace_id)).first()
+        if row is None:
+            raise not_found(f"no workspace {workspace_id!r}")
+        return row
