@@ -119,7 +119,16 @@ class Action(Generic[In, Out]):
                 {
                     "description": example.description,
                     "example": yaml.safe_dump(
-                        {"steps": [{"id": f"example-{n}", "action": self.id, "name": example.description, "input": example.input}]},
+                        {
+                            "steps": [
+                                {
+                                    "id": f"example-{n}",
+                                    "action": self.id,
+                                    "name": example.description,
+                                    "input": example.input,
+                                }
+                            ]
+                        },
                         sort_keys=False,
                     ),
                 }

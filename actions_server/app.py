@@ -44,7 +44,11 @@ RUN_BODY_SCHEMA = {
     "properties": {
         "input": {"type": "object", "description": "The action's input; see GET /v1/actions/{id}."},
         "dryRun": {"type": "boolean", "default": False},
-        "secrets": {"type": "object", "additionalProperties": {"type": "string"}, "description": "Redacted everywhere."},
+        "secrets": {
+            "type": "object",
+            "additionalProperties": {"type": "string"},
+            "description": "Redacted everywhere.",
+        },
     },
     "additionalProperties": False,
 }
@@ -87,9 +91,10 @@ class RequestContextMiddleware:
 
         try:
             if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].startswith("/git/"):
-                receive = await self._limited(receive, send_with_id)
-                if receive is None:
+                limited = await self._limited(receive, send_with_id)
+                if limited is None:
                     return
+                receive = limited
             await self.app(scope, receive, send_with_id)
         finally:
             status = status_holder["status"]
@@ -189,7 +194,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Self-describing platform actions, run with streamed logs. See README.md.",
         lifespan=lifespan,
     )
-    app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)  # type: ignore[arg-type]
+    app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
 
     def engine() -> RunEngine:
         return state["engine"]  # type: ignore[no-any-return]
@@ -205,6 +210,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         return error_response(invalid_input("invalid request", pydantic_field_errors(list(exc.errors()))))
+
+    @app.exception_handler(Exception)
+    async def on_unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+        get_logger().error("unhandled error", error_type=type(exc).__name__, exc_info=exc)
+        return error_response(PltfError("internal error; the server log has the details", 500, "internal"))
 
     @app.exception_handler(StarletteHTTPException)
     async def on_http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
@@ -286,7 +296,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     ) -> dict[str, Any]:
         if status is not None and status not in STATUSES:
             raise invalid_input(f"unknown status {status!r}", [])
-        found = await anyio.to_thread.run_sync(engine().list, action, status, limit)
+        found = await anyio.to_thread.run_sync(engine().list_runs, action, status, limit)
         return {"runs": [_with_links(run, settings) for run in found]}
 
     @app.get("/v1/runs/{run_id}", tags=["runs"])
@@ -317,9 +327,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             while pending is not None:
                 kind, body = pending
                 if kind == "log":
-                    yield {"event": "log", "id": str(body["seq"]), "data": json.dumps({"type": "log", "runId": run_id, "body": body})}
+                    yield {
+                        "event": "log",
+                        "id": str(body["seq"]),
+                        "data": json.dumps({"type": "log", "runId": run_id, "body": body}),
+                    }
                 else:
-                    yield {"event": "completion", "data": json.dumps({"type": "completion", "runId": run_id, "body": body})}
+                    yield {
+                        "event": "completion",
+                        "data": json.dumps({"type": "completion", "runId": run_id, "body": body}),
+                    }
                 pending = await anext(stream, None)
 
         return EventSourceResponse(frames(), ping=15)
@@ -351,7 +368,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         info = await anyio.to_thread.run_sync(store.info, workspace_id)
         data = await anyio.to_thread.run_sync(store.archive, workspace_id)
         filename = f"{info['directory']}.tar.gz"
-        return Response(data, media_type="application/gzip", headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+        return Response(
+            data, media_type="application/gzip", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+        )
 
     return app
 

@@ -56,7 +56,9 @@ class RemoteBackend:
         try:
             response = self.client.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
-            raise PltfError(f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable") from None
+            raise PltfError(
+                f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable"
+            ) from None
         if response.status_code >= 400 and response.status_code != 202:
             raise _error_from(response)
         return response
@@ -78,9 +80,13 @@ class RemoteBackend:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"input": input, "dryRun": dry_run}
         try:
-            response = self.client.post(f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers)
+            response = self.client.post(
+                f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers
+            )
         except httpx.HTTPError as exc:
-            raise PltfError(f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable") from None
+            raise PltfError(
+                f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable"
+            ) from None
         if response.status_code >= 400:
             raise _error_from(response)
         run_id = response.json()["id"]
@@ -89,7 +95,9 @@ class RemoteBackend:
 
     def _follow(self, run_id: str, on_log: LogCallback | None) -> None:
         try:
-            with self.client.stream("GET", f"/v1/runs/{run_id}/events", timeout=httpx.Timeout(30.0, read=None)) as stream:
+            with self.client.stream(
+                "GET", f"/v1/runs/{run_id}/events", timeout=httpx.Timeout(30.0, read=None)
+            ) as stream:
                 event = ""
                 for line in stream.iter_lines():
                     if line.startswith("event:"):

@@ -18,7 +18,7 @@ DEFAULT_PORT = 8787
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore", env_ignore_empty=True)
 
     host: str = "127.0.0.1"
     port: int = Field(DEFAULT_PORT, ge=1, le=65535)
@@ -60,7 +60,9 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         if self.public_url:
             return self.public_url.rstrip("/")
-        return f"http://{self.host if self.host not in ('0.0.0.0', '::') else '127.0.0.1'}:{self.port}"
+        # A wildcard bind address is not somewhere a client can connect to.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import structlog
@@ -12,7 +13,7 @@ from .redact import Redactor
 
 
 def configure_logging(redactor: Redactor, level: str = "info") -> None:
-    def scrub(_: Any, __: str, event: dict[str, Any]) -> dict[str, Any]:
+    def scrub(_: Any, __: str, event: MutableMapping[str, Any]) -> dict[str, Any]:
         return dict(redactor(event))
 
     structlog.configure(

@@ -15,9 +15,7 @@ class Metrics:
         self.duration = Histogram(
             "pltf_run_duration_seconds", "Run duration", ["action"], buckets=RUN_BUCKETS, registry=self.registry
         )
-        self.requests = Counter(
-            "pltf_http_requests", "HTTP requests", ["method", "status"], registry=self.registry
-        )
+        self.requests = Counter("pltf_http_requests", "HTTP requests", ["method", "status"], registry=self.registry)
 
     def observe(self, action: str, status: str, seconds: float) -> None:
         self.runs.labels(action, status).inc()

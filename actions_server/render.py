@@ -94,20 +94,25 @@ def _render_segment(env: StrictEnvironment, segment: str, context: dict[str, Any
         rendered = env.from_string(segment).render(cookiecutter=context)
     except TemplateError as exc:
         raise PltfError(f"the template's path {segment!r} does not render: {exc}", 500, "bad_template") from None
-    if rendered in ("", ".", "..") or "/" in rendered or "\\" in rendered or "\0" in rendered:
-        culprits = [key for key, value in values.items() if isinstance(value, str) and value and value in rendered]
-        fields = [FieldError(f"values.{key}", "must not be empty or contain path separators") for key in culprits]
-        raise invalid_input(
+    problem = None
+    if rendered in ("", ".", "..") or any(c in rendered for c in "/\\\0"):
+        problem = (
             "values would make a file path outside the workspace",
-            fields or [FieldError("values", "a rendered file name is empty or contains a path separator")],
+            "must not be empty or contain path separators",
         )
-    if len(rendered.encode()) > 255:
-        culprits = [key for key, value in values.items() if isinstance(value, str) and value and value in rendered]
-        raise invalid_input(
-            "values make a file name longer than 255 bytes",
-            [FieldError(f"values.{key}", "too long for a file name") for key in culprits] or [FieldError("values", "too long")],
-        )
-    return rendered
+    elif any(marker in rendered for marker in ("{{", "{%", "{#")):
+        # cookiecutter renders directory paths a second time, so template
+        # syntax in a file name would be evaluated after all.
+        problem = ("values used in file names must not contain template syntax", "must not contain {{, {% or {#")
+    elif len(rendered.encode()) > 255:
+        problem = ("values make a file name longer than 255 bytes", "too long for a file name")
+    if problem is None:
+        return str(rendered)
+    message, hint = problem
+    culprits = [key for key, value in values.items() if isinstance(value, str) and value and value in rendered]
+    raise invalid_input(
+        message, [FieldError(f"values.{key}", hint) for key in culprits] or [FieldError("values", hint)]
+    )
 
 
 def render(
@@ -121,7 +126,10 @@ def render(
     say = log or (lambda _: None)
     context = build_context(template, values)
     directory = check_paths(template, context, values)
-    full_context = {"cookiecutter": context, "_cookiecutter": {k: v for k, v in context.items() if not k.startswith("_")}}
+    full_context = {
+        "cookiecutter": context,
+        "_cookiecutter": {k: v for k, v in context.items() if not k.startswith("_")},
+    }
     output_dir.mkdir(parents=True, exist_ok=True)
     if template.trusted:
         for line in run_hook(PRE_GENERATE, template.path, output_dir, dict(context), hook_timeout):

@@ -136,7 +136,9 @@ class RunEngine:
         if not isinstance(dry_run, bool):
             raise invalid_input("dryRun must be a boolean", [FieldError("dryRun", "must be a boolean")])
         if not isinstance(secrets, dict) or not all(isinstance(v, str) for v in secrets.values()):
-            raise invalid_input("secrets must map names to strings", [FieldError("secrets", "must map names to strings")])
+            raise invalid_input(
+                "secrets must map names to strings", [FieldError("secrets", "must map names to strings")]
+            )
         if not isinstance(raw_input, dict):
             raise invalid_input("input must be an object", [FieldError("input", "must be an object")])
         try:
@@ -149,19 +151,27 @@ class RunEngine:
         if action.check is not None:
             action.check(params, self.services)
         digest = hashlib.sha256(
-            json.dumps({"action": action.id, "input": raw_input, "dryRun": dry_run, "secrets": secrets}, sort_keys=True).encode()
+            json.dumps(
+                {"action": action.id, "input": raw_input, "dryRun": dry_run, "secrets": secrets}, sort_keys=True
+            ).encode()
         ).hexdigest()
         return PreparedRun(action, params, all_secrets, dry_run, digest)
 
     # -- submitting and waiting ---------------------------------------------
 
-    async def submit(self, prepared: PreparedRun, caller: Caller, idempotency_key: str | None = None) -> tuple[str, bool]:
+    async def submit(
+        self, prepared: PreparedRun, caller: Caller, idempotency_key: str | None = None
+    ) -> tuple[str, bool]:
         """Stores the run and starts it, or finds the run this key already made."""
         if idempotency_key is not None and not (0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY):
-            raise invalid_input("Idempotency-Key must be 1 to 255 characters", [FieldError("Idempotency-Key", "bad length")])
+            raise invalid_input(
+                "Idempotency-Key must be 1 to 255 characters", [FieldError("Idempotency-Key", "bad length")]
+            )
         redact = self.services.redactor.child(prepared.secrets.values())
         run_id = str(uuid.uuid4())
-        scoped_key = f"{caller.name}\0{idempotency_key}" if idempotency_key else None
+        scoped_key = (
+            hashlib.sha256(f"{caller.name}\n{idempotency_key}".encode()).hexdigest() if idempotency_key else None
+        )
         row = {
             "id": run_id,
             "action": prepared.action.id,
@@ -295,7 +305,7 @@ class RunEngine:
             log = self._logs(conn, run_id, 0) if with_log else None
         return self._to_json(row, log)
 
-    def list(self, action: str | None, status: str | None, limit: int = 50) -> list[dict[str, Any]]:
+    def list_runs(self, action: str | None, status: str | None, limit: int = 50) -> list[dict[str, Any]]:
         query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
         if action:
             query = query.where(runs.c.action == action)
@@ -352,7 +362,11 @@ class RunEngine:
                 local[run_id].set()
 
     def recover(self, startup: bool) -> list[str]:
-        """Fails runs that can no longer finish: this replica's own after a restart, and any whose replica stopped beating."""
+        """Fails runs that can no longer finish.
+
+        At start-up that includes this replica's own unfinished runs; at any time,
+        the runs of a replica that stopped beating.
+        """
         now = time.time()
         stale = now - self.services.settings.stale_run_seconds
         unfinished = runs.c.status.in_(("queued", "running"))

@@ -123,12 +123,12 @@ def _values_model(template: Template) -> type[BaseModel]:
             )
         elif isinstance(default, list) and default and all(isinstance(c, str | int | float) for c in default):
             choices = tuple(str(choice) for choice in default)
-            fields[key] = (Literal[choices], Field(choices[0], **constraints))  # type: ignore[valid-type]
+            fields[key] = (Literal[choices], Field(choices[0], **constraints))
         elif isinstance(default, dict):
             fields[key] = (dict[str, Any], Field(default, **constraints))
         else:
             is_derived = isinstance(default, str) and ("{{" in default or "{%" in default)
-            extra = {"x-derived": True} if is_derived else None
+            extra: dict[str, Any] | None = {"x-derived": True} if is_derived else None
             string_type = _string_type(
                 max_length=int(keywords.get("maxLength", template.max_value_length)),
                 min_length=keywords.get("minLength"),
@@ -138,12 +138,12 @@ def _values_model(template: Template) -> type[BaseModel]:
                 string_type,
                 Field("" if default is None else str(default), json_schema_extra=extra, **constraints),
             )
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"Values_{re.sub(r'[^A-Za-z0-9_]', '_', template.name)}",
         __config__=ConfigDict(extra="forbid", strict=False),
         **fields,
     )
-    return model  # type: ignore[no-any-return]
+    return model
 
 
 def _string_type(max_length: int, min_length: int | None, pattern: str | None) -> Any:
@@ -194,7 +194,9 @@ class TemplateCatalog:
         try:
             context = json.loads((path / "cookiecutter.json").read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
-            raise PltfError(f"template {name} has an unreadable cookiecutter.json: {exc}", 500, "bad_template") from None
+            raise PltfError(
+                f"template {name} has an unreadable cookiecutter.json: {exc}", 500, "bad_template"
+            ) from None
         if not isinstance(context, dict):
             raise PltfError(f"template {name}: cookiecutter.json must be an object", 500, "bad_template")
         return Template(name, path, trusted, source, context, self.settings.max_value_length)
@@ -210,7 +212,9 @@ class TemplateCatalog:
         if directory is not None and (
             directory.startswith("/") or ".." in Path(directory).parts or not directory.strip()
         ):
-            raise invalid_input("invalid directory", [FieldError("directory", "must be a relative path in the repository")])
+            raise invalid_input(
+                "invalid directory", [FieldError("directory", "must be a relative path in the repository")]
+            )
         cache_key = hashlib.sha256(f"{url}\0{ref or ''}".encode()).hexdigest()[:24]
         checkout = (self.settings.data_dir / "template-cache" / cache_key).resolve()
         with self._clone_lock:
@@ -218,7 +222,9 @@ class TemplateCatalog:
                 self._clone(url, ref, checkout)
         path = checkout / directory if directory else checkout
         if not (path / "cookiecutter.json").is_file():
-            raise invalid_input("no cookiecutter.json at that source", [FieldError("template", "not a cookiecutter template")])
+            raise invalid_input(
+                "no cookiecutter.json at that source", [FieldError("template", "not a cookiecutter template")]
+            )
         trusted = any(url.startswith(prefix) for prefix in self.settings.trusted_template_sources)
         name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
         return self._load(name, path, trusted, f"{url}@{ref}" if ref else url)

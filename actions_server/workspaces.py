@@ -76,10 +76,17 @@ class WorkspaceStore:
         with tarfile.open(fileobj=io.BytesIO(self.archive(workspace_id)), mode="r:gz") as archive:
             # The "data" filter refuses absolute paths, `..` and device files.
             archive.extractall(destination, filter="data")
-        return destination / directory
+        return destination / str(directory)
 
     def _row(self, workspace_id: str, with_archive: bool) -> Any:
-        columns = [workspaces.c.id, workspaces.c.run_id, workspaces.c.directory, workspaces.c.files, workspaces.c.size, workspaces.c.created_at]
+        columns = [
+            workspaces.c.id,
+            workspaces.c.run_id,
+            workspaces.c.directory,
+            workspaces.c.files,
+            workspaces.c.size,
+            workspaces.c.created_at,
+        ]
         if with_archive:
             columns.append(workspaces.c.archive)
         try:

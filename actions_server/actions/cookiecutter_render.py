@@ -91,11 +91,19 @@ def input_schema(services: Services) -> dict[str, Any]:
     return schema
 
 
-EXAMPLE_VALUES = {"name": "users-api", "description": "Users API", "owner": "group:default/platform-team", "system": "pltf"}
+EXAMPLE_VALUES = {
+    "name": "users-api",
+    "description": "Users API",
+    "owner": "group:default/platform-team",
+    "system": "pltf",
+}
 
 action = Action(
     id="cookiecutter:render",
-    description="Renders a cookiecutter template into a workspace. Values are data: never evaluated as templates, commands or paths.",
+    description=(
+        "Renders a cookiecutter template into a workspace. "
+        "Values are data: never evaluated as templates, commands or paths."
+    ),
     input=RenderInput,
     output=RenderOutput,
     handler=handler,

@@ -1,0 +1,231 @@
+"""The v1 HTTP contract: listing, runs, errors, retries, limits, events and open endpoints."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import yaml
+from fastapi.testclient import TestClient
+
+from actions_server.app import create_app
+from actions_server.auth import hash_token
+from conftest import TOKEN, make_settings
+
+RENDER = "/v1/actions/cookiecutter:render/runs"
+
+
+def test_listing_mirrors_backstage_shape(client: TestClient) -> None:
+    body = client.get("/v1/actions").json()
+    (render,) = [a for a in body["actions"] if a["id"] == "cookiecutter:render"]
+    assert set(render) == {"id", "description", "schema", "examples"}
+    assert render["schema"]["input"]["required"] == ["template"]
+    assert "workspaceId" in render["schema"]["output"]["properties"]
+    for example in render["examples"]:
+        steps = yaml.safe_load(example["example"])["steps"]
+        assert steps[0]["action"] == "cookiecutter:render"
+    # Each local template contributes its own values schema.
+    by_template = {
+        rule["if"]["properties"]["template"]["const"]: rule["then"]["properties"]["values"]
+        for rule in render["schema"]["input"]["allOf"]
+    }
+    assert by_template["demo"]["properties"]["port"]["type"] == "integer"
+    assert client.get("/v1/actions/cookiecutter:render").json()["actions"][0]["id"] == "cookiecutter:render"
+
+
+def test_unknown_action_is_404(client: TestClient) -> None:
+    assert client.get("/v1/actions/nope:nothing").status_code == 404
+    response = client.post("/v1/actions/nope:nothing/runs", json={"input": {}})
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] == "not_found"
+
+
+def test_run_renders_and_answers_with_output_and_log(client: TestClient) -> None:
+    response = client.post(
+        RENDER, json={"input": {"template": "demo", "values": {"name": "users-api", "port": "9000"}}}
+    )
+    assert response.status_code == 200, response.text
+    run = response.json()
+    assert run["status"] == "succeeded"
+    assert run["output"]["directory"] == "users-api"
+    assert run["output"]["files"] == ["README.md", "run.sh", "src/users_api/__init__.py"]
+    assert run["output"]["templateVersion"] == "1.2.3"
+    assert [line["message"] for line in run["log"]][-1] == "cookiecutter:render succeeded"
+    assert response.headers["Location"] == f"/v1/runs/{run['id']}"
+
+    archive = client.get(f"/v1/workspaces/{run['output']['workspaceId']}/archive")
+    assert archive.headers["content-type"] == "application/gzip"
+    with tarfile.open(fileobj=io.BytesIO(archive.content), mode="r:gz") as tar:
+        readme = tar.extractfile("users-api/README.md")
+        assert readme is not None
+        text = readme.read().decode()
+    assert "port=9000" in text and "slug=users_api" in text
+
+
+def test_dry_run_returns_files_and_stores_no_workspace(client: TestClient, settings: object) -> None:
+    response = client.post(RENDER, json={"input": {"template": "demo"}, "dryRun": True})
+    run = response.json()
+    assert run["dryRun"] is True and "workspaceId" not in run["output"]
+    contents = {item["path"]: item for item in run["output"]["directoryContents"]}
+    assert contents["run.sh"]["executable"] is True
+    assert contents["README.md"]["executable"] is False
+    assert base64.b64decode(contents["README.md"]["base64Content"]).startswith(b"# demo")
+
+
+def test_invalid_input_is_422_with_fields_and_starts_no_run(client: TestClient) -> None:
+    response = client.post(RENDER, json={"input": {"template": "demo", "values": {"port": "abc", "bogus": 1}}})
+    assert response.status_code == 422
+    error = response.json()["error"]
+    assert error["code"] == "invalid_input"
+    assert {f["field"] for f in error["fields"]} == {"values.port", "values.bogus"}
+    missing = client.post(RENDER, json={"input": {}})
+    assert [f["field"] for f in missing.json()["error"]["fields"]] == ["input.template"]
+    unknown_template = client.post(RENDER, json={"input": {"template": "no-such"}})
+    assert unknown_template.status_code == 422
+    assert client.get("/v1/runs").json()["runs"] == []
+
+
+def test_tokens_401_and_403(tmp_path: Path) -> None:
+    token_file = tmp_path / "tokens.yaml"
+    token_file.write_text(
+        yaml.safe_dump(
+            {"tokens": [{"name": "reader", "sha256": hash_token("reader-token-123"), "actions": ["repo:*"]}]}
+        )
+    )
+    settings = make_settings(tmp_path, token_file=token_file)
+    with TestClient(create_app(settings)) as anonymous:
+        assert anonymous.get("/v1/actions").status_code == 401
+        assert anonymous.get("/v1/actions", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        limited = {"Authorization": "Bearer reader-token-123"}
+        assert anonymous.get("/v1/actions", headers=limited).status_code == 200
+        forbidden = anonymous.post(RENDER, json={"input": {"template": "demo"}}, headers=limited)
+        assert forbidden.status_code == 403 and forbidden.json()["error"]["code"] == "forbidden"
+        full = {"Authorization": f"Bearer {TOKEN}"}
+        assert anonymous.post(RENDER, json={"input": {"template": "demo"}}, headers=full).status_code == 200
+    # Configured tokens mean no generated token file.
+    assert not settings.generated_token_path.exists()
+
+
+def test_generated_token_file_is_private(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, api_token=None)
+    with TestClient(create_app(settings)) as anonymous:
+        path = settings.generated_token_path
+        assert path.stat().st_mode & 0o777 == 0o600
+        token = path.read_text().strip()
+        assert anonymous.get("/v1/actions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_open_endpoints_need_no_token(client: TestClient) -> None:
+    anonymous = {"Authorization": ""}
+    assert client.get("/healthz", headers=anonymous).json() == {"status": "ok"}
+    assert client.get("/readyz", headers=anonymous).json() == {"status": "ready"}
+    assert "/v1/actions/{action_id}/runs" in client.get("/openapi.json", headers=anonymous).json()["paths"]
+    client.post(RENDER, json={"input": {"template": "demo"}})
+    metrics = client.get("/metrics", headers=anonymous).text
+    assert 'pltf_runs_total{action="cookiecutter:render",status="succeeded"} 1.0' in metrics
+    assert "pltf_run_duration_seconds_bucket" in metrics
+
+
+def test_wait_false_answers_202_and_run_can_be_followed(client: TestClient) -> None:
+    response = client.post(f"{RENDER}?wait=false", json={"input": {"template": "demo"}})
+    assert response.status_code == 202
+    location = response.headers["Location"]
+    events = client.get(f"{location}/events").text
+    frames = [frame for frame in events.split("\r\n\r\n") if frame.strip()]
+    kinds = [
+        line.split(":", 1)[1].strip() for frame in frames for line in frame.splitlines() if line.startswith("event:")
+    ]
+    assert kinds[-1] == "completion" and kinds.count("log") >= 3
+    completion = json.loads(frames[-1].split("data:", 1)[1])
+    assert completion["body"]["status"] == "succeeded"
+    assert client.get(location).json()["status"] == "succeeded"
+    listed = client.get("/v1/runs", params={"action": "cookiecutter:render", "status": "succeeded"}).json()["runs"]
+    assert [run["id"] for run in listed] == [location.rsplit("/", 1)[1]]
+    assert client.get("/v1/runs", params={"status": "bogus"}).status_code == 422
+
+
+def test_events_resume_after_last_event_id(client: TestClient) -> None:
+    run = client.post(RENDER, json={"input": {"template": "demo"}}).json()
+    events = client.get(f"/v1/runs/{run['id']}/events", headers={"Last-Event-ID": "3"}).text
+    ids = [int(line[3:]) for line in events.splitlines() if line.startswith("id:")]
+    assert ids and min(ids) == 4
+
+
+def test_idempotency_key_replays_and_rejects_other_bodies(client: TestClient) -> None:
+    body = {"input": {"template": "demo", "values": {"name": "once"}}}
+    first = client.post(RENDER, json=body, headers={"Idempotency-Key": "create-once"})
+    again = client.post(RENDER, json=body, headers={"Idempotency-Key": "create-once"})
+    assert again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    assert again.json()["output"]["workspaceId"] == first.json()["output"]["workspaceId"]
+    assert again.headers["Idempotent-Replayed"] == "true"
+    other = client.post(RENDER, json={"input": {"template": "demo"}}, headers={"Idempotency-Key": "create-once"})
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert len(client.get("/v1/runs").json()["runs"]) == 1
+
+
+def test_body_over_limit_is_413_after_reading(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, max_body_bytes=10_000)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as limited:
+        big = {"input": {"template": "demo", "values": {"description": "x" * 20_000}}}
+        response = limited.post(RENDER, json=big)
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "body_too_large"
+        assert limited.get("/v1/runs").json()["runs"] == []
+
+
+def test_malformed_bodies_are_422(client: TestClient) -> None:
+    for raw in (b"{not json", b"\xff\xfe\xfa not utf-8", b"[1, 2]"):
+        response = client.post(RENDER, content=raw, headers={"Content-Type": "application/json"})
+        assert response.status_code == 422, raw
+        assert response.json()["error"]["code"] == "invalid_input"
+    assert client.post(RENDER, json={"input": {"template": "demo"}, "dryRun": "yes"}).status_code == 422
+    assert client.post(RENDER, json={"input": {"template": "demo"}, "extra": 1}).status_code == 422
+    assert client.post(f"{RENDER}?wait=soon", json={"input": {"template": "demo"}}).status_code == 422
+
+
+def test_failed_run_answers_status_of_its_cause(client: TestClient) -> None:
+    response = client.post(RENDER, json={"input": {"template": "failing-hook"}})
+    assert response.status_code == 422
+    run = response.json()
+    assert run["status"] == "failed"
+    assert run["error"]["code"] == "hook_failed"
+    assert "the database schema is not reachable" in run["error"]["message"]
+    assert run["log"][-1]["level"] == "error"
+
+
+def test_trusted_hooks_get_values_as_json_not_as_source(client: TestClient) -> None:
+    hostile = "'); import os; os.system('touch /tmp/pwned'); ('"
+    run = client.post(RENDER, json={"input": {"template": "hooked", "values": {"greeting": hostile}}, "dryRun": True})
+    assert run.status_code == 200, run.text
+    files = {
+        f["path"]: base64.b64decode(f["base64Content"]).decode() for f in run.json()["output"]["directoryContents"]
+    }
+    assert files["from-hook.txt"] == hostile + "\n"
+    assert any("hook saw hooked" in line["message"] for line in run.json()["log"])
+
+
+def test_secrets_are_redacted_in_stored_runs_and_logs(client: TestClient) -> None:
+    secret = "s3cr3t-value-for-test"
+    body = {"input": {"template": "demo", "values": {"description": f"uses {secret}"}}, "secrets": {"apiKey": secret}}
+    run = client.post(RENDER, json=body).json()
+    stored = json.dumps(client.get(f"/v1/runs/{run['id']}").json())
+    assert secret not in stored and "uses ***" in stored
+    assert secret not in json.dumps(run)
+
+
+def test_cancelling_a_finished_run_is_409(client: TestClient) -> None:
+    run = client.post(RENDER, json={"input": {"template": "demo"}}).json()
+    assert client.post(f"/v1/runs/{run['id']}/cancel").status_code == 409
+    assert client.get("/v1/runs/not-a-run").status_code == 404
+
+
+def test_templates_listing(client: TestClient) -> None:
+    templates = {t["name"]: t for t in client.get("/v1/templates").json()["templates"]}
+    assert {"demo", "hooked"} <= set(templates)
+    demo = client.get("/v1/templates/demo").json()
+    assert demo["version"] == "1.2.3"
+    assert client.get("/v1/templates/nope").status_code == 404

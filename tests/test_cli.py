@@ -1,0 +1,100 @@
+"""The `pltf` CLI, in-process and against a running server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import FIXTURE_TEMPLATES, ServerProcess
+
+
+def pltf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actions_server.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def local_env(tmp_path: Path) -> dict[str, str]:
+    env = {"PLTF_DATA_DIR": str(tmp_path / "data"), "PLTF_TEMPLATES_DIR": str(FIXTURE_TEMPLATES)}
+    return {k: v for k, v in {**env, "PLTF_URL": ""}.items()}
+
+
+def test_run_in_process_shows_progress_and_summary(tmp_path: Path) -> None:
+    result = pltf(
+        "run", "cookiecutter:render", "--set", "template=demo", "--set", "values.name=cli-demo", env=local_env(tmp_path)
+    )
+    assert result.returncode == 0, result.stderr
+    assert "rendered 3 files into cli-demo/" in result.stderr
+    assert "directory: cli-demo" in result.stdout
+
+
+def test_run_json_is_machine_readable(tmp_path: Path) -> None:
+    result = pltf(
+        "run",
+        "cookiecutter:render",
+        "--set",
+        "template=demo",
+        "--set-json",
+        "values.port=9001",
+        "--dry-run",
+        "--json",
+        env=local_env(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "succeeded" and run["input"]["values"] == {"port": 9001}
+    assert result.stderr == ""
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path: Path) -> None:
+    for args in (
+        ("run", "cookiecutter:render", "--set", "template=demo", "--set", "values.name=../x"),
+        ("run", "cookiecutter:render", "--set", "no-equals-sign"),
+        ("run", "nope:action"),
+        ("run", "cookiecutter:render", "--set-json", "values={bad"),
+    ):
+        result = pltf(*args, env=local_env(tmp_path))
+        assert result.returncode != 0, args
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("pltf: error:"), result.stderr
+        assert "Traceback" not in result.stderr
+
+
+def test_failed_run_exits_non_zero(tmp_path: Path) -> None:
+    result = pltf("run", "cookiecutter:render", "--set", "template=failing-hook", env=local_env(tmp_path))
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1].startswith("pltf: error: cookiecutter:render failed: template hook")
+
+
+def test_listing_commands(tmp_path: Path) -> None:
+    actions = json.loads(pltf("actions", "--json", env=local_env(tmp_path)).stdout)["actions"]
+    assert "cookiecutter:render" in [a["id"] for a in actions]
+    templates = pltf("templates", env=local_env(tmp_path)).stdout
+    assert "demo 1.2.3" in templates
+
+
+def test_cli_against_a_running_server(tmp_path: Path, server_env: dict[str, str]) -> None:
+    server = ServerProcess({**server_env, "PLTF_API_TOKEN": ""}, tmp_path / "server.log").start()
+    try:
+        # With no configured token the server generates one; the CLI finds it in the data dir.
+        env = {"PLTF_URL": server.url, "PLTF_DATA_DIR": server_env["PLTF_DATA_DIR"], "PLTF_API_TOKEN": ""}
+        result = pltf("run", "cookiecutter:render", "--set", "template=demo", "--set", "values.name=remote", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "rendered 3 files into remote/" in result.stderr
+        bad = pltf("run", "cookiecutter:render", "--set", "template=demo", "--set", "values.port=x", env=env)
+        assert bad.returncode == 1 and "values.port" in bad.stderr
+        denied = pltf("actions", env={**env, "PLTF_API_TOKEN": "wrong-token"})
+        assert denied.returncode == 1 and "valid API token" in denied.stderr
+        # The token never reaches the server's log.
+        token = (Path(server_env["PLTF_DATA_DIR"]) / "api-token").read_text().strip()
+        assert token not in (tmp_path / "server.log").read_text()
+    finally:
+        server.stop()

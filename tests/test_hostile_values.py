@@ -1,0 +1,148 @@
+"""Hostile values: each one gets a clear 422, or is rendered literally. None runs, none escapes."""
+
+from __future__ import annotations
+
+import base64
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from actions_server.app import create_app
+from conftest import FIXTURE_TEMPLATES, TOKEN, make_settings
+
+RENDER = "/v1/actions/cookiecutter:render/runs"
+
+
+def dry_run(client: TestClient, values: dict[str, Any], template: str = "demo") -> Any:
+    return client.post(RENDER, json={"input": {"template": template, "values": values}, "dryRun": True})
+
+
+def files_of(response: Any) -> dict[str, str]:
+    return {
+        item["path"]: base64.b64decode(item["base64Content"]).decode()
+        for item in response.json()["output"]["directoryContents"]
+    }
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        "{{ 7*7 }}",
+        "{% for x in range(3) %}loop{% endfor %}",
+        "{{ cycler.__init__.__globals__.os.popen('touch /tmp/pltf-pwned').read() }}",
+        "{# comment #}",
+        "$(touch /tmp/pltf-pwned) `id` ; rm -rf /",
+        "${{ secrets.backstageToken }}",
+    ],
+)
+def test_template_syntax_in_content_is_rendered_literally(client: TestClient, payload: str) -> None:
+    response = dry_run(client, {"description": payload})
+    assert response.status_code == 200, response.text
+    assert f"\n{payload}\n" in files_of(response)["README.md"]
+    assert not Path("/tmp/pltf-pwned").exists()
+
+
+def test_derived_defaults_use_values_as_data(client: TestClient) -> None:
+    # `slug` is computed from `name` by the template; the name's text must not be evaluated on the way.
+    response = dry_run(client, {"name": "safe-name", "description": "{{ cookiecutter.name }}"})
+    assert "slug=safe_name" in files_of(response)["README.md"]
+    assert "{{ cookiecutter.name }}" in files_of(response)["README.md"]
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("../escape", "path"),
+        ("../../../../tmp/pltf-escape", "path"),
+        ("/etc/cron.d/evil", "path"),
+        ("..", "path"),
+        ("a\\b", "path"),
+        ("", "path"),
+        ("{{ 7*7 }}", "template syntax"),
+        ("{% if true %}x{% endif %}", "template syntax"),
+    ],
+)
+def test_values_in_file_names_cannot_escape_or_execute(client: TestClient, name: str, problem: str) -> None:
+    response = dry_run(client, {"name": name})
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert problem in error["message"]
+    assert any(field["field"] in ("values.name", "values.slug", "values") for field in error["fields"])
+    assert not Path("/tmp/pltf-escape").exists()
+    assert client.get("/v1/runs").json()["runs"] == []
+
+
+def test_very_long_values_are_refused(client: TestClient) -> None:
+    response = dry_run(client, {"description": "x" * 5000})
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "values.description"
+    long_name = dry_run(client, {"name": "n" * 64})
+    assert long_name.status_code == 422 and long_name.json()["error"]["fields"][0]["field"] == "values.name"
+
+
+def test_control_characters_are_refused(client: TestClient) -> None:
+    response = dry_run(client, {"description": "nul\x00byte"})
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "values.description"
+    # Tabs and newlines are ordinary text.
+    assert dry_run(client, {"description": "two\nlines\tand a tab"}).status_code == 200
+
+
+def test_non_utf8_body_is_refused(client: TestClient) -> None:
+    body = b'{"input": {"template": "demo", "values": {"description": "\xc3\x28"}}}'
+    response = client.post(RENDER, content=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+
+
+@pytest.mark.parametrize("template", ["../../etc", "/etc", "demo/../hooked", "Demo Template", "."])
+def test_template_names_cannot_be_paths(client: TestClient, template: str) -> None:
+    response = client.post(RENDER, json={"input": {"template": template}})
+    assert response.status_code == 422
+    assert response.json()["error"]["fields"][0]["field"] == "template"
+
+
+def _template_repository(tmp_path: Path) -> Path:
+    """A real git repository holding the `hooked` template, tagged v1."""
+    repo = tmp_path / "templates-repo"
+    subprocess.run(["cp", "-r", str(FIXTURE_TEMPLATES / "hooked"), str(repo)], check=True)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "template"], check=True)
+    subprocess.run([*git, "tag", "v1"], check=True)
+    return repo
+
+
+def test_allow_listed_git_template_renders_without_running_hooks(tmp_path: Path) -> None:
+    repo = _template_repository(tmp_path)
+    settings = make_settings(tmp_path, template_sources=[f"file://{tmp_path}/"])
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        body = {"input": {"template": f"file://{repo}", "ref": "v1", "values": {"greeting": "hi"}}, "dryRun": True}
+        response = client.post(RENDER, json=body)
+        assert response.status_code == 200, response.text
+        files = files_of(response)
+        assert files["greeting.txt"] == "hi\n"
+        # Allow-listed is not trusted: its hooks do not run.
+        assert "from-hook.txt" not in files
+        refused = client.post(RENDER, json={"input": {"template": "file:///elsewhere/repo.git"}})
+        assert refused.status_code == 422
+
+
+def test_trusted_git_template_runs_hooks(tmp_path: Path) -> None:
+    repo = _template_repository(tmp_path)
+    prefix = f"file://{tmp_path}/"
+    settings = make_settings(tmp_path, template_sources=[prefix], trusted_template_sources=[prefix])
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        body = {"input": {"template": f"file://{repo}", "ref": "v1"}, "dryRun": True}
+        assert files_of(client.post(RENDER, json=body))["from-hook.txt"] == "hello\n"
+
+
+def test_hook_timeout_fails_the_run_clearly(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, hook_timeout_seconds=0.5)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        response = client.post(RENDER, json={"input": {"template": "blocking-hook"}})
+        assert response.status_code == 504
+        assert response.json()["error"]["code"] == "hook_timeout"

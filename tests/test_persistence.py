@@ -1,0 +1,118 @@
+"""Runs survive restarts; interrupted runs are failed with a reason; replicas share one PostgreSQL."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select
+
+from actions_server.db import runs
+from actions_server.runs import RunEngine
+from actions_server.services import Services
+from conftest import ServerProcess, make_settings, wait_until
+
+RENDER = "/v1/actions/cookiecutter:render/runs"
+
+
+def test_restart_keeps_runs_and_fails_interrupted_ones(tmp_path: Path, server_env: dict[str, str]) -> None:
+    marker = tmp_path / "hook-ran"
+    server = ServerProcess({**server_env, "PLTF_TEST_HOOK_MARKER": str(marker)}, tmp_path / "server.log").start()
+    try:
+        with server.client() as http:
+            done = http.post(RENDER, json={"input": {"template": "demo"}}).json()
+            started = http.post(f"{RENDER}?wait=false", json={"input": {"template": "blocking-hook"}})
+            assert started.status_code == 202
+            wait_until(marker.exists, what="the blocking hook to start")
+            assert http.get(started.headers["Location"]).json()["status"] == "running"
+        server.kill()
+        server.start()
+        with server.client() as http:
+            interrupted = http.get(started.headers["Location"]).json()
+            assert interrupted["status"] == "failed"
+            assert interrupted["error"]["code"] == "interrupted"
+            assert "restarted" in interrupted["log"][-1]["message"]
+            kept = http.get(f"/v1/runs/{done['id']}").json()
+            assert kept["status"] == "succeeded" and kept["output"] == done["output"]
+            assert [line["message"] for line in kept["log"]] == [line["message"] for line in done["log"]]
+    finally:
+        server.stop()
+
+
+def test_runs_of_a_replica_that_stopped_beating_are_failed(tmp_path: Path) -> None:
+    services = Services.create(make_settings(tmp_path, stale_run_seconds=30, replica_id="alive"))
+    engine = RunEngine(services)
+    now = time.time()
+    common = {"action": "cookiecutter:render", "dry_run": False, "request_hash": "x", "caller": "t"}
+    with services.engine.begin() as conn:
+        conn.execute(
+            insert(runs).values(
+                id="dead", status="running", replica="gone", created_at=now - 120, heartbeat_at=now - 60, **common
+            )
+        )
+        conn.execute(
+            insert(runs).values(
+                id="busy", status="running", replica="other", created_at=now - 120, heartbeat_at=now, **common
+            )
+        )
+    assert engine.recover(startup=False) == ["dead"]
+    with services.engine.connect() as conn:
+        statuses = dict(conn.execute(select(runs.c.id, runs.c.status)).all())
+    assert statuses == {"dead": "failed", "busy": "running"}
+
+
+@pytest.mark.postgres
+def test_two_replicas_share_one_postgres_and_run_a_key_once(
+    tmp_path: Path, server_env: dict[str, str], postgres_url: str
+) -> None:
+    marker = tmp_path / "hook-ran"
+    env = {**server_env, "PLTF_DATABASE_URL": postgres_url, "PLTF_TEST_HOOK_MARKER": str(marker)}
+    first = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "a")}, tmp_path / "a.log").start()
+    second = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "b")}, tmp_path / "b.log").start()
+    body = {"input": {"template": "blocking-hook"}}
+    headers = {"Idempotency-Key": "one-run-only"}
+    try:
+        with first.client() as a, second.client() as b:
+
+            def send(n: int) -> tuple[int, str]:
+                response = (a if n % 2 else b).post(RENDER, json=body, headers=headers)
+                return response.status_code, response.json()["id"]
+
+            with ThreadPoolExecutor(max_workers=20) as pool:
+                pending = [pool.submit(send, n) for n in range(20)]
+                wait_until(marker.exists, what="the one run to start")
+                # Every request is now either waiting on the run or about to; let it finish.
+                marker.with_suffix(".release").write_text("go")
+                results = [future.result() for future in pending]
+            assert {status for status, _ in results} == {200}
+            assert len({run_id for _, run_id in results}) == 1
+            assert marker.read_text().count("\n") == 1  # the hook ran exactly once
+            assert len(a.get("/v1/runs").json()["runs"]) == 1
+            assert len(b.get("/v1/runs").json()["runs"]) == 1
+            run_id = results[0][1]
+            # A run made by one replica is readable, with its log, from the other.
+            assert a.get(f"/v1/runs/{run_id}").json()["log"] == b.get(f"/v1/runs/{run_id}").json()["log"]
+    finally:
+        first.stop()
+        second.stop()
+
+
+@pytest.mark.postgres
+def test_workspace_rendered_by_one_replica_downloads_from_another(
+    tmp_path: Path, server_env: dict[str, str], postgres_url: str
+) -> None:
+    env = {**server_env, "PLTF_DATABASE_URL": postgres_url}
+    first = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "a")}, tmp_path / "a.log").start()
+    second = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "b")}, tmp_path / "b.log").start()
+    try:
+        with first.client() as a, second.client() as b:
+            run = a.post(RENDER, json={"input": {"template": "demo"}}).json()
+            archive = b.get(f"/v1/workspaces/{run['output']['workspaceId']}/archive")
+            assert archive.status_code == 200 and archive.content[:2] == b"\x1f\x8b"
+            events = b.get(f"/v1/runs/{run['id']}/events").text
+            assert "event: completion" in events
+    finally:
+        first.stop()
+        second.stop()
