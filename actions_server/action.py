@@ -33,12 +33,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import yaml
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
     from .services import Services
@@ -88,6 +88,30 @@ class RunContext:
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
             raise RunCancelled()
+
+    def run_step(self, step: str, action_id: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Runs another action as one step of this run, and returns its output as JSON.
+
+        Composite actions (`service:create`) are made of steps; each step's log
+        lines carry its id, and it gets a workspace of its own.
+        """
+        from .errors import invalid_input, pydantic_field_errors
+
+        action = self.services.actions[action_id]
+        try:
+            model = action.input.model_validate(params)
+        except ValidationError as exc:
+            raise invalid_input(f"step {step}: invalid input", pydantic_field_errors(exc.errors(), step)) from None
+        if action.check is not None:
+            action.check(model, self.services)
+        workspace = self.workspace / step
+        workspace.mkdir(parents=True, exist_ok=True)
+        previous, self.logger.step = self.logger.step, step
+        try:
+            output = action.handler(replace(self, workspace=workspace), model)
+        finally:
+            self.logger.step = previous
+        return dict(output.model_dump(mode="json", exclude_none=True))
 
 
 @dataclass
