@@ -9,7 +9,6 @@ stay inside the workspace before anything is written.
 
 from __future__ import annotations
 
-import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -18,11 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import CookiecutterException
-from cookiecutter.find import find_template
 from cookiecutter.generate import generate_files
-from cookiecutter.prompt import render_variable
 from jinja2 import TemplateError
 
 from .errors import FieldError, PltfError, invalid_input
@@ -43,7 +39,6 @@ class Rendered:
 
 def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str, Any]:
     """The cookiecutter context: the caller's values verbatim, the defaults rendered."""
-    env = StrictEnvironment(context={"cookiecutter": template.context}, keep_trailing_newline=True)
     context: OrderedDict[str, Any] = OrderedDict()
     computed: list[str] = []
     for key, raw in template.context.items():
@@ -54,44 +49,46 @@ def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str
         elif key.startswith("_"):
             context[key] = raw
         else:
-            context[key] = _render_default(env, key, raw[0] if isinstance(raw, list) else raw, context)
+            context[key] = _render_default(template, key, raw[0] if isinstance(raw, list) else raw, context)
     for key in computed:
-        context[key] = _render_default(env, key, template.context[key], context)
+        context[key] = _render_default(template, key, template.context[key], context)
     context["_template"] = template.source
     return context
 
 
-def _render_default(env: StrictEnvironment, key: str, raw: Any, context: dict[str, Any]) -> Any:
+def _render_default(template: Template, key: str, raw: Any, context: dict[str, Any]) -> Any:
+    """Renders a default the template author wrote; numbers and booleans keep their type."""
     try:
-        return render_variable(env, raw, context)
+        if isinstance(raw, str):
+            return template.compile(raw).render(cookiecutter=context)
+        if isinstance(raw, dict):
+            return {
+                _render_default(template, key, k, context): _render_default(template, key, v, context)
+                for k, v in raw.items()
+            }
+        if isinstance(raw, list):
+            return [_render_default(template, key, item, context) for item in raw]
+        return raw
     except TemplateError as exc:
         raise PltfError(f"the template's default for {key!r} does not render: {exc}", 500, "bad_template") from None
 
 
 def check_paths(template: Template, context: dict[str, Any], values: dict[str, Any]) -> str:
-    """Renders every path of the template and refuses any that would leave the workspace.
+    """Renders every path segment of the template and refuses any that would leave the workspace.
 
     Returns the name of the directory the template generates.
     """
-    env = StrictEnvironment(context={"cookiecutter": context}, keep_trailing_newline=True)
-    try:
-        root = Path(find_template(template.path, env))
-    except CookiecutterException as exc:
-        raise PltfError(f"template {template.name} is malformed: {exc}", 500, "bad_template") from None
-    top = _render_segment(env, root.name, context, values)
-    for dirpath, dirnames, filenames in os.walk(root):
-        relative = Path(dirpath).relative_to(root)
-        for name in [*dirnames, *filenames]:
-            for segment in (*relative.parts, name):
-                _render_segment(env, segment, context, values)
-    return top
+    root, segments = template.layout
+    for segment in segments:
+        _render_segment(template, segment, context, values)
+    return _render_segment(template, root.name, context, values)
 
 
-def _render_segment(env: StrictEnvironment, segment: str, context: dict[str, Any], values: dict[str, Any]) -> str:
+def _render_segment(template: Template, segment: str, context: dict[str, Any], values: dict[str, Any]) -> str:
     if "{" not in segment:
         return segment
     try:
-        rendered = env.from_string(segment).render(cookiecutter=context)
+        rendered = template.compile(segment).render(cookiecutter=context)
     except TemplateError as exc:
         raise PltfError(f"the template's path {segment!r} does not render: {exc}", 500, "bad_template") from None
     problem = None

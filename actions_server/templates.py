@@ -23,6 +23,10 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
+from cookiecutter.environment import StrictEnvironment
+from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.find import find_template
+from jinja2 import Template as JinjaTemplate
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .config import Settings
@@ -51,6 +55,8 @@ class Template:
     source: str
     context: dict[str, Any] = field(repr=False)
     max_value_length: int = 1000
+    _compiled: dict[str, JinjaTemplate] = field(default_factory=dict, repr=False)
+    _compile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def version(self) -> str:
@@ -89,6 +95,32 @@ class Template:
                 f"invalid values for template {self.name}", pydantic_field_errors(exc.errors(), prefix)
             ) from None
         return {key: getattr(model, key) for key in model.model_fields_set}
+
+    @cached_property
+    def environment(self) -> StrictEnvironment:
+        return StrictEnvironment(context={"cookiecutter": self.context}, keep_trailing_newline=True)
+
+    def compile(self, source: str) -> JinjaTemplate:
+        """The template's own Jinja source (defaults, path names), compiled once."""
+        with self._compile_lock:
+            compiled = self._compiled.get(source)
+            if compiled is None:
+                compiled = self._compiled[source] = self.environment.from_string(source)
+        return compiled
+
+    @cached_property
+    def layout(self) -> tuple[Path, list[str]]:
+        """The generated directory, and every distinct templated segment of the paths under it."""
+        try:
+            root = Path(find_template(self.path, self.environment))
+        except CookiecutterException as exc:
+            raise PltfError(f"template {self.name} is malformed: {exc}", 500, "bad_template") from None
+        segments: dict[str, None] = {}
+        for _, dirnames, filenames in os.walk(root):
+            for name in [*dirnames, *filenames]:
+                if "{" in name:
+                    segments[name] = None
+        return root, list(segments)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -162,6 +194,8 @@ class TemplateCatalog:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._clone_lock = threading.Lock()
+        # Parsed templates, with their compiled Jinja, until cookiecutter.json changes.
+        self._loaded: dict[tuple[Path, int], Template] = {}
 
     def list(self) -> list[Template]:
         root = self.settings.templates_dir
@@ -191,15 +225,21 @@ class TemplateCatalog:
         return self._load(reference, path, trusted=True, source=f"cookiecutters/{reference}")
 
     def _load(self, name: str, path: Path, trusted: bool, source: str) -> Template:
+        config = path / "cookiecutter.json"
         try:
-            context = json.loads((path / "cookiecutter.json").read_text(encoding="utf-8"))
+            key = (path, config.stat().st_mtime_ns)
+            if key in self._loaded:
+                return self._loaded[key]
+            context = json.loads(config.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise PltfError(
                 f"template {name} has an unreadable cookiecutter.json: {exc}", 500, "bad_template"
             ) from None
         if not isinstance(context, dict):
             raise PltfError(f"template {name}: cookiecutter.json must be an object", 500, "bad_template")
-        return Template(name, path, trusted, source, context, self.settings.max_value_length)
+        template = Template(name, path, trusted, source, context, self.settings.max_value_length)
+        self._loaded[key] = template
+        return template
 
     def _from_git(self, url: str, ref: str | None, directory: str | None) -> Template:
         if not any(url.startswith(prefix) for prefix in self.settings.template_sources):
