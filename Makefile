@@ -1,0 +1,38 @@
+# Two commands for a newcomer: `make run` (the server on embedded defaults) and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: run demo test validators lint bench clean
+
+$(BIN)/pltf: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+## Start the action server on the embedded defaults (SQLite and local templates in ./.pltf).
+run: $(BIN)/pltf
+	$(BIN)/pltf serve
+
+## Render a first service in-process, with no server running.
+demo: $(BIN)/pltf
+	$(BIN)/pltf run cookiecutter:render --set template=python-service --set values.name=users-api
+
+## Install the validators the template checks use (actionlint, hadolint, promtool, npm schemas…).
+validators: $(BIN)/pltf
+	@if [ -x .ci/install-validators ]; then VENV=$(VENV) .ci/install-validators; fi
+
+## Run the whole test suite (installs what it needs first).
+test: $(BIN)/pltf validators
+	$(BIN)/pytest
+
+lint: $(BIN)/pltf
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+bench: $(BIN)/pltf
+	$(BIN)/python benchmarks/render.py
+
+clean:
+	rm -rf $(VENV) .pltf .pytest_cache .mypy_cache .ruff_cache
