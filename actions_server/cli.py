@@ -20,8 +20,10 @@ app = typer.Typer(
 )
 templates_app = typer.Typer(help="List and check the templates in cookiecutters/.", invoke_without_command=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
+create_app = typer.Typer(help="Create things on the golden path.", no_args_is_help=True)
 app.add_typer(templates_app, name="templates")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(create_app, name="create")
 
 JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON for machines.")]
 
@@ -39,7 +41,8 @@ def _print_json(value: Any) -> None:
 def _show_log(line: dict[str, Any]) -> None:
     time = (line.get("time") or "")[11:19]
     marker = {"warning": "!", "error": "x"}.get(line.get("level", ""), "·")
-    typer.echo(f"  {time} {marker} {line.get('message', '')}", err=True)
+    step = f"[{line['step']}] " if line.get("step") else ""
+    typer.echo(f"  {time} {marker} {step}{line.get('message', '')}", err=True)
 
 
 @app.command()
@@ -135,6 +138,47 @@ def run(
     if result["status"] != "succeeded":
         error = result.get("error") or {}
         raise PltfError(f"{action} {result['status']}: {error.get('message', 'no reason given')}", 1, "run_failed")
+
+
+@create_app.command("service")
+def create_service(
+    words: Annotated[list[str], typer.Argument(help="Words of the name: `users api` becomes users-api")],
+    owner: Annotated[str, typer.Option(help="Owning group, as a catalog ref")] = "group:default/platform-team",
+    description: Annotated[str | None, typer.Option(help="One sentence on what it does")] = None,
+    system: Annotated[str | None, typer.Option(help="Catalog system")] = None,
+    template: Annotated[str, typer.Option(help="Template in cookiecutters/")] = "python-service",
+    set_: Annotated[list[str], typer.Option("--set", help="Template value key=value")] = [],  # noqa: B006
+    repo_url: Annotated[str | None, typer.Option(help="host?owner=o&repo=r; default: the embedded forge")] = None,
+    preview: Annotated[bool, typer.Option(help="Wire a preview environment")] = True,
+    idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe key")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Render and check only; create nothing")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a service: render it, create its repository, register it, and wire a preview."""
+    from .names import dns_name, is_dns_label
+
+    name = dns_name(words)
+    if not is_dns_label(name):
+        raise PltfError(f"{' '.join(words)!r} does not make a DNS-safe name (got {name!r})", 2, "usage")
+    params: dict[str, Any] = {"name": name, "owner": owner, "template": template, "preview": preview}
+    params.update({k: v for k, v in (("description", description), ("system", system), ("repoUrl", repo_url)) if v})
+    params["values"] = parse_assignments(set_, [])
+    if not as_json:
+        typer.echo(f"Creating service {name} from {template}", err=True)
+    result = _backend().run("service:create", params, dry_run, idempotency_key, None if as_json else _show_log)
+    if as_json:
+        _print_json(result)
+    elif result["status"] == "succeeded":
+        output = result.get("output") or {}
+        typer.echo(f"Created {name}")
+        for link in output.get("links", []):
+            typer.echo(f"  {link['title']:<18} {link['url']}")
+        if output.get("remoteUrl"):
+            typer.echo(f"  {'git clone':<18} git clone {output['remoteUrl']}")
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        reason = error.get("message", "no reason given")
+        raise PltfError(f"service:create {result['status']}: {reason}", 1, "run_failed")
 
 
 def _summarise(run_result: dict[str, Any]) -> None:

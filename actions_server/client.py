@@ -132,7 +132,7 @@ class LocalBackend:
             settings.replica_id = f"cli-{os.getpid()}"
         self.services = Services.create(settings)
         # The CLI shows the run's own log as progress; the JSON log is for servers.
-        configure_logging(self.services.redactor, os.environ.get("PLTF_LOG_LEVEL", "warning"))
+        configure_logging(self.services.redactor, os.environ.get("PLTF_LOG_LEVEL", "error"))
 
     def actions(self) -> list[dict[str, Any]]:
         return [action.describe(self.services) for action in self.services.actions.values()]

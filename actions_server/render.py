@@ -79,12 +79,15 @@ def check_paths(template: Template, context: dict[str, Any], values: dict[str, A
     Returns the name of the directory the template generates.
     """
     root, segments = template.layout
-    for segment in segments:
-        _render_segment(template, segment, context, values)
+    for segment, is_directory in segments.items():
+        _render_segment(template, segment, context, values, may_be_empty=not is_directory)
     return _render_segment(template, root.name, context, values)
 
 
-def _render_segment(template: Template, segment: str, context: dict[str, Any], values: dict[str, Any]) -> str:
+def _render_segment(
+    template: Template, segment: str, context: dict[str, Any], values: dict[str, Any], may_be_empty: bool = False
+) -> str:
+    """Renders one path segment; a file name may render empty, which cookiecutter takes as "skip this file"."""
     if "{" not in segment:
         return segment
     try:
@@ -92,6 +95,8 @@ def _render_segment(template: Template, segment: str, context: dict[str, Any], v
     except TemplateError as exc:
         raise PltfError(f"the template's path {segment!r} does not render: {exc}", 500, "bad_template") from None
     problem = None
+    if rendered == "" and may_be_empty:
+        return ""
     if rendered in ("", ".", "..") or any(c in rendered for c in "/\\\0"):
         problem = (
             "values would make a file path outside the workspace",

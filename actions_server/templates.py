@@ -109,18 +109,21 @@ class Template:
         return compiled
 
     @cached_property
-    def layout(self) -> tuple[Path, list[str]]:
-        """The generated directory, and every distinct templated segment of the paths under it."""
+    def layout(self) -> tuple[Path, dict[str, bool]]:
+        """The generated directory, and every distinct templated path segment under it (true for directories)."""
         try:
             root = Path(find_template(self.path, self.environment))
         except CookiecutterException as exc:
             raise PltfError(f"template {self.name} is malformed: {exc}", 500, "bad_template") from None
-        segments: dict[str, None] = {}
+        segments: dict[str, bool] = {}
         for _, dirnames, filenames in os.walk(root):
-            for name in [*dirnames, *filenames]:
+            for name in filenames:
                 if "{" in name:
-                    segments[name] = None
-        return root, list(segments)
+                    segments.setdefault(name, False)
+            for name in dirnames:
+                if "{" in name:
+                    segments[name] = True
+        return root, segments
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,160 @@
+"""`service:create`: the golden path in one run: render, repository, catalog, preview.
+
+Each verb is its own action, run here as a step of one run with its own log
+lines. A verb whose action is not installed is skipped, and the log says so.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..action import Action, Example, RunContext
+from ..names import DNS_LABEL, ENTITY_REF, owner_slug
+from ..services import Services
+
+
+class ServiceCreateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(pattern=DNS_LABEL.pattern, max_length=63, description="DNS-safe service name, e.g. users-api")
+    owner: str = Field(max_length=253, description="Owning group, as a catalog ref: group:default/platform-team")
+    description: str | None = Field(None, max_length=1000)
+    system: str | None = Field(None, max_length=253)
+    template: str = Field("python-service", max_length=500, description="Template in cookiecutters/")
+    values: dict[str, Any] = Field(default_factory=dict, description="Extra template values")
+    repoUrl: str | None = Field(
+        None, max_length=500, description="RepoUrlPicker form host?owner=o&repo=r; default: the embedded forge"
+    )
+    preview: bool = Field(True, description="Wire a preview environment")
+
+    @field_validator("owner")
+    @classmethod
+    def _owner_is_entity_ref(cls, owner: str) -> str:
+        if not ENTITY_REF.match(owner):
+            raise ValueError("must be a catalog entity ref such as group:default/platform-team")
+        return owner
+
+
+class Link(BaseModel):
+    title: str
+    url: str
+
+
+class ServiceCreateOutput(BaseModel):
+    name: str
+    workspaceId: str | None = None
+    remoteUrl: str | None = None
+    repoContentsUrl: str | None = None
+    commitHash: str | None = None
+    catalogInfoUrl: str | None = None
+    entityRef: str | None = None
+    previewUrl: str | None = None
+    previewStatus: str | None = None
+    links: list[Link] = Field(default_factory=list, description="Ready for a Backstage template's output.links")
+    skipped: list[str] = Field(default_factory=list, description="Steps whose actions are not installed")
+
+
+def template_values(params: ServiceCreateInput) -> dict[str, Any]:
+    values = {**params.values, "name": params.name, "owner": params.owner}
+    if params.description is not None:
+        values["description"] = params.description
+    if params.system is not None:
+        values["system"] = params.system
+    return values
+
+
+def check(params: ServiceCreateInput, services: Services) -> None:
+    from .cookiecutter_render import RenderInput
+    from .cookiecutter_render import check as check_render
+
+    check_render(RenderInput(template=params.template, values=template_values(params)), services)
+
+
+def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
+    installed = ctx.services.actions
+    out = ServiceCreateOutput(name=params.name)
+
+    ctx.logger.info(f"1/4 rendering {params.template} for {params.name}")
+    rendered = ctx.run_step(
+        "render", "cookiecutter:render", {"template": params.template, "values": template_values(params)}
+    )
+    out.workspaceId = rendered.get("workspaceId")
+
+    if "repo:create" not in installed:
+        out.skipped.append("repo:create")
+        ctx.logger.warning("2/4 repository: skipped (repo:create is not installed)")
+    elif ctx.dry_run:
+        ctx.logger.info("2/4 repository: skipped on a dry run")
+    else:
+        ctx.logger.info("2/4 creating the repository and pushing the first commit")
+        target: dict[str, Any] = (
+            {"repoUrl": params.repoUrl}
+            if params.repoUrl
+            else {"provider": "embedded", "owner": owner_slug(params.owner), "name": params.name}
+        )
+        published = ctx.run_step(
+            "publish",
+            "repo:create",
+            {
+                "workspaceId": out.workspaceId,
+                **target,
+                "description": params.description or f"{params.name}: created by pltf",
+                "commitMessage": f"Initial commit from template {params.template}",
+            },
+        )
+        out.remoteUrl = published.get("remoteUrl")
+        out.repoContentsUrl = published.get("repoContentsUrl")
+        out.commitHash = published.get("commitHash")
+        out.catalogInfoUrl = published.get("catalogInfoUrl")
+
+    later_steps = (("catalog", "catalog:register", "3/4 catalog"), ("preview", "preview:create", "4/4 preview"))
+    for step, action_id, label in later_steps:
+        if step == "preview" and not params.preview:
+            ctx.logger.info(f"{label}: not requested")
+            continue
+        if action_id not in installed:
+            out.skipped.append(action_id)
+            ctx.logger.warning(f"{label}: skipped ({action_id} is not installed)")
+            continue
+        if ctx.dry_run or out.remoteUrl is None:
+            ctx.logger.info(f"{label}: skipped (no repository was created)")
+            continue
+        ctx.logger.info(f"{label}: running {action_id}")
+        if step == "catalog":
+            registered = ctx.run_step(step, action_id, {"catalogInfoUrl": out.catalogInfoUrl})
+            out.entityRef = registered.get("entityRef")
+        else:
+            preview = ctx.run_step(step, action_id, {"repoUrl": out.remoteUrl, "service": params.name})
+            out.previewUrl = preview.get("previewUrl")
+            out.previewStatus = preview.get("status")
+
+    out.links = [
+        Link(title=title, url=url)
+        for title, url in (
+            ("Repository", out.repoContentsUrl),
+            ("catalog-info.yaml", out.catalogInfoUrl),
+            ("Preview", out.previewUrl),
+            ("Run log", f"{ctx.services.settings.base_url}/v1/runs/{ctx.run_id}"),
+        )
+        if url
+    ]
+    return out
+
+
+action = Action(
+    id="service:create",
+    description="The golden path: renders a template, creates the repository, registers it and wires a preview.",
+    input=ServiceCreateInput,
+    output=ServiceCreateOutput,
+    handler=handler,
+    check=check,
+    examples=[
+        Example(
+            "Create a Python service owned by the platform team (dry run: nothing is created)",
+            {"name": "users-api", "owner": "group:default/platform-team", "description": "Users API"},
+            dry_run=True,
+        ),
+    ],
+)
