@@ -194,6 +194,22 @@ def _summarise(run_result: dict[str, Any]) -> None:
             typer.echo(f"  {key}: {value}")
 
 
+@app.command()
+def openapi(
+    output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout")] = None,
+) -> None:
+    """Print the server's OpenAPI document (the API entity's definition)."""
+    from pathlib import Path
+
+    from .app import create_app
+
+    document = json.dumps(create_app(Settings()).openapi(), indent=2, sort_keys=True) + "\n"
+    if output:
+        Path(output).write_text(document)
+    else:
+        typer.echo(document, nl=False)
+
+
 @tokens_app.command("new")
 def tokens_new(
     name: Annotated[str, typer.Argument(help="Who the token is for, e.g. backstage")],
