@@ -1,7 +1,9 @@
-"""Render time of a template: through the action server's HTTP API vs cookiecutter's own Python API.
+"""Render time of a template: through the action server's HTTP API, cookiecutter's Python API and its CLI.
 
-Both run in this process: the server on a real uvicorn socket in a background
-thread, cookiecutter called directly. Prints p50 and p95 of each and their ratio.
+The server and the Python API run in this process: the server on a real
+uvicorn socket in a background thread, cookiecutter called directly. The CLI
+is a subprocess per render, as a user would run it. Prints p50 and p95 of
+each and the ratios against cookiecutter's Python API.
 
     .venv/bin/python benchmarks/render.py [--template python-service] [--runs 30]
 """
@@ -9,7 +11,9 @@ thread, cookiecutter called directly. Prints p50 and p95 of each and their ratio
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import threading
@@ -89,11 +93,23 @@ def main() -> None:
                 str(template_dir), no_input=True, extra_context={"name": f"bench-{n + 1}"}, output_dir=str(out)
             )
 
+        cookiecutter_cli = shutil.which("cookiecutter") or str(Path(sys.executable).parent / "cookiecutter")
+
+        def through_cookiecutter_cli(n: int) -> None:
+            out = Path(scratch) / f"cli-{n + 1}"
+            subprocess.run(
+                [cookiecutter_cli, "--no-input", "-o", str(out), str(template_dir), f"name=bench-{n + 1}"],
+                check=True,
+                capture_output=True,
+            )
+
         print(f"template {args.template}, {args.runs} runs each")
         server_ms = measure("action server (HTTP)", args.runs, through_server)
         library_ms = measure("cookiecutter Python API", args.runs, through_cookiecutter)
-        ratio = statistics.median(server_ms) / statistics.median(library_ms)
-        print(f"ratio server/cookiecutter  p50 {ratio:.2f}x")
+        cli_ms = measure("cookiecutter CLI", args.runs, through_cookiecutter_cli)
+        baseline = statistics.median(library_ms)
+        print(f"ratio server/python-api    p50 {statistics.median(server_ms) / baseline:.2f}x")
+        print(f"ratio cli/python-api       p50 {statistics.median(cli_ms) / baseline:.2f}x")
         client.close()
         server.should_exit = True
 
