@@ -93,8 +93,12 @@ def test_cli_against_a_running_server(tmp_path: Path, server_env: dict[str, str]
         assert bad.returncode == 1 and "values.port" in bad.stderr
         denied = pltf("actions", env={**env, "PLTF_API_TOKEN": "wrong-token"})
         assert denied.returncode == 1 and "valid API token" in denied.stderr
-        # The token never reaches the server's log.
+        # The server logs JSON lines that carry the request and run ids, and never the token.
+        log = (tmp_path / "server.log").read_text()
         token = (Path(server_env["PLTF_DATA_DIR"]) / "api-token").read_text().strip()
-        assert token not in (tmp_path / "server.log").read_text()
+        assert token not in log
+        events = [json.loads(line) for line in log.splitlines() if line.startswith("{")]
+        finished = [e for e in events if e.get("event") == "run finished"]
+        assert finished and all(e.get("run_id") and e.get("request_id") for e in finished)
     finally:
         server.stop()

@@ -22,7 +22,8 @@ def test_restart_keeps_runs_and_fails_interrupted_ones(tmp_path: Path, server_en
     server = ServerProcess({**server_env, "PLTF_TEST_HOOK_MARKER": str(marker)}, tmp_path / "server.log").start()
     try:
         with server.client() as http:
-            done = http.post(RENDER, json={"input": {"template": "demo"}}).json()
+            keyed = {"Idempotency-Key": "survives-restarts"}
+            done = http.post(RENDER, json={"input": {"template": "demo"}}, headers=keyed).json()
             started = http.post(f"{RENDER}?wait=false", json={"input": {"template": "blocking-hook"}})
             assert started.status_code == 202
             wait_until(marker.exists, what="the blocking hook to start")
@@ -37,6 +38,8 @@ def test_restart_keeps_runs_and_fails_interrupted_ones(tmp_path: Path, server_en
             kept = http.get(f"/v1/runs/{done['id']}").json()
             assert kept["status"] == "succeeded" and kept["output"] == done["output"]
             assert [line["message"] for line in kept["log"]] == [line["message"] for line in done["log"]]
+            replayed = http.post(RENDER, json={"input": {"template": "demo"}}, headers=keyed)
+            assert replayed.json()["id"] == done["id"] and replayed.headers["Idempotent-Replayed"] == "true"
     finally:
         server.stop()
 
