@@ -76,10 +76,13 @@ def burn_rate_rules(
     labels = {"sloth_id": slo_id, "sloth_service": service, "sloth_slo": slo}
     selector = f'{{sloth_id="{slo_id}", sloth_service="{service}", sloth_slo="{slo}"}}'
 
+    def over(query: str, window: str) -> str:
+        return query.replace(WINDOW_PLACEHOLDER, window)
+
     sli_rules: list[dict[str, Any]] = [
         {
             "record": f"slo:sli_error:ratio_rate{window}",
-            "expr": f"({errors.replace(WINDOW_PLACEHOLDER, window)})\n/\n({total.replace(WINDOW_PLACEHOLDER, window)})\n",
+            "expr": f"({over(errors, window)})\n/\n({over(total, window)})\n",
             "labels": {**labels, "sloth_window": window},
         }
         for window in SLI_WINDOWS
@@ -98,7 +101,11 @@ def burn_rate_rules(
     )
 
     meta_rules: list[dict[str, Any]] = [
-        {"record": "slo:objective:ratio", "expr": f"vector({round(objective / 100, BUDGET_PRECISION)})", "labels": labels},
+        {
+            "record": "slo:objective:ratio",
+            "expr": f"vector({round(objective / 100, BUDGET_PRECISION)})",
+            "labels": labels,
+        },
         {"record": "slo:error_budget:ratio", "expr": f"vector({budget})", "labels": labels},
         {"record": "slo:time_period:days", "expr": f"vector({period_days})", "labels": labels},
         {
@@ -126,14 +133,13 @@ def burn_rate_rules(
         },
     ]
 
+    def burning(window: str, alert: BurnRateAlert) -> str:
+        return f"max(slo:sli_error:ratio_rate{window}{selector} > ({alert.factor} * {budget})) without (sloth_window)"
+
     alert_rules: list[dict[str, Any]] = []
     for severity in ("page", "ticket"):
         conditions = [
-            "(\n"
-            f"  max(slo:sli_error:ratio_rate{alert.short_window}{selector} > ({alert.factor} * {budget})) without (sloth_window)\n"
-            "  and\n"
-            f"  max(slo:sli_error:ratio_rate{alert.long_window}{selector} > ({alert.factor} * {budget})) without (sloth_window)\n"
-            ")"
+            f"(\n  {burning(alert.short_window, alert)}\n  and\n  {burning(alert.long_window, alert)}\n)"
             for alert in MULTIWINDOW_POLICY
             if alert.severity == severity
         ]

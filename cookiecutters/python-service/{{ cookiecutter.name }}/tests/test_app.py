@@ -74,8 +74,10 @@ def test_latency_slo_threshold_is_a_histogram_bucket(client: TestClient, setting
     assert f'le="{settings.latency_slo_threshold_seconds}"' in body
 
 
-def test_logs_are_json(client: TestClient, capsys: pytest.CaptureFixture[str]) -> None:
-    client.get("/v1/items/1")
+def test_logs_are_json(capsys: pytest.CaptureFixture[str]) -> None:
+    # The app is built here so that its log handler writes to the captured stdout.
+    with TestClient(create_app(Settings())) as client:
+        client.get("/v1/items/1")
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
     records = [json.loads(line) for line in lines]
     request = next(record for record in records if record.get("event") == "request")

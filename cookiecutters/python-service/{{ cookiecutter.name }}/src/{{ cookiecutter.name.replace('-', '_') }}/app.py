@@ -4,11 +4,8 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
 from . import __version__
-from .health import ReadinessCheck
+from .health import {% if cookiecutter.database == "postgres" %}ReadinessCheck, postgres_check{% else %}ReadinessCheck{% endif %}
 from .health import router as health_router
-{%- if cookiecutter.database == "postgres" %}
-from .health import postgres_check
-{%- endif %}
 from .items import router as items_router
 from .logging_config import configure_logging
 from .metrics import instrument

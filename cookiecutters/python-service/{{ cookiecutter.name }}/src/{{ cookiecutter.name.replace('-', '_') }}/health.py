@@ -7,13 +7,12 @@ checks the dependencies, so a pod that cannot reach them gets no traffic.
 
 from collections.abc import Awaitable, Callable
 
+{% if cookiecutter.database == "postgres" -%}
+import psycopg
+{% endif -%}
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-{%- if cookiecutter.database == "postgres" %}
-
-import psycopg
-{%- endif %}
 
 ReadinessCheck = Callable[[], Awaitable[None]]
 

@@ -6,7 +6,6 @@ from collections.abc import Awaitable, Callable
 import structlog
 from fastapi import FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from starlette.routing import Match
 
 DEFAULT_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -32,12 +31,12 @@ class HttpMetrics:
 
 
 def route_template(request: Request) -> str:
-    """The matched route's path template, so that `/items/1` and `/items/2` share a series."""
-    for route in request.app.router.routes:
-        match, _ = route.matches(request.scope)
-        if match == Match.FULL:
-            return str(getattr(route, "path", "unmatched"))
-    return "unmatched"
+    """The matched route's path template, so that `/items/1` and `/items/2` share a series.
+
+    Unmatched paths share one series, so scanners cannot blow up the label set.
+    """
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "unmatched"))
 
 
 def instrument(app: FastAPI, registry: CollectorRegistry, latency_slo_threshold_seconds: float) -> None:
@@ -46,8 +45,7 @@ def instrument(app: FastAPI, registry: CollectorRegistry, latency_slo_threshold_
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        route = route_template(request)
-        if route in unobserved:
+        if request.url.path in unobserved:
             return await call_next(request)
         method = request.method
         started = time.perf_counter()
@@ -59,6 +57,8 @@ def instrument(app: FastAPI, registry: CollectorRegistry, latency_slo_threshold_
             return response
         finally:
             elapsed = time.perf_counter() - started
+            # Routing has run by now and recorded the matched route in the scope.
+            route = route_template(request)
             metrics.in_progress.labels(method).dec()
             metrics.requests.labels(method, route, str(code)).inc()
             metrics.duration.labels(method, route).observe(elapsed)

@@ -1,10 +1,10 @@
 """Settings from the environment (12-factor); every variable is prefixed with `APP_`."""
 
 from functools import lru_cache
-{%- if cookiecutter.database == "postgres" %}
 
+{% if cookiecutter.database == "postgres" -%}
 from pydantic import PostgresDsn, SecretStr
-{%- endif %}
+{% endif -%}
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
