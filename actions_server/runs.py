@@ -291,7 +291,14 @@ class RunEngine:
                 else:
                     sink("info", f"{action.id} succeeded", {})
         finished = time.time()
-        self._update(run_id, status=status, output=output, error=error, finished_at=finished)
+        # Only from an unfinished state: if another replica already failed this
+        # run as orphaned, that verdict has been reported and must stand.
+        with self.services.engine.begin() as conn:
+            conn.execute(
+                update(runs)
+                .where(and_(runs.c.id == run_id, runs.c.status.in_(("queued", "running"))))
+                .values(status=status, output=output, error=error, finished_at=finished)
+            )
         self.metrics.observe(action.id, status, finished - started)
         log.info("run finished", status=status, seconds=round(finished - started, 3))
 
