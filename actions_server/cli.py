@@ -95,6 +95,39 @@ def templates(ctx: typer.Context, as_json: JsonOption = False) -> None:
         typer.echo(f"  values: {keys}")
 
 
+@templates_app.command("check")
+def templates_check(
+    names: Annotated[list[str] | None, typer.Argument(help="Templates in cookiecutters/ (default: all)")] = None,
+    fast: Annotated[bool, typer.Option("--fast", help="Skip the generated service's own test suite")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Render each template with every choice and run every validator on the result."""
+    from dataclasses import asdict
+
+    from .template_check import ERROR, check_template
+
+    root = Settings().templates_dir
+    chosen = names or sorted(p.parent.name for p in root.glob("*/cookiecutter.json"))
+    report: dict[str, list[dict[str, Any]]] = {}
+    for name in chosen:
+        if not (root / name / "cookiecutter.json").is_file():
+            raise PltfError(f"no template named {name!r} in {root}", 2, "usage")
+        if not as_json:
+            typer.echo(f"checking {name} …", err=True)
+        findings = check_template(root / name, run_service_tests=not fast)
+        report[name] = [asdict(finding) for finding in findings]
+        if not as_json:
+            for finding in findings:
+                typer.echo(f"  {finding}")
+            errors = sum(f.severity == ERROR for f in findings)
+            typer.echo(f"{name}: {'FAILED' if errors else 'ok'} ({errors} errors, {len(findings) - errors} warnings)")
+    if as_json:
+        _print_json({"templates": report})
+    failed = [name for name, findings in report.items() if any(f["severity"] == ERROR for f in findings)]
+    if failed:
+        raise PltfError(f"template check failed: {', '.join(failed)}", 1, "check_failed")
+
+
 def parse_assignments(plain: list[str], as_json: list[str]) -> dict[str, Any]:
     """`a.b=c` assignments into a nested dict; `--set-json` values are parsed as JSON."""
     result: dict[str, Any] = {}
@@ -227,6 +260,38 @@ def tokens_new(
         entry["team"] = team
     typer.echo(f"token (shown once): {token}", err=True)
     typer.echo(yaml.safe_dump({"tokens": [entry]}, sort_keys=False), nl=False)
+
+
+# -- pltf backstage: Backstage software templates generated from cookiecutters --------------
+
+backstage_app = typer.Typer(help="Backstage integration: software templates for the Create button.", no_args_is_help=True)
+app.add_typer(backstage_app, name="backstage")
+
+
+@backstage_app.command("template")
+def backstage_template(
+    cookiecutter_dir: Annotated[str, typer.Argument(help="A cookiecutter directory, e.g. cookiecutters/python-service")],
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write to this file instead of stdout")] = None,
+    name: Annotated[str | None, typer.Option(help="Template entity name [default: the directory name]")] = None,
+    owner: Annotated[str, typer.Option(help="Owner of the Template entity")] = "group:default/platform-team",
+    repo_host: Annotated[
+        list[str], typer.Option("--repo-host", help="RepoUrlPicker allowedHosts entry (repeatable)")
+    ] = [],  # noqa: B006
+) -> None:
+    """Generate a scaffolder.backstage.io/v1beta3 Template that calls service:create for a cookiecutter."""
+    from pathlib import Path
+
+    from .backstage_template import TemplateOptions, load_cookiecutter, render
+
+    directory = Path(cookiecutter_dir)
+    options = TemplateOptions(
+        name=name, owner=owner, repo_hosts=repo_host, source=f"cookiecutters/{directory.resolve().name}"
+    )
+    document = render(load_cookiecutter(directory), options)
+    if output:
+        Path(output).write_text(document, encoding="utf-8")
+    else:
+        typer.echo(document, nl=False)
 
 
 def main() -> None:

@@ -102,3 +102,20 @@ def test_cli_against_a_running_server(tmp_path: Path, server_env: dict[str, str]
         assert finished and all(e.get("run_id") and e.get("request_id") for e in finished)
     finally:
         server.stop()
+
+
+def test_templates_check_exits_non_zero_with_findings(tmp_path: Path) -> None:
+    import shutil
+
+    from actions_server.config import PROJECT_ROOT
+
+    broken = tmp_path / "templates" / "python-service"
+    shutil.copytree(PROJECT_ROOT / "cookiecutters" / "python-service", broken)
+    dockerfile = next(broken.glob("*/Dockerfile"))
+    dockerfile.write_text(dockerfile.read_text().replace("FROM ", "FROM python:latest AS ignored\nFROM ", 1))
+    env = {"PLTF_TEMPLATES_DIR": str(broken.parent), "PLTF_DATA_DIR": str(tmp_path / "data")}
+    result = pltf("templates", "check", "--fast", "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    findings = json.loads(result.stdout)["templates"]["python-service"]
+    assert any("latest" in finding["message"] for finding in findings)
+    assert result.stderr.strip().splitlines()[-1] == "pltf: error: template check failed: python-service"
