@@ -48,6 +48,23 @@ class Settings(BaseSettings):
     stale_run_seconds: float = 30.0
     replica_id: str | None = None
     log_level: str = "info"
+    # Service specs (service:provision, pltf plan/apply) and the shared GitOps repository
+    gitops_url: str | None = Field(
+        None,
+        description="Remote of the GitOps repository (HTTPS URL without credentials, or a path); "
+        "default: the embedded forge's PLTF_GITOPS_REPOSITORY, created on first use.",
+    )
+    gitops_repository: str = Field("platform/gitops", description="owner/name of the embedded GitOps repository.")
+    gitops_branch: str = Field("main", description="Branch Argo CD follows.")
+    gitops_username: str = Field("x-access-token", description="User name sent with PLTF_GITOPS_TOKEN.")
+    gitops_token: SecretStr | None = Field(
+        None, description="Token for PLTF_GITOPS_URL; passed to git in the environment only."
+    )
+    spec_policy_file: Path | None = Field(
+        None,
+        description="The org's policy file for service specs; it overrides and extends "
+        "actions_server/specs/policies/default.yaml (rules by id, settings, team limits).",
+    )
 
     @field_validator("template_sources", "trusted_template_sources", mode="before")
     @classmethod
