@@ -22,6 +22,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .auth import Caller, TokenRegistry, load_tokens
+from .catalog.api import catalog_api
+from .catalog.pages import catalog_pages
 from .config import Settings
 from .errors import PltfError, invalid_input, pydantic_field_errors
 from .logs import configure_logging, get_logger
@@ -201,6 +203,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def services() -> Services:
         return state["services"]  # type: ignore[no-any-return]
+
+    app.include_router(catalog_api(services))
+    app.include_router(catalog_pages(services))
 
     @app.exception_handler(PltfError)
     async def on_pltf_error(_: Request, exc: PltfError) -> JSONResponse:

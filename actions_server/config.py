@@ -73,6 +73,50 @@ class Settings(BaseSettings):
             return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
+    # Catalog
+    catalog_file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=lambda: [PROJECT_ROOT / "catalog-info", PROJECT_ROOT / "backstage-templates"],
+        description="Directories whose files may be registered as file: locations (never the data dir).",
+    )
+    catalog_read_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["github.com", "raw.githubusercontent.com", "gitlab.com"],
+        description="Hosts the catalog may read catalog files from over http(s), besides this server's forge.",
+    )
+    catalog_public_reads: bool = Field(True, description="The read API and the /catalog pages need no token.")
+    catalog_read_timeout_seconds: float = 10.0
+    catalog_max_file_bytes: int = 5 * 1024 * 1024
+    catalog_argocd_url: str | None = Field(None, description="Argo CD UI base, for argocd/app-name links.")
+    backstage_url: str | None = Field(None, description="A Backstage backend; when set, it is the catalog.")
+    backstage_token: SecretStr | None = Field(None, description="Static token for Backstage's externalAccess.")
+
+    @field_validator("catalog_file_roots", "catalog_read_hosts", mode="before")
+    @classmethod
+    def _split_catalog_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    # Portal (health, DORA, scorecards, cost; see actions_server/portal/ and docs/dora.md)
+    github_webhook_secret: SecretStr | None = Field(
+        None, description="Secret of GitHub webhooks (X-Hub-Signature-256); unset refuses them."
+    )
+    gitlab_webhook_token: SecretStr | None = Field(None, description="X-Gitlab-Token of GitLab webhooks; unset refuses them.")
+    argocd_webhook_token: SecretStr | None = Field(
+        None, description="Bearer token of Argo CD notifications; unset: any valid API token."
+    )
+    alertmanager_webhook_token: SecretStr | None = Field(
+        None, description="Bearer token of Alertmanager's webhook; unset: any valid API token."
+    )
+    deploy_workflow_pattern: str = Field(
+        "deploy", description="A completed GitHub workflow_run whose name matches (regex, any case) is a deployment."
+    )
+    dora_levels: str | None = Field(None, description="Version of the DORA levels (portal/data/dora_levels.yaml).")
+    probe_interval_seconds: float = Field(60.0, ge=0, description="How often health URLs are probed; 0 stops probing.")
+    prometheus_url: str | None = Field(None, description="Uptime and SLOs from this Prometheus instead of the probes.")
+    opencost_url: str | None = Field(None, description="Cost from OpenCost's allocation API instead of requests.")
+    price_sheet: str | None = Field(None, description="YAML price sheet; default portal/data/prices.yaml.")
+    scorecard_file: str | None = Field(None, description="YAML scorecard rules; default portal/data/scorecard.yaml.")
+
     @property
     def base_url(self) -> str:
         if self.public_url:

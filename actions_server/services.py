@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from .action import Action
 from .actions import discover
+from .catalog import Catalog, open_catalog
 from .config import Settings
 from .db import connect
 from .redact import Redactor
@@ -23,6 +24,7 @@ class Services:
     redactor: Redactor
     templates: TemplateCatalog
     workspaces: WorkspaceStore
+    catalog: Catalog
     actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
 
     @classmethod
@@ -44,8 +46,10 @@ class Services:
             redactor=redactor,
             templates=TemplateCatalog(settings),
             workspaces=WorkspaceStore(engine, settings.workspace_dir),
+            catalog=open_catalog(settings, engine, redactor),
             actions=discover(),
         )
 
     def close(self) -> None:
+        self.catalog.close()
         self.engine.dispose()

@@ -1,0 +1,70 @@
+"""The embedded catalog's tables, on the shared metadata so `connect()` creates them.
+
+Entities are stored whole (JSON). Filtering uses `catalog_search`, one row
+per leaf field with lowercase key and value, as Backstage's own search table
+does, so `kind=component,spec.type=service` is plain SQL on SQLite and
+PostgreSQL alike. Relations are rows of their own: an entity's relations are
+those whose source it is, whichever entity declared them.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text
+
+from ..db import metadata
+
+MAX_TARGET_LENGTH = 2000
+MAX_REF_LENGTH = 400
+
+catalog_locations = Table(
+    "catalog_locations",
+    metadata,
+    Column("id", String(36), primary_key=True),
+    Column("type", String(20), nullable=False),
+    # Unique: registering one target twice is a conflict, also across replicas.
+    Column("target", String(MAX_TARGET_LENGTH), nullable=False, unique=True),
+    Column("created_at", Float, nullable=False),
+    Column("refreshed_at", Float, nullable=False),
+)
+
+catalog_entities = Table(
+    "catalog_entities",
+    metadata,
+    # Lowercase kind:namespace/name: one entity per ref, whichever location claims it first.
+    Column("ref", String(MAX_REF_LENGTH), primary_key=True),
+    Column("uid", String(36), nullable=False, unique=True),
+    Column("kind", String(63), nullable=False),
+    Column("namespace", String(63), nullable=False),
+    Column("name", String(63), nullable=False),
+    Column("location_id", String(36), nullable=False),
+    Column("entity", JSON, nullable=False),
+    Column("etag", String(64), nullable=False),
+    Column("updated_at", Float, nullable=False),
+    Index("ix_catalog_entities_location", "location_id"),
+)
+
+catalog_relations = Table(
+    "catalog_relations",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # The entity whose spec declared it; its refresh replaces these rows.
+    Column("originating_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("source_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("type", String(63), nullable=False),
+    Column("target_ref", String(MAX_REF_LENGTH), nullable=False),
+    Index("ix_catalog_relations_originating", "originating_ref"),
+    Index("ix_catalog_relations_source", "source_ref", "type"),
+)
+
+catalog_search = Table(
+    "catalog_search",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("entity_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("key", String(200), nullable=False),
+    # Lowercase for matching; NULL when too long to index (the key still says the field exists).
+    Column("value", String(200)),
+    Column("original_value", Text),
+    Index("ix_catalog_search_key_value", "key", "value"),
+    Index("ix_catalog_search_entity", "entity_ref"),
+)
