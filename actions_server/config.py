@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -48,6 +48,31 @@ class Settings(BaseSettings):
     stale_run_seconds: float = 30.0
     replica_id: str | None = None
     log_level: str = "info"
+    # Forges (repo:create)
+    forge: Literal["embedded", "github", "gitlab", "gitea"] = Field(
+        "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."
+    )
+    git_dir: Path | None = Field(
+        None,
+        description="Bare repositories of the embedded forge; default <data_dir>/git. "
+        "Several replicas must share it (a shared volume), or each serves its own repositories.",
+    )
+    git_public_reads: bool = Field(
+        True, description="Clone, raw files and browse pages of public embedded repositories need no token."
+    )
+    git_timeout_seconds: float = Field(120.0, description="Bound on each git command a push runs.")
+    github_url: str = Field("https://api.github.com", description="GitHub REST v3 base; GHE: https://HOST/api/v3.")
+    github_token: SecretStr | None = None
+    gitlab_url: str = Field("https://gitlab.com", description="GitLab base URL (the API is under /api/v4).")
+    gitlab_token: SecretStr | None = None
+    gitea_url: str | None = Field(None, description="Gitea base URL (the API is under /api/v1).")
+    gitea_token: SecretStr | None = None
+    forge_hosts: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict,
+        description="RepoUrlPicker hosts to providers, as host=provider,host=provider; "
+        "github.com, gitlab.com and the hosts of the URLs above are known already.",
+    )
+    protect_default_branch: bool = Field(True, description="Protect the default branch of repositories we create.")
     # Service specs (service:provision, pltf plan/apply) and the shared GitOps repository
     gitops_url: str | None = Field(
         None,
@@ -65,6 +90,64 @@ class Settings(BaseSettings):
         description="The org's policy file for service specs; it overrides and extends "
         "actions_server/specs/policies/default.yaml (rules by id, settings, team limits).",
     )
+    # Previews (preview:create, preview:destroy; see actions_server/previews/)
+    preview_provider: Literal["local", "kubernetes"] = Field(
+        "local", description="local: the service runs on this host; kubernetes: manifests in a GitOps repo."
+    )
+    preview_domain: str = Field(
+        "preview.localhost",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Previews answer at http://<service>[-pr-<n>].<domain>:<port>/ (*.localhost needs no DNS).",
+    )
+    preview_dir: Path | None = Field(
+        None, description="Checkouts, environments and caches; default <data_dir>/previews."
+    )
+    preview_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Repository URL prefixes previews may clone and run, besides the embedded forge's /git/.",
+    )
+    preview_ttl_seconds: int = Field(4 * 3600, ge=60, description="TTL of a preview when the request names none.")
+    preview_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest TTL a request may ask for.")
+    preview_max_active: int = Field(10, ge=1, description="Concurrent previews; past it preview:create answers 429.")
+    preview_ready_timeout_seconds: float = Field(
+        120.0, gt=0, description="A preview whose /readyz has not answered 200 by then is failed and stopped."
+    )
+    preview_reap_seconds: float = Field(5.0, gt=0, description="How often the reaper checks TTLs and processes.")
+    preview_installer: Literal["auto", "uv", "pip"] = Field("auto", description="auto: uv when installed, else pip.")
+    preview_install_timeout_seconds: float = Field(600.0, gt=0)
+    preview_kubeconfig: Path | None = Field(
+        None, description="(kubernetes) kubeconfig: readiness from the Application, namespaces deleted on destroy."
+    )
+    preview_kube_context: str | None = None
+    preview_argocd_namespace: str = "argocd"
+    preview_argocd_project: str = "default"
+    preview_ingress_namespace: str = Field("ingress-nginx", description="(kubernetes) allowed in by the NetworkPolicy.")
+    preview_quota_cpu: str = "2"
+    preview_quota_memory: str = "2Gi"
+    preview_pr_generator: Literal["auto", "github", "gitlab", "gitea"] = Field(
+        "auto", description="(kubernetes) ApplicationSet pull-request generator; auto picks by the repository's host."
+    )
+    preview_pr_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="(kubernetes) only pull requests with these labels get a preview."
+    )
+    preview_scm_secret: str = Field(
+        "pltf-scm-token", description="(kubernetes) Secret the PR generator reads its token from."
+    )
+
+    @field_validator("preview_sources", "preview_pr_labels", mode="before")
+    @classmethod
+    def _split_preview_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("forge_hosts", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        if isinstance(value, str):
+            pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
+            return {host.strip().lower(): provider.strip() for host, provider in pairs}
+        return value
 
     @field_validator("template_sources", "trusted_template_sources", mode="before")
     @classmethod

@@ -12,6 +12,8 @@ from .actions import discover
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .db import connect
+from .forges import ForgeRegistry
+from .previews import PreviewHub
 from .redact import Redactor
 from .templates import TemplateCatalog
 from .workspaces import WorkspaceStore
@@ -24,8 +26,10 @@ class Services:
     redactor: Redactor
     templates: TemplateCatalog
     workspaces: WorkspaceStore
+    forges: ForgeRegistry
     catalog: Catalog
     actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
+    previews: PreviewHub = field(default_factory=PreviewHub)
 
     @classmethod
     def create(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
@@ -47,6 +51,7 @@ class Services:
             templates=TemplateCatalog(settings),
             workspaces=WorkspaceStore(engine, settings.workspace_dir),
             catalog=open_catalog(settings, engine, redactor),
+            forges=ForgeRegistry(settings, redactor),
             actions=discover(),
         )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,11 @@ from actions_server.actions import discover
 from actions_server.app import create_app
 from actions_server.config import PROJECT_ROOT
 from conftest import TOKEN, make_settings
+
+# An example can take an earlier step's output, as a Backstage template does:
+# `${{ steps['cookiecutter:render'].output.workspaceId }}`. Here the step id is
+# an action id, and the test runs that action's first example to get the value.
+STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\['([^']+)'\]\.output\.(\w+)\s*\}\}$")
 
 EXAMPLES = [
     pytest.param(action.id, n, example, id=f"{action.id}-{n}")
@@ -35,7 +41,24 @@ def test_listed_example_runs(real_client: TestClient, action_id: str, index: int
     assert listed["description"] == example.description
     (step,) = yaml.safe_load(listed["example"])["steps"]
     response = real_client.post(
-        f"/v1/actions/{action_id}/runs", json={"input": step["input"], "dryRun": example.dry_run}
+        f"/v1/actions/{action_id}/runs",
+        json={"input": with_step_outputs(real_client, step["input"]), "dryRun": example.dry_run},
     )
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "succeeded"
+
+
+def with_step_outputs(client: TestClient, value: Any) -> Any:
+    """The example's input with each `${{ steps['ACTION'].output.KEY }}` replaced by a real run's output."""
+    if isinstance(value, dict):
+        return {key: with_step_outputs(client, item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [with_step_outputs(client, item) for item in value]
+    match = STEP_OUTPUT.match(value) if isinstance(value, str) else None
+    if match is None:
+        return value
+    action_id, key = match.groups()
+    first = next(example for example in discover()[action_id].examples if not example.dry_run)
+    response = client.post(f"/v1/actions/{action_id}/runs", json={"input": first.input})
+    assert response.status_code == 200, response.text
+    return response.json()["output"][key]

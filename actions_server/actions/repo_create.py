@@ -1,0 +1,287 @@
+"""`repo:create`: a rendered workspace becomes a repository with a first commit.
+
+Called as a step of a composite action:
+
+    out = ctx.run_step("publish", "repo:create", {"workspaceId": ws, "owner": "platform-team", "name": "users-api"})
+    out["remoteUrl"], out["repoContentsUrl"], out["commitHash"], out["rawUrlBase"] + "/catalog-info.yaml"
+
+Safety: names are checked by the provider's rules before any call (422, and
+no run starts); an existing repository is a 409 that names it and is never
+touched; a failure after the repository was created deletes it, and the log
+says so (or says it could not, and what to delete by hand).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+from urllib.parse import parse_qs
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from ..action import Action, Example, RunCancelled, RunContext
+from ..errors import FieldError, PltfError, invalid_input
+from ..forges import PROVIDERS, CreatedRepository, Forge, GitAuthor, RepositorySpec
+from ..forges.base import check_spec_fields
+from ..services import Services
+
+Provider = Literal["embedded", "github", "gitlab", "gitea"]
+DEFAULT_AUTHOR = GitAuthor("pltf", "pltf@localhost")
+
+
+class Author(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[^<>\n\r]+$")
+    email: str = Field(min_length=3, max_length=200, pattern=r"^[^<>\s@]+@[^<>\s@]+$")
+
+
+class RepoCreateInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    workspaceId: str = Field(
+        min_length=1, max_length=64, description="A workspace made by cookiecutter:render (its workspaceId output)."
+    )
+    repoUrl: str | None = Field(
+        None,
+        max_length=500,
+        description="Backstage RepoUrlPicker form: host?owner=o&repo=r. Or give provider, owner and name.",
+        examples=["github.com?owner=platform-team&repo=users-api"],
+    )
+    provider: Provider | None = Field(
+        None, description="embedded, github, gitlab or gitea; default: from repoUrl's host, else PLTF_FORGE."
+    )
+    owner: str | None = Field(None, max_length=255, description="Org, user or group (GitLab: group/subgroup).")
+    name: str | None = Field(None, max_length=100, description="Repository name.")
+    description: str = Field("", max_length=350)
+    visibility: Literal["public", "private", "internal"] | None = Field(
+        None,
+        description="Default: public on the embedded forge (so a catalog can read it), private elsewhere. "
+        "Embedded private and internal repositories need a token to read.",
+    )
+    defaultBranch: str = Field("main", max_length=100)
+    topics: list[str] = Field(default_factory=list, max_length=20)
+    commitMessage: str = Field("Initial commit", min_length=1, max_length=2000)
+    author: Author | None = Field(None, description="Commit author; default pltf <pltf@localhost>.")
+    protectDefaultBranch: bool | None = Field(
+        None, description="Protect the default branch (external forges); default PLTF_PROTECT_DEFAULT_BRANCH."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RepoCreateInput:
+        if self.repoUrl is not None and (self.owner is not None or self.name is not None):
+            raise ValueError("give either repoUrl, or owner and name, not both")
+        if self.repoUrl is None and (self.owner is None or self.name is None):
+            raise ValueError("give repoUrl (host?owner=o&repo=r), or owner and name")
+        return self
+
+
+class RepoCreateOutput(BaseModel):
+    remoteUrl: str = Field(description="Clone URL (no credentials).")
+    repoContentsUrl: str = Field(description="Browsable page of the default branch's files.")
+    commitHash: str | None = Field(None, description="The first commit; absent on a dry run.")
+    rawUrlBase: str = Field(description="{rawUrlBase}/{path} fetches a file, e.g. catalog-info.yaml.")
+    webUrl: str
+    provider: str
+    owner: str
+    name: str
+    defaultBranch: str
+    visibility: str
+    warnings: list[str] = Field(default_factory=list)
+    dryRun: bool = False
+    files: int | None = Field(None, description="On a dry run, how many files would be committed.")
+
+
+class Target(BaseModel):
+    provider: str
+    owner: str
+    name: str
+    owner_field: str
+    name_field: str
+
+
+def resolve_target(params: RepoCreateInput, services: Services) -> Target:
+    """Where the repository goes, from repoUrl or the explicit fields; 422 with field errors if unclear."""
+    if params.repoUrl is None:
+        assert params.owner is not None and params.name is not None  # the model's own check
+        return Target(
+            provider=params.provider or services.settings.forge,
+            owner=params.owner,
+            name=params.name,
+            owner_field="owner",
+            name_field="name",
+        )
+    host, _, query = params.repoUrl.partition("?")
+    values = parse_qs(query, keep_blank_values=True)
+    owner, name = values.get("owner", [""])[0], values.get("repo", [""])[0]
+    errors = []
+    if not host:
+        errors.append(FieldError("input.repoUrl", "needs a host: host?owner=o&repo=r"))
+    if not owner:
+        errors.append(FieldError("input.repoUrl", "needs owner=: host?owner=o&repo=r"))
+    if not name:
+        errors.append(FieldError("input.repoUrl", "needs repo=: host?owner=o&repo=r"))
+    found = params.provider or services.forges.provider_for_host(host)
+    if host and found is None:
+        errors.append(
+            FieldError("input.repoUrl", f"no forge is configured for the host {host!r} (see PLTF_FORGE_HOSTS)")
+        )
+    if errors:
+        raise invalid_input(f"repoUrl {params.repoUrl!r} is not usable", errors)
+    assert found is not None
+    return Target(provider=found, owner=owner, name=name, owner_field="repoUrl", name_field="repoUrl")
+
+
+def _spec(params: RepoCreateInput, target: Target, services: Services) -> RepositorySpec:
+    default_visibility: Literal["public", "private"] = "public" if target.provider == "embedded" else "private"
+    protect = params.protectDefaultBranch
+    return RepositorySpec(
+        owner=target.owner,
+        name=target.name,
+        description=params.description,
+        visibility=params.visibility or default_visibility,
+        default_branch=params.defaultBranch,
+        topics=tuple(params.topics),
+        protect_default_branch=services.settings.protect_default_branch if protect is None else protect,
+    )
+
+
+def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, RepositorySpec]:
+    target = resolve_target(params, services)
+    if target.provider not in PROVIDERS:
+        raise invalid_input(f"unknown provider {target.provider!r}", [FieldError("input.provider", "unknown")])
+    try:
+        forge = services.forges.get(target.provider)
+    except PltfError as exc:
+        exc.fields = [FieldError(f"input.{f.field}", f.message) for f in exc.fields]
+        raise
+    spec = _spec(params, target, services)
+    renamed = {"owner": target.owner_field, "name": target.name_field}
+    errors = [
+        FieldError(f"input.{renamed.get(e.field, e.field)}", e.message)
+        for e in forge.validate_name(spec.owner, spec.name) + check_spec_fields(spec)
+    ]
+    if errors:
+        raise invalid_input(f"{spec.owner}/{spec.name} cannot be created on {forge.title}", errors)
+    return forge, spec
+
+
+def check(params: RepoCreateInput, services: Services) -> None:
+    """Names and workspace, before a run starts. Never whether the repository exists: a replay of a
+    finished request must reach the run engine, which answers with the first result."""
+    _prepare(params, services)
+    try:
+        services.workspaces.info(params.workspaceId)
+    except PltfError:
+        raise invalid_input(
+            f"no workspace {params.workspaceId!r}", [FieldError("input.workspaceId", "no such workspace")]
+        ) from None
+
+
+def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object) -> RepoCreateOutput:
+    return RepoCreateOutput.model_validate(
+        {
+            "remoteUrl": repository.remote_url,
+            "repoContentsUrl": repository.contents_url,
+            "rawUrlBase": repository.raw_url_base,
+            "webUrl": repository.web_url,
+            "provider": repository.provider,
+            "owner": repository.owner,
+            "name": repository.name,
+            "defaultBranch": repository.default_branch,
+            "visibility": spec.visibility,
+            **extra,
+        }
+    )
+
+
+def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
+    forge, spec = _prepare(params, ctx.services)
+    where = forge.describe(spec.owner, spec.name)
+    source_root = ctx.workspace / "source"
+    source_root.mkdir(parents=True, exist_ok=True)
+    project = ctx.services.workspaces.extract(params.workspaceId, source_root)
+    files = sum(1 for path in project.rglob("*") if path.is_file())
+    if ctx.dry_run:
+        ctx.logger.info(f"dry run: would create {where} ({spec.visibility}) and push {files} files; nothing created")
+        return _output(forge.planned(spec), spec, dryRun=True, files=files)
+
+    ctx.logger.info(f"creating {where} ({spec.visibility})")
+    repository = forge.create_repository(spec)
+    ctx.logger.info(f"created {where}", remoteUrl=repository.remote_url)
+    try:
+        ctx.logger.info(f"pushing {files} files to {repository.default_branch}")
+        author = GitAuthor(params.author.name, params.author.email) if params.author else DEFAULT_AUTHOR
+        sha = forge.push(repository, project, params.commitMessage, author)
+        ctx.logger.info(f"pushed commit {sha[:12]} to {repository.default_branch}", commitHash=sha)
+        warnings = forge.finish(repository, spec)
+        for warning in warnings:
+            ctx.logger.warning(warning)
+    except BaseException as exc:
+        _clean_up(ctx, forge, repository, where, exc)
+        raise
+    ctx.logger.info(f"repository ready: {repository.contents_url}")
+    return _output(repository, spec, commitHash=sha, warnings=warnings)
+
+
+def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, where: str, cause: BaseException) -> None:
+    """Deletes the repository a later step failed in, and leaves a trace either way."""
+    # A cancelled run still gets its cleanup logged: lift the cancel while we write.
+    was_cancelled = ctx.cancelled.is_set() or isinstance(cause, RunCancelled)
+    ctx.cancelled.clear()
+    try:
+        reason = "the run was cancelled" if isinstance(cause, RunCancelled) else str(cause)
+        ctx.logger.error(f"failed after creating {where}: {reason}; deleting the repository")
+        try:
+            forge.delete_repository(repository)
+        except Exception as exc:  # noqa: BLE001 - the first failure is what the user must see
+            ctx.logger.error(
+                f"could not delete {where} ({exc}); it is left without a commit: delete it by hand before retrying",
+                remoteUrl=repository.remote_url,
+            )
+            if isinstance(cause, PltfError):
+                cause.message += f" (and {where} could not be deleted; delete it before retrying)"
+        else:
+            ctx.logger.info(f"deleted {where}; retrying the request is safe")
+            if isinstance(cause, PltfError):
+                cause.message += f" ({where} was deleted again)"
+    finally:
+        if was_cancelled:
+            ctx.cancelled.set()
+
+
+EXAMPLE_WORKSPACE = "${{ steps['cookiecutter:render'].output.workspaceId }}"
+
+action = Action(
+    id="repo:create",
+    description=(
+        "Creates a repository (embedded forge, GitHub, GitLab or Gitea) from a rendered workspace and pushes "
+        "the first commit. Outputs remoteUrl, repoContentsUrl and commitHash like Backstage's publish:* actions."
+    ),
+    input=RepoCreateInput,
+    output=RepoCreateOutput,
+    handler=handler,
+    check=check,
+    examples=[
+        Example(
+            "Publish a rendered workspace to the embedded forge",
+            {
+                "workspaceId": EXAMPLE_WORKSPACE,
+                "owner": "platform-team",
+                "name": "users-api",
+                "description": "Users API",
+                "topics": ["python", "golden-path"],
+            },
+        ),
+        Example(
+            "Check where a RepoUrlPicker value would go, creating nothing",
+            {
+                "workspaceId": EXAMPLE_WORKSPACE,
+                "repoUrl": "127.0.0.1?owner=platform-team&repo=orders-api",
+                "provider": "embedded",
+                "commitMessage": "Scaffolded by pltf",
+                "author": {"name": "Platform Team", "email": "platform@example.com"},
+            },
+            dry_run=True,
+        ),
+    ],
+)

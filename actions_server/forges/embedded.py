@@ -1,0 +1,168 @@
+"""The embedded forge (the default): bare repositories under the data dir, served by this server.
+
+Repositories live at `<git_dir>/<owner>/<name>.git` (`git_dir` defaults to
+`<data_dir>/git`) and are served over git's smart HTTP protocol at
+`<public url>/git/<owner>/<name>.git` (see `git_http`).
+
+Creation is atomic: the bare repository is made in a staging directory and
+renamed into place. `rename` onto an existing (non-empty) repository fails, so
+of two requests creating one repository at once, in one process or in several
+replicas sharing `git_dir`, exactly one wins and the other gets a 409. Replicas
+that do not share `git_dir` each have repositories of their own: give them a
+shared volume.
+
+The action server pushes into its own repositories through the filesystem:
+going through HTTP would cost a round trip and a token to itself.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import re
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..errors import FieldError, PltfError, conflict
+from ..redact import Redactor
+from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec, name_rule
+from .gitpush import commit_and_push, git_environment, run_git
+
+# One path segment: no `..`, no leading dot or dash, no `.git` suffix (that is the clone URL's).
+SEGMENT = re.compile(r"^(?![.-])(?!.*\.\.)(?!.*\.git$)[A-Za-z0-9._-]{1,100}$")
+SEGMENT_RULE = "use 1 to 100 letters, digits, '.', '_' or '-', not starting with '.' or '-' nor ending in '.git'"
+METADATA_FILE = "pltf.json"
+_STAGING = ".staging"
+_TRASH = ".trash"
+
+
+def git_root(settings: Settings) -> Path:
+    return (settings.git_dir or settings.data_dir / "git").resolve()
+
+
+def repository_dir(root: Path, owner: str, name: str) -> Path | None:
+    """The bare repository's directory, or None when a segment breaks the rules (never a path outside root)."""
+    if not (SEGMENT.match(owner) and SEGMENT.match(name)):
+        return None
+    return root / owner / f"{name}.git"
+
+
+def read_metadata(repo_dir: Path) -> dict[str, Any]:
+    try:
+        data = json.loads((repo_dir / METADATA_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def list_repositories(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(owner, name, metadata) of every repository, sorted."""
+    found = []
+    if not root.is_dir():
+        return []
+    for owner_dir in sorted(root.iterdir()):
+        if not owner_dir.is_dir() or not SEGMENT.match(owner_dir.name):
+            continue
+        for repo_dir in sorted(owner_dir.glob("*.git")):
+            name = repo_dir.name[: -len(".git")]
+            if SEGMENT.match(name):
+                found.append((owner_dir.name, name, read_metadata(repo_dir)))
+    return found
+
+
+class EmbeddedForge(Forge):
+    provider = "embedded"
+    title = "the embedded forge"
+
+    def __init__(self, settings: Settings, redactor: Redactor) -> None:
+        self.settings = settings
+        self.redactor = redactor
+
+    @property
+    def root(self) -> Path:
+        return git_root(self.settings)
+
+    def validate_name(self, owner: str, name: str) -> list[FieldError]:
+        return name_rule("owner", owner, SEGMENT, SEGMENT_RULE) + name_rule("name", name, SEGMENT, SEGMENT_RULE)
+
+    def planned(self, spec: RepositorySpec) -> CreatedRepository:
+        base = f"{self.settings.base_url}/git/{spec.owner}/{spec.name}"
+        return CreatedRepository(
+            provider=self.provider,
+            owner=spec.owner,
+            name=spec.name,
+            default_branch=spec.default_branch,
+            remote_url=f"{base}.git",
+            contents_url=f"{base}/tree/{spec.default_branch}",
+            raw_url_base=f"{base}/raw/{spec.default_branch}",
+            web_url=base,
+        )
+
+    def _dir(self, owner: str, name: str) -> Path:
+        found = repository_dir(self.root, owner, name)
+        if found is None:
+            raise PltfError(f"invalid repository name {owner}/{name}", 422, "invalid_input")
+        return found
+
+    def create_repository(self, spec: RepositorySpec) -> CreatedRepository:
+        final = self._dir(spec.owner, spec.name)
+        if final.exists():
+            raise conflict(f"repository {spec.owner}/{spec.name} already exists on {self.title}; it was not changed")
+        staging = self.root / _STAGING / uuid.uuid4().hex
+        staging.parent.mkdir(parents=True, exist_ok=True)
+        env = git_environment()
+        timeout = self.settings.git_timeout_seconds
+        run_git(
+            ["init", "--quiet", "--bare", "-b", spec.default_branch, str(staging)],
+            staging.parent,
+            env,
+            timeout,
+            self.redactor,
+            "git init --bare",
+        )
+        metadata = {
+            "description": spec.description,
+            "visibility": spec.visibility,
+            "topics": list(spec.topics),
+            "defaultBranch": spec.default_branch,
+            "createdAt": time.time(),
+        }
+        (staging / METADATA_FILE).write_text(json.dumps(metadata))
+        (staging / "description").write_text(spec.description + "\n")
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            # Atomic, also across processes sharing the directory: one rename wins.
+            os.rename(staging, final)
+        except OSError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            if exc.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                raise conflict(
+                    f"repository {spec.owner}/{spec.name} already exists on {self.title}; it was not changed"
+                ) from None
+            raise
+        return self.planned(spec)
+
+    def push(self, repository: CreatedRepository, source_dir: Path, message: str, author: GitAuthor) -> str:
+        return commit_and_push(
+            source_dir,
+            str(self._dir(repository.owner, repository.name)),
+            repository.default_branch,
+            message,
+            author,
+            self.redactor,
+            self.settings.git_timeout_seconds,
+        )
+
+    def delete_repository(self, repository: CreatedRepository) -> None:
+        path = self._dir(repository.owner, repository.name)
+        trash = self.root / _TRASH / uuid.uuid4().hex
+        trash.parent.mkdir(parents=True, exist_ok=True)
+        # Renamed away first, so nobody clones a half-deleted repository.
+        os.rename(path, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+        # The owner's directory stays: removing it could race another request's rename into it.

@@ -1,0 +1,130 @@
+"""GitLab (gitlab.com or self-hosted), through the REST API v4.
+
+Set `PLTF_GITLAB_TOKEN` (a token with the `api` scope) and, when self-hosted,
+`PLTF_GITLAB_URL=https://gitlab.example.com`. The owner is a group or user
+namespace path, nested groups included (`platform/services`).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import FieldError, PltfError, conflict
+from .base import CreatedRepository, RepositorySpec
+from .rest import RestForge, already_exists
+
+# GitLab's path rule: letters, digits, '_', '-' and '.'; not starting with '-'
+# or '.', not ending in '.git' or '.atom'.
+SEGMENT = re.compile(r"^(?![-.])(?!.*\.(?:git|atom)$)[A-Za-z0-9_.-]{1,255}$")
+SEGMENT_RULE = "GitLab paths are letters, digits, '_', '-' and '.', not starting with '-' nor ending in .git or .atom"
+MAINTAINER_ACCESS = 40
+DEVELOPER_ACCESS = 30
+
+
+class GitLabForge(RestForge):
+    provider = "gitlab"
+    title = "GitLab"
+    git_username = "oauth2"
+
+    def auth_headers(self, token: str) -> dict[str, str]:
+        return {"PRIVATE-TOKEN": token}
+
+    def validate_name(self, owner: str, name: str) -> list[FieldError]:
+        errors = []
+        if not owner or not all(SEGMENT.match(part) for part in owner.split("/")):
+            errors.append(FieldError("owner", f"{owner!r}: {SEGMENT_RULE} (groups separated by '/')"))
+        if not SEGMENT.match(name):
+            errors.append(FieldError("name", f"{name!r}: {SEGMENT_RULE}"))
+        return errors
+
+    @property
+    def web_url_base(self) -> str:
+        return self.api_url.removesuffix("/api/v4")
+
+    def _urls(self, spec: RepositorySpec, web_url: str, clone_url: str, project_id: str | None) -> CreatedRepository:
+        return CreatedRepository(
+            provider=self.provider,
+            owner=spec.owner,
+            name=spec.name,
+            default_branch=spec.default_branch,
+            remote_url=clone_url,
+            contents_url=f"{web_url}/-/tree/{spec.default_branch}",
+            raw_url_base=f"{web_url}/-/raw/{spec.default_branch}",
+            web_url=web_url,
+            provider_id=project_id,
+        )
+
+    def planned(self, spec: RepositorySpec) -> CreatedRepository:
+        web_url = f"{self.web_url_base}/{spec.owner}/{spec.name}"
+        return self._urls(spec, web_url, f"{web_url}.git", None)
+
+    def create_repository(self, spec: RepositorySpec) -> CreatedRepository:
+        found = self.call("GET", f"/namespaces/{quote(spec.owner, safe='')}", f"looking up {spec.owner}")
+        if found.status_code == 404:
+            raise PltfError(
+                f"GitLab has no group or user namespace {spec.owner!r}",
+                422,
+                "invalid_input",
+                [FieldError("owner", "not found on GitLab")],
+            )
+        if found.status_code != 200:
+            raise self.failure(found, f"looking up {spec.owner}")
+        body: dict[str, Any] = {
+            "name": spec.name,
+            "path": spec.name,
+            "namespace_id": found.json()["id"],
+            "description": spec.description,
+            "visibility": spec.visibility,
+            "default_branch": spec.default_branch,
+            "initialize_with_readme": False,
+        }
+        if spec.topics:
+            body["topics"] = list(spec.topics)
+        created = self.call("POST", "/projects", f"creating {spec.owner}/{spec.name}", json=body)
+        if already_exists(created):
+            raise conflict(f"repository {spec.owner}/{spec.name} already exists on GitLab; it was not changed")
+        if created.status_code != 201:
+            raise self.failure(created, f"creating {spec.owner}/{spec.name}")
+        data = created.json()
+        return self._urls(spec, str(data["web_url"]), str(data["http_url_to_repo"]), str(data["id"]))
+
+    def _project(self, repository: CreatedRepository) -> str:
+        if repository.provider_id is not None:
+            return repository.provider_id
+        return quote(f"{repository.owner}/{repository.name}", safe="")
+
+    def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
+        project = f"/projects/{self._project(repository)}"
+        updated = self.call(
+            "PUT", project, "setting the default branch", json={"default_branch": repository.default_branch}
+        )
+        if updated.status_code != 200:
+            raise self.failure(updated, "setting the default branch")
+        if not spec.protect_default_branch:
+            return []
+        protected = self.call(
+            "POST",
+            f"{project}/protected_branches",
+            "protecting the default branch",
+            json={
+                "name": repository.default_branch,
+                "push_access_level": MAINTAINER_ACCESS,
+                "merge_access_level": DEVELOPER_ACCESS,
+            },
+        )
+        # GitLab protects the default branch of a new project on the first push,
+        # in which case this answers 409 "already exists": that is what we wanted.
+        if protected.status_code in (201, 409):
+            return []
+        if protected.status_code == 403:
+            return [str(self.failure(protected, "protecting the default branch"))]
+        raise self.failure(protected, "protecting the default branch")
+
+    def delete_repository(self, repository: CreatedRepository) -> None:
+        deleted = self.call(
+            "DELETE", f"/projects/{self._project(repository)}", f"deleting {repository.owner}/{repository.name}"
+        )
+        if deleted.status_code not in (202, 204, 404):
+            raise self.failure(deleted, f"deleting {repository.owner}/{repository.name}")

@@ -1,0 +1,109 @@
+"""Commits a directory and pushes it with the stock `git`, credentials passed per command.
+
+The credentials go in an `http.extraHeader` set through `GIT_CONFIG_COUNT` /
+`GIT_CONFIG_KEY_0` / `GIT_CONFIG_VALUE_0`: they are not in the remote URL, not
+in `.git/config`, not on the command line (so not in `ps`), and git does not
+print them. Whatever git prints is still scrubbed by the redactor before it
+reaches an error message.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import subprocess
+from pathlib import Path
+
+from ..errors import PltfError
+from ..redact import Redactor
+from .base import GitAuthor
+
+# Enough of the environment for git to run, and nothing of ours (tokens live in
+# PLTF_* variables, which git has no business seeing).
+_KEPT_ENVIRONMENT = ("PATH", "LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR")
+
+
+def basic_authorization(username: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def git_environment(author: GitAuthor | None = None, authorization: str | None = None) -> dict[str, str]:
+    env = {key: os.environ[key] for key in _KEPT_ENVIRONMENT if key in os.environ}
+    env.update(
+        {
+            # No system or user config: a credential helper or `url.insteadOf` on the
+            # host must not change what we push or where.
+            "GIT_CONFIG_NOSYSTEM": "1",
+            "GIT_CONFIG_GLOBAL": os.devnull,
+            "HOME": os.devnull,
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ASKPASS": "true",
+        }
+    )
+    if author is not None:
+        env.update(
+            GIT_AUTHOR_NAME=author.name,
+            GIT_AUTHOR_EMAIL=author.email,
+            GIT_COMMITTER_NAME=author.name,
+            GIT_COMMITTER_EMAIL=author.email,
+        )
+    if authorization is not None:
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.extraHeader")
+        env["GIT_CONFIG_VALUE_0"] = f"Authorization: {authorization}"
+    return env
+
+
+def run_git(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float, redact: Redactor, what: str
+) -> subprocess.CompletedProcess[str]:
+    try:
+        done = subprocess.run(
+            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise PltfError(f"{what} took longer than {timeout:g} s", 504, "git_timeout") from None
+    if done.returncode != 0:
+        detail = redact((done.stderr or done.stdout).strip())
+        raise PltfError(f"{what} failed: {detail[-1500:]}", 502, "git_failed")
+    return done
+
+
+def commit_and_push(
+    source_dir: Path,
+    remote_url: str,
+    branch: str,
+    message: str,
+    author: GitAuthor,
+    redact: Redactor,
+    timeout: float,
+    authorization: str | None = None,
+) -> str:
+    """Makes `source_dir` a one-commit repository and pushes it to `branch` of `remote_url`; returns the sha.
+
+    `remote_url` is an HTTPS URL without credentials, a file:// URL or a path.
+    """
+    if authorization is not None:
+        # Basic credentials are base64 of the token; that string is a secret too.
+        redact.add([authorization, authorization.split(" ", 1)[-1]])
+    local_env = git_environment(author)
+    run_git(["init", "--quiet", "-b", branch], source_dir, local_env, timeout, redact, "git init")
+    run_git(["add", "--all", "."], source_dir, local_env, timeout, redact, "git add")
+    run_git(
+        ["commit", "--quiet", "--no-verify", "--allow-empty", "-m", message],
+        source_dir,
+        local_env,
+        timeout,
+        redact,
+        "git commit",
+    )
+    sha = run_git(["rev-parse", "HEAD"], source_dir, local_env, timeout, redact, "git rev-parse").stdout.strip()
+    push_env = git_environment(author, authorization)
+    run_git(
+        ["push", "--quiet", "--porcelain", remote_url, f"HEAD:refs/heads/{branch}"],
+        source_dir,
+        push_env,
+        timeout,
+        redact,
+        f"git push to {remote_url}",
+    )
+    return sha
