@@ -54,6 +54,7 @@ catalog_relations = Table(
     Column("target_ref", String(MAX_REF_LENGTH), nullable=False),
     Index("ix_catalog_relations_originating", "originating_ref"),
     Index("ix_catalog_relations_source", "source_ref", "type"),
+    Index("ix_catalog_relations_target", "target_ref"),
 )
 
 catalog_search = Table(
@@ -66,5 +67,5 @@ catalog_search = Table(
     Column("value", String(200)),
     Column("original_value", Text),
     Index("ix_catalog_search_key_value", "key", "value"),
-    Index("ix_catalog_search_entity", "entity_ref"),
+    Index("ix_catalog_search_entity_key", "entity_ref", "key"),
 )

@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import yaml
-from sqlalchemy import Select, and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -363,12 +363,16 @@ class EmbeddedCatalog(Catalog):
         count_query: Select[Any] = select(func.count()).select_from(catalog_entities)
         if where is not None:
             ref_query, count_query = ref_query.where(where), count_query.where(where)
-        for key, descending in order:
-            value = (
-                select(func.min(catalog_search.c.value))
-                .where(catalog_search.c.entity_ref == catalog_entities.c.ref, catalog_search.c.key == key)
-                .scalar_subquery()
+        for n, (key, descending) in enumerate(order):
+            # One grouped pass over the field's values, joined, rather than a lookup per entity.
+            values = (
+                select(catalog_search.c.entity_ref, func.min(catalog_search.c.value).label("value"))
+                .where(catalog_search.c.key == key)
+                .group_by(catalog_search.c.entity_ref)
+                .subquery(f"order_{n}")
             )
+            ref_query = ref_query.outerjoin(values, values.c.entity_ref == catalog_entities.c.ref)
+            value = values.c.value
             ref_query = ref_query.order_by(value.desc().nulls_last() if descending else value.asc().nulls_last())
         ref_query = ref_query.order_by(catalog_entities.c.ref).offset(offset).limit(limit)
         with self.engine.connect() as conn:
@@ -418,18 +422,19 @@ class EmbeddedCatalog(Catalog):
 
 
 def _condition(condition: Condition) -> ColumnElement[bool]:
+    # Uncorrelated `ref IN (subquery)`: the database computes each condition once,
+    # rather than once per entity as a correlated EXISTS would.
     if condition.key.startswith("relations."):
-        clauses = [
-            catalog_relations.c.source_ref == catalog_entities.c.ref,
-            func.lower(catalog_relations.c.type) == condition.key.removeprefix("relations."),
-        ]
+        relation = select(catalog_relations.c.source_ref).where(
+            func.lower(catalog_relations.c.type) == condition.key.removeprefix("relations.")
+        )
         if condition.values:
-            clauses.append(catalog_relations.c.target_ref.in_(condition.values))
-        return exists(select(catalog_relations.c.id).where(*clauses))
-    clauses = [catalog_search.c.entity_ref == catalog_entities.c.ref, catalog_search.c.key == condition.key]
+            relation = relation.where(catalog_relations.c.target_ref.in_(condition.values))
+        return catalog_entities.c.ref.in_(relation)
+    found = select(catalog_search.c.entity_ref).where(catalog_search.c.key == condition.key)
     if condition.values:
-        clauses.append(catalog_search.c.value.in_(condition.values))
-    return exists(select(catalog_search.c.id).where(*clauses))
+        found = found.where(catalog_search.c.value.in_(condition.values))
+    return catalog_entities.c.ref.in_(found)
 
 
 def _location_json(row: Any) -> dict[str, Any]:
