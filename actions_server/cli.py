@@ -294,6 +294,123 @@ def backstage_template(
         typer.echo(document, nl=False)
 
 
+# -- service specs: pltf plan SPEC | pltf apply SPEC | pltf policies list ---------
+
+policies_app = typer.Typer(help="The policies service specs are held to.", no_args_is_help=True)
+app.add_typer(policies_app, name="policies")
+
+SpecArgument = Annotated[str, typer.Argument(help="Spec file: YAML (.yaml) or Terraform (.tf); - reads stdin")]
+OwnerOption = Annotated[str | None, typer.Option(help="Owning team when the spec names none and the catalog has none")]
+FormatOption = Annotated[str, typer.Option("--format", help="auto (by extension), yaml or hcl")]
+
+
+def _spec_input(spec_file: str, owner: str | None, spec_format: str) -> dict[str, Any]:
+    from pathlib import Path
+
+    if spec_format not in ("auto", "yaml", "hcl"):
+        raise PltfError(f"--format must be auto, yaml or hcl, not {spec_format!r}", 2, "usage")
+    try:
+        text = sys.stdin.read() if spec_file == "-" else Path(spec_file).read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PltfError(f"cannot read {spec_file}: {exc}", 2, "usage") from None
+    name = "stdin.yaml" if spec_file == "-" else Path(spec_file).name
+    params: dict[str, Any] = {"spec": text, "filename": name, "format": spec_format}
+    if owner:
+        params["owner"] = owner
+    return params
+
+
+def _show_provision(output: dict[str, Any], planning: bool) -> None:
+    for service in output.get("services", []):
+        source = service.get("ownerSource") or "nowhere"
+        typer.echo(
+            f"{service['service']}  owner {service.get('owner') or '(none)'} (from {source})  -> {service['directory']}/"
+        )
+    marks = {"info": "i", "warn": "!", "block": "x"}
+    for finding in output.get("findings", []):
+        fix = finding.get("fix")
+        note = f"\n      {'fixed' if finding.get('fixed') else 'fix'}: {fix}" if fix else ""
+        typer.echo(
+            f"  {marks.get(finding['severity'], '?')} {finding['severity']:<5} {finding['rule']}: {finding['message']}{note}"
+        )
+    if output.get("diff"):
+        typer.echo(output["diff"], nl=False)
+    changed = output.get("changedFiles", [])
+    if planning:
+        verdict = "blocked: nothing can be applied" if output.get("blocked") else f"{len(changed)} files would change"
+        typer.echo(f"plan: {verdict} in {output.get('repository')}")
+    elif output.get("commit"):
+        typer.echo(f"applied: {len(changed)} files in commit {output['commit'][:12]} to {output.get('repository')}")
+    else:
+        typer.echo("applied: nothing changed, no commit")
+
+
+def _provision(
+    spec_file: str, owner: str | None, spec_format: str, dry_run: bool, as_json: bool, key: str | None
+) -> None:
+    params = _spec_input(spec_file, owner, spec_format)
+    result = _backend().run("service:provision", params, dry_run, key, None)
+    if as_json:
+        _print_json(result)
+    elif result["status"] == "succeeded":
+        _show_provision(result.get("output") or {}, dry_run)
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        if not as_json:
+            for field in error.get("fields", []):
+                typer.echo(f"  x {field['field']}: {field['message']}", err=True)
+        raise PltfError(error.get("message", f"service:provision {result['status']}"), 1, "run_failed")
+    if dry_run and (result.get("output") or {}).get("blocked"):
+        raise PltfError("the plan is blocked by policy (see the findings above)", 1, "policy_blocked")
+
+
+@app.command("plan")
+def plan(
+    spec_file: SpecArgument,
+    owner: OwnerOption = None,
+    spec_format: FormatOption = "auto",
+    as_json: JsonOption = False,
+) -> None:
+    """Show the findings and the diff a service spec would make in the GitOps repository; write nothing."""
+    _provision(spec_file, owner, spec_format, True, as_json, None)
+
+
+@app.command("apply")
+def apply(
+    spec_file: SpecArgument,
+    owner: OwnerOption = None,
+    spec_format: FormatOption = "auto",
+    idempotency_key: Annotated[str | None, typer.Option(help="Retry-safe key")] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Write a service spec's manifests to the GitOps repository as one commit (none if nothing changed)."""
+    _provision(spec_file, owner, spec_format, False, as_json, idempotency_key)
+
+
+@policies_app.command("list")
+def policies_list(as_json: JsonOption = False) -> None:
+    """Print the policies in force: rule, severity, what it checks and its fix; then tiers and team limits."""
+    result = _backend().run("service:policies", {}, False, None, None)
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        raise PltfError(error.get("message", "service:policies failed"), 1, "run_failed")
+    output = result["output"]
+    if as_json:
+        _print_json(output)
+        return
+    typer.echo(f"policies from {', '.join(output['sources'])}")
+    for rule in output["policies"]:
+        auto = " (auto-fixed)" if rule.get("autoFix") else ""
+        typer.echo(f"  {rule['severity']:<5} {rule['id']:<34} {rule['description']}{auto}")
+    tiers = output["settings"].get("tiers") or {}
+    for name, tier in tiers.items():
+        slo, budget = tier.get("slo", {}), tier.get("budget", {})
+        typer.echo(
+            f"  tier {name}: {slo.get('availability')}% / p99 {slo.get('latency_p99_ms')} ms; "
+            f"${budget.get('monthly_usd')}/month, {budget.get('cpu')} CPU, {budget.get('memory')}"
+        )
+
+
 def main() -> None:
     try:
         app()
