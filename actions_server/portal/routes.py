@@ -1,0 +1,204 @@
+"""The portal's routes: the JSON API (token), the pages (open), the webhooks; and the prober's lifespan.
+
+Mounted by one line in `create_app`: `app.include_router(portal_router(services))`.
+FastAPI runs this router's lifespan inside the app's, so the prober starts once
+the services exist and stops before they close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import anyio
+from fastapi import APIRouter, FastAPI, Query, Request
+from fastapi.responses import HTMLResponse
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from markupsafe import Markup
+
+from ..services import Services
+from . import cost, health, report
+from .access import Authed
+from .charts import trend_chart
+from .dora import Figures
+from .entities import directory
+from .model import parse_end, parse_window
+from .webhooks import webhook_routes
+
+TEMPLATES = Path(__file__).parent / "templates"
+Window = Annotated[str, Query(max_length=10, description="e.g. 24h, 30d, 12w")]
+End = Annotated[str | None, Query(max_length=40, description="ISO 8601 end of the window; default now")]
+
+
+def _environment() -> Environment:
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"]), auto_reload=False)
+    env.filters.update(
+        hours=lambda v: "—" if v is None else f"{v:.1f} h",
+        perday=lambda v: "—" if v is None else f"{v:.2f}/day",
+        pct=lambda v: "—" if v is None else f"{v * 100:.1f}%",
+        money=lambda v, currency="USD": "—" if v is None else f"{v:,.2f} {currency}",
+        uptime=_uptime,
+        chart=_chart,
+    )
+    return env
+
+
+def _uptime(health_info: dict[str, Any], window: str) -> str:
+    ratio = (health_info.get("uptime") or {}).get(window, {}).get("ratio")
+    return "no probes" if ratio is None else f"{ratio * 100:.2f}%"
+
+
+def _chart(trend: list[tuple[float, Figures]], field: str, label: str, bars: bool = False, unit: str = "") -> Markup:
+    return trend_chart([(when, getattr(figures, field)) for when, figures in trend], label, unit, bars)
+
+
+def portal_router(services: Callable[[], Services]) -> APIRouter:
+    @contextlib.asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        current = services()
+        settings = current.settings
+        current.redactor.add(
+            s.get_secret_value()
+            for s in (
+                settings.github_webhook_secret,
+                settings.gitlab_webhook_token,
+                settings.argocd_webhook_token,
+                settings.alertmanager_webhook_token,
+            )
+            if s is not None
+        )
+        prober = None
+        if settings.probe_interval_seconds > 0:
+            prober = asyncio.create_task(health.run_prober(current, settings.probe_interval_seconds))
+        try:
+            yield
+        finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
+
+    router = APIRouter(lifespan=lifespan)
+    router.include_router(webhook_routes(services))
+    pages = _environment()
+
+    # -- JSON API -------------------------------------------------------------
+
+    api = APIRouter(prefix="/v1", tags=["portal"])
+
+    @api.get("/services/{name}/dora")
+    async def service_dora(name: str, _: Authed, window: Window = "30d", end: End = None) -> dict[str, Any]:
+        """The four keys of one service: null where there is no data."""
+        seconds, until = parse_window(window), parse_end(end)
+        view = report.find_service(await anyio.to_thread.run_sync(directory, services()), name)
+        return await anyio.to_thread.run_sync(report.dora_json, services(), {view.name}, until - seconds, until)
+
+    @api.get("/teams/{team}/dora")
+    async def team_dora(team: str, _: Authed, window: Window = "30d", end: End = None) -> dict[str, Any]:
+        """The four keys over all the services a team owns, pooled."""
+        seconds, until = parse_window(window), parse_end(end)
+        views = report.team_services(await anyio.to_thread.run_sync(directory, services()), team)
+        names = {v.name for v in views}
+        return await anyio.to_thread.run_sync(report.dora_json, services(), names, until - seconds, until)
+
+    @api.get("/dora")
+    async def portfolio_dora(_: Authed, window: Window = "30d", end: End = None) -> dict[str, Any]:
+        """The four keys over every service (the portfolio)."""
+        seconds, until = parse_window(window), parse_end(end)
+        names = set(await anyio.to_thread.run_sync(directory, services()))
+        return await anyio.to_thread.run_sync(report.dora_json, services(), names, until - seconds, until)
+
+    @api.get("/services")
+    async def list_portal_services(_: Authed, window: Window = "30d", end: End = None) -> dict[str, Any]:
+        """Every service with its team, health, DORA level, scorecard level and cost."""
+        seconds, until = parse_window(window), parse_end(end)
+        found = await report.overview(services(), window, seconds, until)
+        return {
+            "services": [
+                {
+                    "name": row["view"].name,
+                    "team": row["view"].team,
+                    "health": row["health"],
+                    "dora": row["figures"].to_json(),
+                    "scorecard": {"level": row["scorecard"]["level"], "passed": row["scorecard"]["passed"], "total": row["scorecard"]["total"]},
+                    "cost": {k: row["cost"][k] for k in ("currency", "cost", "forecastMonthly", "budgetMonthly", "warnings")},
+                }
+                for row in found["rows"]
+            ]
+        }
+
+    @api.get("/services/{name}/health")
+    async def service_health(name: str, _: Authed, end: End = None) -> dict[str, Any]:
+        """Uptime over 24 h, 7 d and 30 d; SLO status and the error budget left."""
+        view = report.find_service(await anyio.to_thread.run_sync(directory, services()), name)
+        return await health.health(services(), view, parse_end(end))
+
+    @api.get("/services/{name}/scorecard")
+    async def service_scorecard(name: str, _: Authed, end: End = None) -> dict[str, Any]:
+        """Every rule's result with how to fix it, and the level reached."""
+        view = report.find_service(await anyio.to_thread.run_sync(directory, services()), name)
+        return await anyio.to_thread.run_sync(report.scorecard_for, services(), view, parse_end(end))
+
+    @api.get("/services/{name}/cost")
+    async def service_cost(name: str, _: Authed, window: Window = "30d") -> dict[str, Any]:
+        """Cost per env over the window, the month's forecast, budgets and warnings."""
+        seconds = parse_window(window)
+        view = report.find_service(await anyio.to_thread.run_sync(directory, services()), name)
+        found = await report.allocations(services(), window)
+        return await anyio.to_thread.run_sync(cost.service_cost, services(), view, seconds, found)
+
+    @api.get("/costs")
+    async def costs(
+        _: Authed, window: Window = "30d", by: Annotated[str, Query(pattern="^(env|service|experiment)$")] = "service"
+    ) -> dict[str, Any]:
+        """Cost summed per env, per service or per experiment."""
+        seconds = parse_window(window)
+        views = await anyio.to_thread.run_sync(directory, services())
+        found = await report.allocations(services(), window)
+
+        def compute() -> list[dict[str, Any]]:
+            return [cost.service_cost(services(), view, seconds, found) for view in views.values()]
+
+        reports = await anyio.to_thread.run_sync(compute)
+        return {
+            "by": by,
+            "window": window,
+            "source": "opencost" if found is not None else "requests",
+            "currency": cost.price_sheet(services().settings.price_sheet)["currency"],
+            "items": cost.aggregate(reports, by),
+            "warnings": [w for r in reports for w in r["warnings"]],
+        }
+
+    router.include_router(api)
+
+    # -- pages (no login) -----------------------------------------------------
+
+    def render(request: Request, template: str, window: str, end: str | None, **context: Any) -> HTMLResponse:
+        params = {k: v for k, v in (("window", window if window != "30d" else None), ("end", end)) if v}
+        query = f"?{urlencode(params)}" if params else ""
+        html = pages.get_template(template).render(window=window, end_param=end, query=query, **context)
+        return HTMLResponse(html)
+
+    @router.get("/", response_class=HTMLResponse, tags=["portal: pages"])
+    async def home_page(request: Request, window: Window = "30d", end: End = None) -> HTMLResponse:
+        seconds, until = parse_window(window), parse_end(end)
+        found = await report.overview(services(), window, seconds, until)
+        return render(request, "home.html", window, end, **found)
+
+    @router.get("/services/{name}", response_class=HTMLResponse, tags=["portal: pages"])
+    async def service_page(request: Request, name: str, window: Window = "30d", end: End = None) -> HTMLResponse:
+        seconds, until = parse_window(window), parse_end(end)
+        found = await report.service_page(services(), name, window, seconds, until)
+        return render(request, "service.html", window, end, **found)
+
+    @router.get("/teams/{team}", response_class=HTMLResponse, tags=["portal: pages"])
+    async def team_page(request: Request, team: str, window: Window = "30d", end: End = None) -> HTMLResponse:
+        seconds, until = parse_window(window), parse_end(end)
+        found = await report.overview(services(), window, seconds, until, team=team)
+        return render(request, "team.html", window, end, team=team, **found)
+
+    return router

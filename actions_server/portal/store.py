@@ -1,0 +1,79 @@
+"""Reading the normalised tables back."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import func, select, union
+from sqlalchemy.engine import Engine
+
+from .dora import Dataset
+from .model import Deployment, Incident
+from .tables import changes, deployments, ensure_tables, incidents, push_commits, raw_events, service_info
+
+
+def load_dataset(engine: Engine, services: set[str] | None = None) -> Dataset:
+    ensure_tables(engine)
+    data = Dataset()
+
+    def only(table: Any, column: str = "service") -> Any:
+        query = select(table)
+        return query if services is None else query.where(table.c[column].in_(sorted(services)))
+
+    with engine.connect() as conn:
+        for row in conn.execute(only(deployments)).mappings():
+            data.deployments.append(
+                Deployment(
+                    id=row["id"],
+                    service=row["service"],
+                    environment=row["environment"],
+                    success=bool(row["success"]),
+                    time=row["time"],
+                    sha=row["sha"],
+                    changes=tuple(row["changes"] or ()),
+                )
+            )
+        for row in conn.execute(only(changes)).mappings():
+            data.change_times[(row["service"], row["sha"])] = row["time"]
+        for row in conn.execute(only(push_commits)).mappings():
+            data.push_commits.setdefault((row["service"], row["head"]), set()).add(row["sha"])
+        for row in conn.execute(only(incidents)).mappings():
+            data.incidents.append(
+                Incident(
+                    id=row["id"],
+                    service=row["service"],
+                    started_at=row["started_at"],
+                    resolved_at=row["resolved_at"],
+                    root_cause=row["root_cause"],
+                    title=row["title"],
+                )
+            )
+    return data
+
+
+def event_services(engine: Engine) -> set[str]:
+    """Every service any event named."""
+    ensure_tables(engine)
+    query = union(
+        select(deployments.c.service),
+        select(changes.c.service),
+        select(incidents.c.service),
+        select(service_info.c.name),
+    )
+    with engine.connect() as conn:
+        return {row[0] for row in conn.execute(query)}
+
+
+def service_rows(engine: Engine) -> dict[str, dict[str, Any]]:
+    ensure_tables(engine)
+    with engine.connect() as conn:
+        return {row["name"]: dict(row) for row in conn.execute(select(service_info)).mappings()}
+
+
+def raw_event_count(engine: Engine, source: str | None = None) -> int:
+    ensure_tables(engine)
+    query = select(func.count()).select_from(raw_events)
+    if source is not None:
+        query = query.where(raw_events.c.source == source)
+    with engine.connect() as conn:
+        return int(conn.execute(query).scalar_one())

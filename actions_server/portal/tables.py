@@ -1,0 +1,109 @@
+"""The portal's tables, in the shared schema (`db.metadata`)."""
+
+from __future__ import annotations
+
+import threading
+import weakref
+
+from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
+from sqlalchemy.engine import Engine
+
+from ..db import metadata
+
+raw_events = Table(
+    "portal_raw_events",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("source", String(40), nullable=False),
+    # The sender's delivery id (X-GitHub-Delivery, X-Gitlab-Event-UUID) or a
+    # digest of the body: the same delivery sent twice is stored, and counted, once.
+    Column("delivery_id", String(200), nullable=False),
+    Column("event_type", String(100), nullable=False),
+    Column("received_at", Float, nullable=False),
+    Column("payload", JSON, nullable=False),
+    UniqueConstraint("source", "delivery_id", name="uq_portal_raw_delivery"),
+)
+
+changes = Table(
+    "portal_changes",
+    metadata,
+    Column("service", String(100), primary_key=True),
+    Column("sha", String(64), primary_key=True),
+    # The earliest time any event gives for the commit.
+    Column("time", Float, nullable=False),
+    Column("source", String(40), nullable=False),
+)
+
+# Which commits a push brought, by the push's head: a deploy of that head ships them (Four Keys' rule).
+push_commits = Table(
+    "portal_push_commits",
+    metadata,
+    Column("service", String(100), primary_key=True),
+    Column("head", String(64), primary_key=True),
+    Column("sha", String(64), primary_key=True),
+)
+
+deployments = Table(
+    "portal_deployments",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("service", String(100), nullable=False),
+    Column("environment", String(100), nullable=False),
+    Column("success", Boolean, nullable=False),
+    Column("time", Float, nullable=False),
+    Column("sha", String(64)),
+    Column("changes", JSON, nullable=False),
+    Column("source", String(40), nullable=False),
+    Index("ix_portal_deployments_service_time", "service", "time"),
+)
+
+incidents = Table(
+    "portal_incidents",
+    metadata,
+    Column("id", String(300), primary_key=True),
+    Column("service", String(100), nullable=False),
+    Column("started_at", Float),
+    Column("resolved_at", Float),
+    Column("root_cause", String(64)),
+    Column("title", Text),
+    Column("source", String(40), nullable=False),
+    Index("ix_portal_incidents_service", "service"),
+)
+
+service_info = Table(
+    "portal_services",
+    metadata,
+    Column("name", String(100), primary_key=True),
+    Column("team", String(200)),
+    Column("preview_url", String(1000)),
+    # {env: {"monthlyUsd", "cpu", "memory", "namespace", "experiment"}} from applied service specs.
+    Column("specs", JSON),
+    Column("updated_at", Float, nullable=False),
+)
+
+probes = Table(
+    "portal_probes",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("service", String(100), nullable=False),
+    Column("url", String(1000), nullable=False),
+    Column("time", Float, nullable=False),
+    Column("ok", Boolean, nullable=False),
+    Column("status", Integer),
+    Column("ms", Float),
+    Column("error", String(300)),
+    Index("ix_portal_probes_service_time", "service", "time"),
+)
+
+PORTAL_TABLES = [raw_events, changes, push_commits, deployments, incidents, service_info, probes]
+_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
+_lock = threading.Lock()
+
+
+def ensure_tables(engine: Engine) -> None:
+    """Creates the portal's tables if this engine's schema was made before this module was imported."""
+    with _lock:
+        if engine in _ready:
+            return
+        metadata.create_all(engine, tables=PORTAL_TABLES)
+        _ready.add(engine)
