@@ -182,6 +182,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interrupted_runs=len(interrupted),
         )
         keep_alive = asyncio.create_task(engine.keep_alive())
+        from .previews.api import preview_loop  # previews: adopt or clean up, then reap; stops with keep_alive
+
+        previews_task = asyncio.create_task(preview_loop(services))
+        keep_alive.add_done_callback(lambda _: previews_task.cancel())
         try:
             yield
         finally:
@@ -199,12 +203,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
     app.mount("/git", git_routes(settings))
+    from .previews.api import PreviewRouter, preview_routes  # previews: clean URLs, /previews/<id>/, /v1/previews
+
+    app.add_middleware(PreviewRouter, settings=settings, state=state)
+    app.include_router(preview_routes(state))
 
     def engine() -> RunEngine:
         return state["engine"]  # type: ignore[no-any-return]
 
     def services() -> Services:
         return state["services"]  # type: ignore[no-any-return]
+
 
     app.include_router(catalog_api(services))
     app.include_router(catalog_pages(services))

@@ -294,6 +294,61 @@ def backstage_template(
         typer.echo(document, nl=False)
 
 
+# -- previews: pltf previews list | gc | destroy ID ------------------------------
+
+previews_app = typer.Typer(help="Show and clean preview environments.", no_args_is_help=True)
+app.add_typer(previews_app, name="previews")
+
+
+@previews_app.command("list")
+def previews_list(
+    include_all: Annotated[bool, typer.Option("--all", help="Also failed, destroyed and expired ones")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """List previews (active ones unless --all)."""
+    from .previews.commands import list_previews
+
+    found = list_previews(include_all)
+    if as_json:
+        _print_json({"previews": found})
+        return
+    if not found:
+        typer.echo("no previews", err=True)
+    for p in found:
+        typer.echo(f"{p['id']}  {p['name']:<28} {p['status']:<9} {p['previewUrl']}  expires {p['expiresAt']}")
+
+
+@previews_app.command("gc")
+def previews_gc(as_json: JsonOption = False) -> None:
+    """Remove expired and dead previews, and leftovers no preview owns."""
+    from .previews.commands import gc
+
+    removed, lines = gc()
+    if as_json:
+        _print_json({"removed": removed, "log": lines})
+        return
+    for line in lines:
+        typer.echo(f"  {line}", err=True)
+    typer.echo(f"removed {len(removed)}")
+
+
+@previews_app.command("destroy")
+def previews_destroy(
+    preview_id: Annotated[str, typer.Argument(help="Preview id (pv-…) or name (users-api-pr-7)")],
+    as_json: JsonOption = False,
+) -> None:
+    """Destroy a preview (runs preview:destroy); its URL stops answering."""
+    result = _backend().run("preview:destroy", {"previewId": preview_id}, False, None, None if as_json else _show_log)
+    if as_json:
+        _print_json(result)
+    elif result["status"] == "succeeded":
+        typer.echo(f"{result['output']['previewId']} {result['output']['status']}")
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        reason = error.get("message", "no reason given")
+        raise PltfError(f"preview:destroy {result['status']}: {reason}", 1, "run_failed")
+
+
 # -- service specs: pltf plan SPEC | pltf apply SPEC | pltf policies list ---------
 
 policies_app = typer.Typer(help="The policies service specs are held to.", no_args_is_help=True)

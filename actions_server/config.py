@@ -98,6 +98,56 @@ class Settings(BaseSettings):
         description="The org's policy file for service specs; it overrides and extends "
         "actions_server/specs/policies/default.yaml (rules by id, settings, team limits).",
     )
+    # Previews (preview:create, preview:destroy; see actions_server/previews/)
+    preview_provider: Literal["local", "kubernetes"] = Field(
+        "local", description="local: the service runs on this host; kubernetes: manifests in a GitOps repo."
+    )
+    preview_domain: str = Field(
+        "preview.localhost",
+        pattern=r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]*[a-z0-9])?$",
+        description="Previews answer at http://<service>[-pr-<n>].<domain>:<port>/ (*.localhost needs no DNS).",
+    )
+    preview_dir: Path | None = Field(
+        None, description="Checkouts, environments and caches; default <data_dir>/previews."
+    )
+    preview_sources: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Repository URL prefixes previews may clone and run, besides the embedded forge's /git/.",
+    )
+    preview_ttl_seconds: int = Field(4 * 3600, ge=60, description="TTL of a preview when the request names none.")
+    preview_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest TTL a request may ask for.")
+    preview_max_active: int = Field(10, ge=1, description="Concurrent previews; past it preview:create answers 429.")
+    preview_ready_timeout_seconds: float = Field(
+        120.0, gt=0, description="A preview whose /readyz has not answered 200 by then is failed and stopped."
+    )
+    preview_reap_seconds: float = Field(5.0, gt=0, description="How often the reaper checks TTLs and processes.")
+    preview_installer: Literal["auto", "uv", "pip"] = Field("auto", description="auto: uv when installed, else pip.")
+    preview_install_timeout_seconds: float = Field(600.0, gt=0)
+    preview_kubeconfig: Path | None = Field(
+        None, description="(kubernetes) kubeconfig: readiness from the Application, namespaces deleted on destroy."
+    )
+    preview_kube_context: str | None = None
+    preview_argocd_namespace: str = "argocd"
+    preview_argocd_project: str = "default"
+    preview_ingress_namespace: str = Field("ingress-nginx", description="(kubernetes) allowed in by the NetworkPolicy.")
+    preview_quota_cpu: str = "2"
+    preview_quota_memory: str = "2Gi"
+    preview_pr_generator: Literal["auto", "github", "gitlab", "gitea"] = Field(
+        "auto", description="(kubernetes) ApplicationSet pull-request generator; auto picks by the repository's host."
+    )
+    preview_pr_labels: Annotated[list[str], NoDecode] = Field(
+        default_factory=list, description="(kubernetes) only pull requests with these labels get a preview."
+    )
+    preview_scm_secret: str = Field(
+        "pltf-scm-token", description="(kubernetes) Secret the PR generator reads its token from."
+    )
+
+    @field_validator("preview_sources", "preview_pr_labels", mode="before")
+    @classmethod
+    def _split_preview_lists(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("template_sources", "trusted_template_sources", mode="before")
     @classmethod

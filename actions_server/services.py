@@ -13,6 +13,7 @@ from .catalog import Catalog, open_catalog
 from .config import Settings
 from .db import connect
 from .forges import ForgeRegistry
+from .previews import PreviewHub
 from .redact import Redactor
 from .templates import TemplateCatalog
 from .workspaces import WorkspaceStore
@@ -28,6 +29,7 @@ class Services:
     forges: ForgeRegistry
     catalog: Catalog
     actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
+    previews: PreviewHub = field(default_factory=PreviewHub)
 
     @classmethod
     def create(cls, settings: Settings, redactor: Redactor | None = None) -> Services:

@@ -126,7 +126,13 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
             registered = ctx.run_step(step, action_id, {"catalogInfoUrl": out.catalogInfoUrl})
             out.entityRef = registered.get("entityRef")
         else:
-            preview = ctx.run_step(step, action_id, {"repoUrl": out.remoteUrl, "service": params.name})
+            preview = ctx.run_step(
+                step,
+                action_id,
+                # bestEffort: a preview that cannot start is reported (previewStatus "failed") without
+                # failing the run after the repository was made.
+                {"repoUrl": out.remoteUrl, "service": params.name, "owner": params.owner, "bestEffort": True},
+            )
             out.previewUrl = preview.get("previewUrl")
             out.previewStatus = preview.get("status")
 

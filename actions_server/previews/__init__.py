@@ -1,0 +1,63 @@
+"""Preview environments: `preview:create` / `preview:destroy`, behind one provider interface.
+
+- `base.PreviewProvider`: the interface (create, probe, destroy);
+- `local`: the default; the service runs on this host, served at its clean URL by `proxy`;
+- `kubernetes`: GitOps; manifests committed to a repository that Argo CD applies;
+- `manager.PreviewManager`: persistence, idempotency, the cap, TTLs, the reaper and adoption;
+- `api`: `GET /v1/previews[/{id}]`, and the server's background loop.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING
+
+from .base import Placement, PreviewProvider, PreviewSpec, Probe
+from .manager import PreviewManager, PreviewRequest, previews_table
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+__all__ = [
+    "Placement",
+    "PreviewHub",
+    "PreviewManager",
+    "PreviewProvider",
+    "PreviewRequest",
+    "PreviewSpec",
+    "Probe",
+    "previews_table",
+]
+
+
+def provider_for(services: Services) -> PreviewProvider:
+    settings = services.settings
+    root = (settings.preview_dir or settings.data_dir / "previews").resolve()
+    if settings.preview_provider == "kubernetes":
+        from .kubernetes import KubernetesProvider
+
+        return KubernetesProvider(services, root)
+    from .local import LocalProvider
+
+    return LocalProvider(settings, services.redactor, root)
+
+
+class PreviewHub:
+    """The process's preview manager, built on first use from the services (`services.previews.get(services)`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._manager: PreviewManager | None = None
+
+    def get(self, services: Services) -> PreviewManager:
+        with self._lock:
+            if self._manager is None:
+                self._manager = PreviewManager(
+                    services.settings, services.engine, services.redactor, provider_for(services)
+                )
+            return self._manager
+
+    def use(self, manager: PreviewManager) -> None:
+        """Puts a given manager in place (tests)."""
+        with self._lock:
+            self._manager = manager

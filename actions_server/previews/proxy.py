@@ -1,0 +1,181 @@
+"""Serves previews through the action server: Host-header routing, plus a path-based fallback.
+
+    http://users-api-pr-7.preview.localhost:8787/healthz  →  the preview users-api-pr-7, path /healthz
+    http://127.0.0.1:8787/previews/users-api-pr-7/healthz  →  the same (the id works in place of the name)
+
+`*.localhost` resolves to the loopback address without any DNS set-up, so the
+clean URL works on a laptop as it is. Bodies stream both ways. Everything else
+goes on to the application untouched. Mounted in `create_app` with one line:
+
+    app.add_middleware(PreviewRouter, settings=settings, state=state)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+import anyio
+import httpx
+
+from ..config import Settings
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+PATH_PREFIX = "/previews/"
+_NAME = r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?"
+_PATH = re.compile(rf"^/previews/(?P<key>{_NAME})(?P<rest>/.*)?$")
+# Hop-by-hop headers (RFC 9110 §7.6.1) are the proxy's own, never forwarded.
+HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+
+
+def _json(
+    status: int, code: str, message: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+    body = json.dumps({"error": {"code": code, "message": message, "status": status}}).encode()
+    return status, [(b"content-type", b"application/json"), *(headers or [])], body
+
+
+class PreviewRouter:
+    def __init__(self, app: ASGIApp, settings: Settings, state: dict[str, Any]) -> None:
+        self.app = app
+        self.settings = settings
+        self.state = state
+        domain = re.escape(settings.preview_domain)
+        self.host = re.compile(rf"^(?P<key>{_NAME})\.{domain}(:\d+)?$", re.IGNORECASE)
+        self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or "services" not in self.state:
+            await self.app(scope, receive, send)
+            return
+        host = ""
+        for key, value in scope["headers"]:
+            if key == b"host":
+                host = value.decode("latin-1").lower()
+                break
+        by_host = self.host.match(host)
+        by_path = None if by_host else _PATH.match(scope["path"])
+        if by_host is None and by_path is None:
+            await self.app(scope, receive, send)
+            return
+        if by_host is not None:
+            key, path, prefix = by_host.group("key").lower(), scope["path"], ""
+        else:
+            assert by_path is not None
+            key, path = by_path.group("key"), by_path.group("rest") or "/"
+            prefix = f"{PATH_PREFIX}{key}"
+        await self._proxy(scope, receive, send, key, path, prefix, by_id=by_host is None)
+
+    def _client(self) -> httpx.AsyncClient:
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = httpx.AsyncClient(timeout=httpx.Timeout(60.0, connect=5.0), follow_redirects=False)
+            self._clients[loop] = client
+        return client
+
+    async def _proxy(
+        self, scope: Scope, receive: Receive, send: Send, key: str, path: str, prefix: str, by_id: bool
+    ) -> None:
+        services = self.state["services"]
+        manager = services.previews.get(services)
+        found = await anyio.to_thread.run_sync(manager.route, key)
+        if found is None and by_id:
+            found = await anyio.to_thread.run_sync(manager.route, key, True)
+        if found is None:
+            await _answer(send, *_json(404, "no_preview", f"there is no active preview {key!r}"))
+            return
+        status, upstream = found
+        if upstream is None or status != "ready":
+            await _answer(send, *_json(503, "preview_starting", f"preview {key} is {status}", [(b"retry-after", b"2")]))
+            return
+        headers = [
+            (k.decode("latin-1"), v.decode("latin-1"))
+            for k, v in scope["headers"]
+            if k.decode("latin-1").lower() not in HOP_BY_HOP
+        ]
+        client_host = (scope.get("client") or ("", 0))[0]
+        headers += [
+            ("x-forwarded-for", client_host),
+            ("x-forwarded-proto", scope.get("scheme", "http")),
+            ("x-forwarded-host", next((v for k, v in headers if k.lower() == "host"), "")),
+        ]
+        if prefix:
+            headers.append(("x-forwarded-prefix", prefix))
+        query = scope.get("query_string", b"").decode("latin-1")
+        url = f"{upstream}{path}" + (f"?{query}" if query else "")
+
+        async def body() -> AsyncIterator[bytes]:
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunk = message.get("body", b"")
+                if chunk:
+                    yield chunk
+                if not message.get("more_body", False):
+                    return
+
+        method = scope["method"]
+        has_body = method not in ("GET", "HEAD", "OPTIONS", "DELETE") or any(
+            k.lower() in ("content-length", "transfer-encoding") for k, _ in headers
+        )
+        client = self._client()
+        request = client.build_request(method, url, headers=headers, content=body() if has_body else None)
+        try:
+            response = await client.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            await _answer(
+                send, *_json(502, "preview_unreachable", f"preview {key} did not answer: {type(exc).__name__}")
+            )
+            return
+        try:
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": [
+                        (k.encode("latin-1"), v.encode("latin-1"))
+                        for k, v in response.headers.multi_items()
+                        if k.lower() not in HOP_BY_HOP
+                    ],
+                }
+            )
+            async for chunk in response.aiter_raw():
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        finally:
+            await response.aclose()
+
+
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
+    await send({"type": "http.response.body", "body": body, "more_body": False})
