@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import subprocess
@@ -10,6 +11,7 @@ import sys
 from pathlib import Path
 
 import httpx
+import pytest
 from previews_support import pid_alive, service_repository
 from test_previews import kill_leftovers, preview_settings
 
@@ -86,4 +88,41 @@ def test_restart_adopts_live_previews_and_cleans_up_the_rest(tmp_path: Path, ser
         assert missing.returncode == 1 and "no preview" in missing.stderr
     finally:
         server.stop()
+        assert kill_leftovers(preview_settings(tmp_path)) == []
+
+
+@pytest.mark.postgres
+def test_two_replicas_on_one_postgres_make_one_environment(
+    tmp_path: Path, server_env: dict[str, str], postgres_url: str
+) -> None:
+    repo = service_repository(tmp_path)
+    env = {
+        **server_env,
+        "PLTF_DATABASE_URL": postgres_url,
+        "PLTF_PREVIEW_SOURCES": f"file://{tmp_path}/",
+        "PLTF_PREVIEW_REAP_SECONDS": "0.2",
+    }
+    servers = [ServerProcess(env, tmp_path / f"server-{n}.log").start() for n in range(2)]
+    try:
+        body = {"input": {"repoUrl": repo, "service": "users-api"}}
+
+        def create(n: int) -> httpx.Response:
+            with servers[n % 2].client() as client:
+                return client.post("/v1/actions/preview:create/runs", json=body)
+
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            responses = list(pool.map(create, range(8)))
+        assert [r.status_code for r in responses] == [200] * 8, [r.text for r in responses]
+        ids = {r.json()["output"]["previewId"] for r in responses}
+        assert len(ids) == 1
+        envs = tmp_path / "data" / "previews" / "envs"
+        assert [p.name for p in envs.iterdir()] == list(ids)
+        with servers[1].client() as client:
+            host = {"Host": f"users-api.preview.localhost:{servers[1].port}"}
+            assert client.get("/healthz", headers=host).status_code == 200
+            destroyed = client.post("/v1/actions/preview:destroy/runs", json={"input": {"previewId": ids.pop()}})
+            assert destroyed.json()["output"]["status"] == "destroyed"
+    finally:
+        for server in servers:
+            server.stop()
         assert kill_leftovers(preview_settings(tmp_path)) == []
