@@ -29,6 +29,7 @@ from .errors import PltfError, invalid_input, pydantic_field_errors
 from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
+from .portal.routes import portal_router
 from .redact import Redactor
 from .runs import STATUSES, TERMINAL, RunEngine
 from .services import Services
@@ -214,6 +215,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def services() -> Services:
         return state["services"]  # type: ignore[no-any-return]
 
+    app.include_router(portal_router(services))  # Portal: /, /services, /teams, /v1/dora…, webhooks, prober
 
     app.include_router(catalog_api(services))
     app.include_router(catalog_pages(services))
