@@ -93,7 +93,7 @@ def probe_uptime(services: Services, service: str, now: float) -> dict[str, Any]
                 )
             ).one()
             total, up = int(row[0] or 0), int(row[1] or 0)
-            out[label] = {"ratio": round(up / total, 6) if total else None, "probes": total}
+            out[label] = {"ratio": up / total if total else None, "probes": total}
         last = conn.execute(
             select(probes).where(probes.c.service == service).order_by(probes.c.time.desc()).limit(1)
         ).mappings().first()
