@@ -41,6 +41,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
+    from .auth import Caller
     from .services import Services
 
 In = TypeVar("In", bound=BaseModel)
@@ -78,6 +79,7 @@ class RunLogger:
 @dataclass
 class RunContext:
     run_id: str
+    caller: Caller
     logger: RunLogger
     workspace: Path
     secrets: Mapping[str, str]

@@ -203,7 +203,7 @@ class RunEngine:
             return str(existing.id), False
         cancelled = threading.Event()
         self._local[run_id] = cancelled
-        task = asyncio.create_task(self._execute(run_id, prepared, cancelled))
+        task = asyncio.create_task(self._execute(run_id, prepared, caller, cancelled))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id, True
@@ -225,15 +225,17 @@ class RunEngine:
 
     # -- execution ----------------------------------------------------------
 
-    async def _execute(self, run_id: str, prepared: PreparedRun, cancelled: threading.Event) -> None:
+    async def _execute(
+        self, run_id: str, prepared: PreparedRun, caller: Caller, cancelled: threading.Event
+    ) -> None:
         try:
             async with self._slots:
-                await anyio.to_thread.run_sync(self._run_sync, run_id, prepared, cancelled)
+                await anyio.to_thread.run_sync(self._run_sync, run_id, prepared, caller, cancelled)
         finally:
             self._local.pop(run_id, None)
             self.notifier.notify(run_id)
 
-    def _run_sync(self, run_id: str, prepared: PreparedRun, cancelled: threading.Event) -> None:
+    def _run_sync(self, run_id: str, prepared: PreparedRun, caller: Caller, cancelled: threading.Event) -> None:
         action = prepared.action
         redact = self.services.redactor.child(prepared.secrets.values())
         log = self.log.bind(run_id=run_id, action=action.id)
@@ -258,6 +260,7 @@ class RunEngine:
             with tempfile.TemporaryDirectory(prefix="pltf-run-") as workspace:
                 context = RunContext(
                     run_id=run_id,
+                    caller=caller,
                     logger=logger,
                     workspace=Path(workspace),
                     secrets=prepared.secrets,

@@ -10,11 +10,8 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
 
 from ..action import Action, Example, RunContext
-from ..auth import TokenFileError, _read_token_file
-from ..db import runs
 from ..errors import FieldError, PltfError
 from ..services import Services
 from ..specs.model import MAX_SPEC_BYTES, normalise_owner, parse_documents
@@ -83,25 +80,8 @@ def check(params: ProvisionInput, services: Services) -> None:
             raise PltfError(str(exc), 422, "invalid_input", [FieldError("input.owner", str(exc))]) from None
 
 
-def caller_of(ctx: RunContext) -> tuple[str, str | None]:
-    """The name of the caller who started this run, and the team their token carries."""
-    with ctx.services.engine.connect() as connection:
-        name = connection.execute(select(runs.c.caller).where(runs.c.id == ctx.run_id)).scalar()
-    name = str(name or "unknown")
-    token_file = ctx.services.settings.token_file
-    if token_file is None:
-        return name, None
-    try:
-        callers = _read_token_file(token_file)
-    except TokenFileError:
-        return name, None
-    teams = {caller.team for caller in callers.values() if caller.name == name and caller.team}
-    return name, teams.pop() if len(teams) == 1 else None
-
-
 def handler(ctx: RunContext, params: ProvisionInput) -> ProvisionOutput:
-    caller, team = caller_of(ctx)
-    submitter = Submitter(caller=caller, owner=params.owner, team=team)
+    submitter = Submitter(caller=ctx.caller.name, owner=params.owner, team=ctx.caller.team)
     ctx.logger.info(f"{'planning' if ctx.dry_run else 'applying'} {params.filename}")
     result = provision(ctx.services, params.spec, params.filename, submitter, dry_run=ctx.dry_run, fmt=params.format)
     for plan in result.services:
