@@ -584,3 +584,37 @@ def test_register_query_and_refresh_on_postgresql(tmp_path: Path, files: Path, p
         assert client.post("/api/catalog/refresh", json={"entityRef": "component:default/users-api"}).status_code == 200
         assert entity(client, "component:default/orders-api").status_code == 404
         assert entity(client, "component:default/users-api").json()["spec"]["lifecycle"] == "deprecated"
+
+
+# -- the golden path's catalog step ------------------------------------------------------------
+
+
+def test_a_rendered_and_published_service_registers_and_browses(tmp_path: Path) -> None:
+    """render → repo:create → catalog:register, with the real python-service template and embedded forge."""
+    from actions_server.actions import discover
+
+    if "repo:create" not in discover():
+        pytest.skip("repo:create is not installed")
+    settings = make_settings(tmp_path, templates_dir=PROJECT_ROOT / "cookiecutters", log_level="error")
+    values = {"name": "users-api", "owner": "group:default/platform-team", "system": "pltf"}
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        rendered = client.post(
+            "/v1/actions/cookiecutter:render/runs", json={"input": {"template": "python-service", "values": values}}
+        )
+        workspace = rendered.json()["output"]["workspaceId"]
+        published = client.post(
+            "/v1/actions/repo:create/runs",
+            json={"input": {"workspaceId": workspace, "owner": "platform-team", "name": "users-api"}},
+        )
+        assert published.status_code == 200, published.text
+        run = register(client, repoContentsUrl=published.json()["output"]["repoContentsUrl"])
+        assert run.status_code == 200, run.text
+        assert run.json()["output"]["entityRef"] == "component:default/users-api"
+        found = entity(client, "component:default/users-api").json()
+        assert {"type": "providesApi", "targetRef": "api:default/users-api"} in found["relations"]
+        page = links(client.get("/catalog/default/component/users-api").text)
+        assert page["group:default/platform-team"] == "/catalog/default/group/platform-team"
+        assert page["Repository"] == f"{settings.base_url}/git/platform-team/users-api"
+        assert page["api:default/users-api"] == "/catalog/default/api/users-api"
+        api_definition = entity(client, "api:default/users-api").json()["spec"]["definition"]
+        assert api_definition.lstrip().startswith("{")
