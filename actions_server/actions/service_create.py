@@ -50,6 +50,7 @@ class ServiceCreateOutput(BaseModel):
     commitHash: str | None = None
     catalogInfoUrl: str | None = None
     entityRef: str | None = None
+    entityUrl: str | None = Field(None, description="The entity's page in the catalog")
     previewUrl: str | None = None
     previewStatus: str | None = None
     links: list[Link] = Field(default_factory=list, description="Ready for a Backstage template's output.links")
@@ -107,7 +108,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
         out.remoteUrl = published.get("remoteUrl")
         out.repoContentsUrl = published.get("repoContentsUrl")
         out.commitHash = published.get("commitHash")
-        out.catalogInfoUrl = published.get("catalogInfoUrl")
+        out.catalogInfoUrl = f"{published['rawUrlBase']}/catalog-info.yaml"
 
     later_steps = (("catalog", "catalog:register", "3/4 catalog"), ("preview", "preview:create", "4/4 preview"))
     for step, action_id, label in later_steps:
@@ -125,6 +126,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
         if step == "catalog":
             registered = ctx.run_step(step, action_id, {"catalogInfoUrl": out.catalogInfoUrl})
             out.entityRef = registered.get("entityRef")
+            out.entityUrl = registered.get("entityUrl")
         else:
             preview = ctx.run_step(
                 step,
@@ -140,6 +142,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
         Link(title=title, url=url)
         for title, url in (
             ("Repository", out.repoContentsUrl),
+            ("Catalog entity", out.entityUrl),
             ("catalog-info.yaml", out.catalogInfoUrl),
             ("Preview", out.previewUrl),
             ("Run log", f"{ctx.services.settings.base_url}/v1/runs/{ctx.run_id}"),
