@@ -81,6 +81,10 @@ def test_creates_a_repository_with_the_first_commit(client: TestClient, git_dir:
         ["git", "--git-dir", str(repo), "ls-tree", "-r", "--name-only", "trunk"], capture_output=True, text=True
     ).stdout.split()
     assert "README.md" in files
+    modes = subprocess.run(
+        ["git", "--git-dir", str(repo), "ls-tree", "trunk", "run.sh"], capture_output=True, text=True
+    ).stdout
+    assert modes.startswith("100755")  # the executable bit survives
     messages = [line["message"] for line in run["log"]]
     assert any(m.startswith("creating platform-team/users-api") for m in messages)
     assert any(m.startswith("pushed commit") for m in messages)

@@ -11,8 +11,9 @@ replicas sharing `git_dir`, exactly one wins and the other gets a 409. Replicas
 that do not share `git_dir` each have repositories of their own: give them a
 shared volume.
 
-The action server pushes into its own repositories through the filesystem:
-going through HTTP would cost a round trip and a token to itself.
+The action server writes the first commit into its own repositories through
+the filesystem (see `EmbeddedForge.push`): going through HTTP would cost a round
+trip and a token to itself.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from ..config import Settings
 from ..errors import FieldError, PltfError, conflict
 from ..redact import Redactor
 from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec, name_rule
-from .gitpush import commit_and_push, git_environment, run_git
+from .gitpush import git_environment, run_git
 
 # One path segment: no `..`, no leading dot or dash, no `.git` suffix (that is the clone URL's).
 SEGMENT = re.compile(r"^(?![.-])(?!.*\.\.)(?!.*\.git$)[A-Za-z0-9._-]{1,100}$")
@@ -39,6 +40,7 @@ SEGMENT_RULE = "use 1 to 100 letters, digits, '.', '_' or '-', not starting with
 METADATA_FILE = "pltf.json"
 _STAGING = ".staging"
 _TRASH = ".trash"
+ZERO_SHA = "0" * 40
 
 
 def git_root(settings: Settings) -> Path:
@@ -148,15 +150,30 @@ class EmbeddedForge(Forge):
         return self.planned(spec)
 
     def push(self, repository: CreatedRepository, source_dir: Path, message: str, author: GitAuthor) -> str:
-        return commit_and_push(
-            source_dir,
-            str(self._dir(repository.owner, repository.name)),
-            repository.default_branch,
-            message,
-            author,
-            self.redactor,
-            self.settings.git_timeout_seconds,
-        )
+        """Writes the first commit straight into the bare repository.
+
+        The same objects `git push` would send, made by git itself, without the
+        pack round trip (a third of the time of repo:create). The branch is set
+        only if it does not exist yet (`update-ref` with the zero old value), so
+        nothing is ever overwritten.
+        """
+        repo = self._dir(repository.owner, repository.name)
+        index = source_dir.parent / f".pltf-index-{uuid.uuid4().hex}"
+        env = git_environment(author)
+        env.update(GIT_DIR=str(repo), GIT_WORK_TREE=str(source_dir), GIT_INDEX_FILE=str(index))
+        timeout = self.settings.git_timeout_seconds
+
+        def git(*args: str) -> str:
+            return run_git(list(args), source_dir, env, timeout, self.redactor, f"git {args[0]}").stdout.strip()
+
+        try:
+            git("add", "--all", ".")
+            tree = git("write-tree")
+            sha = git("commit-tree", tree, "-m", message)
+            git("update-ref", "-m", "pltf: first commit", f"refs/heads/{repository.default_branch}", sha, ZERO_SHA)
+        finally:
+            index.unlink(missing_ok=True)
+        return sha
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         path = self._dir(repository.owner, repository.name)
