@@ -8,7 +8,7 @@ With PLTF_OPENCOST_URL set, it is OpenCost's allocation instead:
 `/allocation/compute?window=…&aggregate=namespace,label:app,label:experiment`.
 
 The forecast is the month at the current rate; a budget (the Namespace
-annotation `pltf.dev/budget-monthly-usd`, or the spec's `budget.monthly_usd`)
+annotation `pltf.io/monthly-budget-usd` the service specs write, or the spec's `budget.monthly_usd`)
 that the forecast passes gives a warning.
 """
 
@@ -31,7 +31,9 @@ if TYPE_CHECKING:
     from ..services import Services
 
 DEFAULT_PRICES = Path(__file__).parent / "data" / "prices.yaml"
-BUDGET_ANNOTATION = "pltf.dev/budget-monthly-usd"
+# What the service specs write (actions_server/specs/manifests.py), on the Namespace and the ResourceQuota.
+BUDGET_ANNOTATION = "pltf.io/monthly-budget-usd"
+EXPERIMENT_LABELS = ("pltf.io/experiment", "experiment")
 UNALLOCATED = "__unallocated__"
 _QUANTITY = re.compile(r"^([0-9.]+)([a-zA-Z]*)$")
 _MEMORY_UNITS = {
@@ -102,11 +104,13 @@ def gitops_envs(services: Services, service: str) -> dict[str, dict[str, Any]]:
         row = found.setdefault(env, {"source": f"{wanted}:envs/{env}/{service}/"})
         for doc in _documents(repo.read(path)):
             metadata = doc.get("metadata") or {}
+            budget = _number((metadata.get("annotations") or {}).get(BUDGET_ANNOTATION))
+            if budget is not None:
+                row["budget"] = budget
             if doc.get("kind") == "Namespace":
+                labels = metadata.get("labels") or {}
                 row["namespace"] = metadata.get("name")
-                row["experiment"] = (metadata.get("labels") or {}).get("experiment")
-                budget = (metadata.get("annotations") or {}).get(BUDGET_ANNOTATION)
-                row["budget"] = _number(budget)
+                row["experiment"] = next((labels[k] for k in EXPERIMENT_LABELS if labels.get(k)), None)
             elif doc.get("kind") == "ResourceQuota":
                 hard = (doc.get("spec") or {}).get("hard") or {}
                 row["cpu"] = cpu_cores(hard.get("requests.cpu", hard.get("cpu")))

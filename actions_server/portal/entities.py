@@ -4,7 +4,8 @@ Sources, merged by service name:
 1. the catalog's Components (`services.catalog.query(kind=component)`, when the
    catalog is installed; embedded or Backstage);
 2. `catalog-info.yaml` at HEAD of each embedded-forge repository;
-3. the services named by events (a team from `repo.created`/`spec.applied`).
+3. `envs/<env>/<service>/` in the GitOps repository (the team from the Namespace's `pltf.io/owner`);
+4. the services named by events (a team from `repo.created`/`spec.applied`).
 """
 
 from __future__ import annotations
@@ -91,6 +92,7 @@ class ServiceView:
     repo: RepoFiles | None = None
     preview_url: str | None = None
     specs: dict[str, Any] = field(default_factory=dict)
+    gitops_team: str | None = None
 
     @property
     def annotations(self) -> dict[str, Any]:
@@ -155,6 +157,32 @@ def _catalog_entities(services: Services) -> list[dict[str, Any]]:
         return []
 
 
+def _gitops_services(services: Services, gitops: str) -> list[tuple[str, str | None]]:
+    """(service, owner) of every `envs/<env>/<service>/` in the GitOps repository, from its Namespace labels."""
+    repo_dir = next((d for o, n, d in embedded_repositories(services) if f"{o}/{n}" == gitops), None)
+    if repo_dir is None:
+        return []
+    repo = RepoFiles(repo_dir)
+    found: dict[str, str | None] = {}
+    for path in repo.glob("envs/*/*/*"):
+        name = service_name(path.split("/")[2])
+        if name is None:
+            continue
+        found.setdefault(name, None)
+        if found[name] is None and path.endswith((".yaml", ".yml")) and "amespace" in path:
+            for doc in _documents(repo.read(path)):
+                if doc.get("kind") == "Namespace":
+                    found[name] = _team(((doc.get("metadata") or {}).get("labels") or {}).get("pltf.io/owner"))
+    return sorted(found.items())
+
+
+def _documents(text: str | None) -> list[dict[str, Any]]:
+    try:
+        return [d for d in yaml.safe_load_all(text or "") if isinstance(d, dict)]
+    except yaml.YAMLError:
+        return []
+
+
 def directory(services: Services) -> dict[str, ServiceView]:
     found: dict[str, ServiceView] = {}
     for entity in _catalog_entities(services):
@@ -175,13 +203,16 @@ def directory(services: Services) -> dict[str, ServiceView]:
             view = found.setdefault(repo_service, ServiceView(repo_service))
             view.repo = view.repo or repo
             view.entity = view.entity or repo_entity
+    for spec_service, owner_label in _gitops_services(services, gitops):
+        view = found.setdefault(spec_service, ServiceView(spec_service))
+        view.gitops_team = view.gitops_team or owner_label
     rows = service_rows(services.engine)
     for named in event_services(services.engine):
         found.setdefault(named, ServiceView(named))
     for view in found.values():
         row = rows.get(view.name, {})
         owner_ref = ((view.entity or {}).get("spec") or {}).get("owner")
-        team = _team(owner_ref) or row.get("team")
+        team = _team(owner_ref) or row.get("team") or view.gitops_team
         view.team = str(team) if team else None
         view.preview_url = row.get("preview_url")
         view.specs = row.get("specs") or {}

@@ -136,6 +136,7 @@ def test_uptime_and_the_error_budget_come_from_prometheus_when_set(tmp_path: Pat
 
 # -- cost -----------------------------------------------------------------------
 
+# As the service specs write them (actions_server/specs/manifests.py).
 GITOPS = {
     "envs/prod/promoapi/namespace.yaml": yaml.safe_dump(
         {
@@ -143,8 +144,8 @@ GITOPS = {
             "kind": "Namespace",
             "metadata": {
                 "name": "promoapi-prod",
-                "labels": {"experiment": "checkout-v2"},
-                "annotations": {"pltf.dev/budget-monthly-usd": "10"},
+                "labels": {"pltf.io/service": "promoapi", "pltf.io/env": "prod", "pltf.io/experiment": "checkout-v2"},
+                "annotations": {"pltf.io/monthly-budget-usd": "10"},
             },
         }
     ),
@@ -152,7 +153,7 @@ GITOPS = {
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
-            "metadata": {"name": "budget", "namespace": "promoapi-prod"},
+            "metadata": {"name": "budget", "namespace": "promoapi-prod", "annotations": {"pltf.io/monthly-budget-usd": "10"}},
             "spec": {"hard": {"requests.cpu": "2", "requests.memory": "4Gi", "limits.memory": "8Gi"}},
         }
     ),
@@ -330,3 +331,32 @@ def test_a_bare_repository_fails_rules_with_fixes(side_services: Services) -> No
     assert set(failed) == {"has-owner", "has-ci", "dockerfile-non-root", "has-slo", "has-runbook", "alerts-routed", "dora-medium"}
     assert all(r["fix"] for r in failed.values())
     assert "runs as root" in failed["dockerfile-non-root"]["detail"]
+
+
+def test_an_applied_service_spec_shows_its_cost_budget_and_team(portal_client: TestClient) -> None:
+    """`pltf apply` (service:provision) writes envs/prod/promoapi/ to the GitOps repository; the portal costs it."""
+    if "service:provision" not in [a["id"] for a in portal_client.get("/v1/actions").json()["actions"]]:
+        pytest.skip("service:provision is not installed")
+    spec = yaml.safe_dump(
+        {
+            "kind": "service",
+            "name": "promoapi",
+            "env": "prod",
+            "owner": "group:default/growth",
+            "policy": "pii=false",
+            "experiment": "checkout-v2",
+            "budget": {"monthly_usd": 10, "cpu": "2", "memory": "4Gi"},
+        }
+    )
+    applied = portal_client.post("/v1/actions/service:provision/runs", json={"input": {"spec": spec}}).json()
+    assert applied["status"] == "succeeded", applied["error"]
+    prices = yaml.safe_load((ROOT / "actions_server/portal/data/prices.yaml").read_text())
+    body = portal_client.get("/v1/services/promoapi/cost").json()
+    [prod] = body["envs"]
+    assert (prod["namespace"], prod["experiment"], prod["cpu"], prod["memoryGiB"], prod["budget"]) == ("promoapi-prod", "checkout-v2", 2.0, 4.0, 10.0)
+    forecast = (2 * prices["cpuCoreHour"] + 4 * prices["memoryGiBHour"]) * prices["hoursPerMonth"]
+    assert prod["forecastMonthly"] == pytest.approx(forecast, abs=1e-3)
+    assert body["warnings"] and "passes its budget" in body["warnings"][0]
+    listed = {s["name"]: s for s in portal_client.get("/v1/services").json()["services"]}
+    assert listed["promoapi"]["team"] == "growth"
+    assert "promoapi" in portal_client.get("/teams/growth").text
