@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test validators lint bench clean
+.PHONY: run demo test validators browser lint bench clean
 
 $(BIN)/pltf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,12 @@ demo: $(BIN)/pltf
 validators: $(BIN)/pltf
 	@if [ -x .ci/install-validators ]; then VENV=$(VENV) .ci/install-validators; fi
 
+## Headless Chromium (Debian's) and Playwright, for the portal's browser test.
+browser: $(BIN)/pltf
+	VENV=$(VENV) tests/browser/install.sh
+
 ## Run the whole test suite (installs what it needs first).
-test: $(BIN)/pltf validators
+test: $(BIN)/pltf validators browser
 	$(BIN)/pytest
 
 lint: $(BIN)/pltf
