@@ -173,6 +173,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         interrupted = await anyio.to_thread.run_sync(engine.recover, True)
         state.update(services=services, engine=engine)
         app.state.tokens = tokens
+        app.state.services = services
         log = get_logger(replica=engine.replica)
         log.info(
             "pltf started",

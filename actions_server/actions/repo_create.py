@@ -220,6 +220,7 @@ def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
         _clean_up(ctx, forge, repository, where, exc)
         raise
     ctx.logger.info(f"repository ready: {repository.contents_url}")
+    _tell_the_portal(ctx, spec.owner, spec.name, repository.default_branch, sha)
     return _output(repository, spec, commitHash=sha, warnings=warnings)
 
 
@@ -250,6 +251,31 @@ def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, wher
 
 
 EXAMPLE_WORKSPACE = "${{ steps['cookiecutter:render'].output.workspaceId }}"
+
+
+def _tell_the_portal(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
+    """The new repository and its first commit become platform events (lead time starts at that commit)."""
+    from datetime import UTC, datetime
+
+    from ..portal.events import record_platform_event
+
+    record_platform_event(
+        ctx.services, "repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"}
+    )
+    now = datetime.now(UTC).isoformat()
+    record_platform_event(
+        ctx.services,
+        "forge.push",
+        {
+            "name": name,
+            "owner": owner,
+            "ref": f"refs/heads/{branch}",
+            "after": sha,
+            "commits": [{"sha": sha, "timestamp": now}],
+            "deliveryId": f"push:{owner}/{name}:{branch}:{sha}",
+        },
+    )
+
 
 action = Action(
     id="repo:create",

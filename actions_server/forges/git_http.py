@@ -32,7 +32,7 @@ import binascii
 import contextlib
 import re
 import subprocess
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -208,9 +208,25 @@ class GitHttp:
             remote_user = caller.name
         elif not self._may_read(request, repo_dir):
             return _challenge("reading this repository needs an API token as the password")
-        return await self._backend(request, repo_dir, remote_user)
+        on_success = None
+        if action == "git-receive-pack":
+            owner, name, _ = found
+            before = await asyncio.to_thread(_branch_heads, repo_dir)
+            services = getattr(request.app.state, "services", None)
 
-    async def _backend(self, request: Request, repo_dir: Path, remote_user: str) -> Response:
+            async def on_success() -> None:
+                if services is not None:
+                    await asyncio.to_thread(_record_push, services, owner, name, repo_dir, before)
+
+        return await self._backend(request, repo_dir, remote_user, on_success)
+
+    async def _backend(
+        self,
+        request: Request,
+        repo_dir: Path,
+        remote_user: str,
+        on_success: Callable[[], Awaitable[None]] | None = None,
+    ) -> Response:
         env = git_environment()
         env.update(
             GIT_PROJECT_ROOT=str(self.root),
@@ -266,7 +282,7 @@ class GitHttp:
         try:
             head = await stdout.readuntil(b"\r\n\r\n")
         except (asyncio.IncompleteReadError, asyncio.LimitOverrunError):
-            await self._finish(process, tasks, errors, repo_dir)
+            await self._finish(process, tasks, errors, repo_dir, None)
             return Response("git http-backend failed\n", 500, media_type="text/plain")
         status, headers = 200, {}
         for line in head.decode("latin-1").split("\r\n"):
@@ -282,12 +298,17 @@ class GitHttp:
                 while chunk := await stdout.read(READ_CHUNK):
                     yield chunk
             finally:
-                await self._finish(process, tasks, errors, repo_dir)
+                await self._finish(process, tasks, errors, repo_dir, on_success)
 
         return _PipedResponse(body(), status_code=status, headers=headers, media_type=media_type)
 
     async def _finish(
-        self, process: asyncio.subprocess.Process, tasks: list[asyncio.Task[None]], errors: bytearray, repo: Path
+        self,
+        process: asyncio.subprocess.Process,
+        tasks: list[asyncio.Task[None]],
+        errors: bytearray,
+        repo: Path,
+        on_success: Callable[[], Awaitable[None]] | None,
     ) -> None:
         if process.returncode is None:
             with contextlib.suppress(asyncio.TimeoutError):
@@ -298,6 +319,8 @@ class GitHttp:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if process.returncode == 0 and on_success is not None:
+            await on_success()
         if process.returncode:
             self.log.warning(
                 "git http-backend failed",
@@ -425,6 +448,38 @@ def _tree_view(repo: Path, ref: str | None, path: str) -> dict[str, Any] | None:
         "blob": blob,
         "blob_text": blob_text,
     }
+
+
+def _branch_heads(repo: Path) -> dict[str, str]:
+    listed = _git(repo, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads/")
+    return dict(line.split(" ", 1) for line in listed.stdout.decode().splitlines() if " " in line)
+
+
+def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[str, str]) -> None:
+    """Tells the portal what a push brought: each updated branch with its new commits and their times."""
+    from ..portal.events import record_platform_event
+
+    for ref, after in _branch_heads(repo).items():
+        if before.get(ref) == after:
+            continue
+        span = [after] if ref not in before else [f"{before[ref]}..{after}"]
+        listed = _git(repo, "log", "--format=%H %cI", "--max-count=500", *span)
+        commits = [
+            {"sha": sha, "timestamp": when}
+            for sha, _, when in (line.partition(" ") for line in listed.stdout.decode().splitlines())
+        ]
+        record_platform_event(
+            services,
+            "forge.push",
+            {
+                "name": name,
+                "owner": owner,
+                "ref": ref,
+                "after": after,
+                "commits": commits,
+                "deliveryId": f"push:{owner}/{name}:{ref}:{after}",
+            },
+        )
 
 
 def git_routes(settings: Settings) -> Router:

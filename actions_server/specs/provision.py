@@ -117,7 +117,31 @@ def provision(
     message = commit_message(plans, submitter)
     author = GitAuthor(name=f"pltf ({submitter.caller})", email=f"pltf@{socket.gethostname() or 'localhost'}")
     commit, diff = repo.apply_with_diff(changes, message, author)
+    if commit is not None:
+        _tell_the_portal(services, plans, commit)
     return ProvisionResult(plans, diff, commit, repo.url, repo.branch, True)
+
+
+def _tell_the_portal(services: Any, plans: list[ServicePlan], commit: str) -> None:
+    """Each applied service's env, team and budget become a platform event (cost shows budgets against it)."""
+    from ..portal.events import record_platform_event
+
+    for plan in plans:
+        spec = plan.spec
+        budget = spec.budget.model_dump(exclude_none=True) if spec.budget else {}
+        record_platform_event(
+            services,
+            "spec.applied",
+            {
+                "service": spec.name,
+                "env": spec.env,
+                "team": spec.owner,
+                "namespace": spec.namespace,
+                "experiment": spec.experiment,
+                "budget": budget,
+                "deliveryId": f"spec:{spec.key}:{commit}",
+            },
+        )
 
 
 def blocked_error(blocked: list[Finding]) -> PltfError:
