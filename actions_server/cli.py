@@ -227,6 +227,33 @@ def _summarise(run_result: dict[str, Any]) -> None:
             typer.echo(f"  {key}: {value}")
 
 
+def settings_table() -> str:
+    """The configuration reference as a Markdown table (the README's is this, verbatim)."""
+    from .config import settings_reference
+
+    lines = ["| variable | default | meaning |", "|---|---|---|"]
+    lines += [f"| `{variable}` | {default} | {meaning} |" for variable, default, meaning in settings_reference()]
+    lines.append("| `PLTF_URL` |  | (CLI only) the server to talk to; unset means in-process. |")
+    return "\n".join(lines) + "\n"
+
+
+@app.command()
+def config(
+    reference: Annotated[bool, typer.Option("--reference", help="Print the reference table (Markdown)")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Show the effective configuration (secrets masked), or the reference of every setting."""
+    if reference:
+        typer.echo(settings_table(), nl=False)
+        return
+    effective = json.loads(Settings().model_dump_json())
+    if as_json:
+        _print_json(effective)
+        return
+    for name, value in effective.items():
+        typer.echo(f"PLTF_{name.upper()}={'' if value is None else value}")
+
+
 @app.command()
 def openapi(
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write to this file instead of stdout")] = None,

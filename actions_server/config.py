@@ -20,34 +20,52 @@ DEFAULT_PORT = 8787
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore", env_ignore_empty=True)
 
-    host: str = "127.0.0.1"
-    port: int = Field(DEFAULT_PORT, ge=1, le=65535)
-    data_dir: Path = Path(".pltf")
+    host: str = Field("127.0.0.1", description="Address `pltf serve` listens on.")
+    port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Port `pltf serve` listens on.")
+    data_dir: Path = Field(Path(".pltf"), description="Where the embedded defaults keep their data.")
     database_url: str | None = Field(
-        None, description="SQLAlchemy URL; default: SQLite in the data dir. postgresql://… lets replicas share state."
+        None,
+        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` lets "
+        "several replicas share runs, idempotency keys and workspaces.",
     )
-    public_url: str | None = Field(None, description="Base of every URL the server returns.")
+    public_url: str | None = Field(
+        None,
+        description="Base of every URL the server returns (clone URLs, pages, previews); default "
+        "`http://127.0.0.1:<port>`. Set it to the address users reach behind a proxy or ingress.",
+    )
     api_token: SecretStr | None = Field(None, description="One full-access token, for simple setups and CI.")
-    token_file: Path | None = Field(None, description="YAML file of named, hashed tokens and the actions each may run.")
-    templates_dir: Path = PROJECT_ROOT / "cookiecutters"
+    token_file: Path | None = Field(
+        None, description="YAML file of named tokens (hashed) and the actions each may run; see Tokens."
+    )
+    templates_dir: Path = Field(
+        PROJECT_ROOT / "cookiecutters", description="The local templates, all trusted; default `./cookiecutters`."
+    )
     template_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Git URL prefixes that templates may be cloned from."
+        default_factory=list, description="Comma-separated git URL prefixes templates may be cloned from."
     )
     trusted_template_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Git URL prefixes whose templates may run hooks."
+        default_factory=list, description="Comma-separated git URL prefixes whose templates may also run hooks."
     )
-    hook_timeout_seconds: float = 60.0
+    hook_timeout_seconds: float = Field(60.0, description="A template hook is killed after this.")
     workspace_dir: Path | None = Field(
-        None, description="Shared directory for workspaces; default: stored in the database."
+        None, description="Shared directory for workspace archives; default: stored in the database."
     )
-    max_body_bytes: int = 1024 * 1024
-    max_value_length: int = 1000
-    run_wait_seconds: float = Field(50.0, description="How long POST …/runs waits before answering 202.")
-    max_concurrent_runs: int = 8
-    heartbeat_seconds: float = 5.0
-    stale_run_seconds: float = 30.0
-    replica_id: str | None = None
-    log_level: str = "info"
+    max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
+    max_value_length: int = Field(1000, description="Longest template value, unless the template says otherwise.")
+    run_wait_seconds: float = Field(
+        50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."
+    )
+    max_concurrent_runs: int = Field(8, description="Runs executing at once per replica; the rest queue.")
+    heartbeat_seconds: float = Field(5.0, description="How often a replica marks its runs alive.")
+    stale_run_seconds: float = Field(30.0, description="A run whose replica has not beaten for this long is failed.")
+    replica_id: str | None = Field(
+        None,
+        description="Stable name of this replica, so a restart recognises its own interrupted runs; "
+        "default `<hostname>:<port>`.",
+    )
+    log_level: str = Field(
+        "info", description="JSON log level (the in-process CLI uses `error` and shows the run log instead)."
+    )
     # Forges (repo:create)
     forge: Literal["embedded", "github", "gitlab", "gitea"] = Field(
         "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."
@@ -228,3 +246,16 @@ class Settings(BaseSettings):
         # Stable across restarts of the same server, so a restart can tell which
         # runs it left behind; other replicas' runs are judged by their heartbeat.
         return self.replica_id or f"{socket.gethostname()}:{self.port}"
+
+
+def settings_reference() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) for every setting: the README's configuration table is generated from it."""
+    rows = []
+    for name, field in Settings.model_fields.items():
+        default = field.get_default(call_default_factory=True)
+        if isinstance(default, Path) and default.is_absolute():
+            default = default.relative_to(PROJECT_ROOT) if default.is_relative_to(PROJECT_ROOT) else default
+        shown = "" if default in (None, [], {}, "") else f"`{default}`"
+        meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
+        rows.append((f"PLTF_{name.upper()}", shown, meaning))
+    return rows
