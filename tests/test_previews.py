@@ -35,13 +35,21 @@ def preview_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def kill_leftovers(settings: Settings) -> list[int]:
-    """Whatever a failing test left running; a passing test leaves nothing."""
+    """Whatever a failing test left running (found in /proc, even if its directory is gone); a passing test leaves nothing."""
     killed = []
-    for pid_file in (settings.data_dir / "previews" / "envs").glob("*/pid"):
-        pid = int(pid_file.read_text())
-        if pid_alive(pid):
-            os.killpg(pid, signal.SIGKILL)
-            killed.append(pid)
+    root = str(settings.data_dir)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"PLTF_PREVIEW_ID=" not in (proc / "environ").read_bytes():
+                continue
+            cwd = os.readlink(proc / "cwd")
+        except OSError:
+            continue
+        if cwd.startswith(root) and pid_alive(int(proc.name)):
+            os.killpg(int(proc.name), signal.SIGKILL)
+            killed.append(int(proc.name))
     return killed
 
 

@@ -113,6 +113,8 @@ class PreviewManager:
         # Previews a handler of this process is creating or waiting on: the reaper leaves them be.
         self._busy: set[str] = set()
         self._busy_lock = threading.Lock()
+        # One lock per preview, so the reaper never restarts a service that destroy is stopping.
+        self._guards: dict[str, threading.Lock] = {}
         self.log = get_logger(component="previews", replica=self.replica)
 
     # -- names and URLs -----------------------------------------------------
@@ -259,22 +261,27 @@ class PreviewManager:
 
     def _check_starting(self, row: dict[str, Any], log: Log | None = None) -> None:
         """Probes a starting preview; marks it ready, or failed (and cleans it up) on exit or timeout."""
-        spec, placement = self._spec(row), Placement.from_json(row["placement"])
-        probe = self.provider.probe(spec, placement)
-        if probe.status == "ready":
-            self._mark_ready(row)
-            return
-        timeout = self.settings.preview_ready_timeout_seconds
-        if probe.status == "starting" and time.time() - row["created_at"] < timeout:
-            return
-        if probe.status == "starting":
-            probe = Probe(
-                "failed",
-                f"/readyz did not answer 200 within {timeout:g} s ({probe.detail})",
-                probe.logs or self._logs(spec, placement),
-            )
-        self.provider.destroy(spec, placement, log or (lambda _: None))
-        self._finish(row["id"], "failed", detail=probe.detail, logs=probe.logs)
+        with self._guard(row["id"]):
+            current = self._row(row["id"])
+            if current["status"] != "starting" or current["placement"] != row["placement"]:
+                return  # destroyed, restarted or decided meanwhile
+            spec, placement = self._spec(row), Placement.from_json(row["placement"])
+            probe = self.provider.probe(spec, placement)
+            if probe.status == "ready":
+                self._mark_ready(row)
+                return
+            timeout = self.settings.preview_ready_timeout_seconds
+            started = float(placement.state.get("startedAt", row["created_at"]))
+            if probe.status == "starting" and time.time() - started < timeout:
+                return
+            if probe.status == "starting":
+                probe = Probe(
+                    "failed",
+                    f"/readyz did not answer 200 within {timeout:g} s ({probe.detail})",
+                    probe.logs or self._logs(spec, placement),
+                )
+            self.provider.destroy(spec, placement, log or (lambda _: None))
+            self._finish(row["id"], "failed", detail=probe.detail, logs=probe.logs)
         self._note_on_run(row, f"preview {row['name']} failed: {probe.detail}", "failed")
 
     def _logs(self, spec: PreviewSpec, placement: Placement) -> list[str]:
@@ -314,15 +321,19 @@ class PreviewManager:
     # -- destroying ---------------------------------------------------------
 
     def destroy(self, key: str, log: Log, reason: str = "destroyed") -> dict[str, Any]:
-        row = self._find(key)
-        if row["status"] in FINISHED:
-            log(f"preview {row['name']} is already {row['status']}")
-            return self.to_json(row)
-        spec = self._spec(row)
-        if row["placement"] is not None:
-            log(f"destroying preview {row['name']} ({row['provider']})")
-            self.provider.destroy(spec, Placement.from_json(row["placement"]), log)
-        self._finish(row["id"], reason, detail=None if reason == "destroyed" else "its TTL ran out")
+        with self._guard(self._find(key)["id"]):
+            row = self._find(key)
+            if row["status"] in FINISHED:
+                log(f"preview {row['name']} is already {row['status']}")
+                return self.to_json(row)
+            spec = self._spec(row)
+            # The row is finished first: from then on no replica's supervisor restarts it, and the
+            # placement read back is the last one (a restart a moment ago included).
+            self._finish(row["id"], reason, detail=None if reason == "destroyed" else "its TTL ran out")
+            row = self._row(row["id"])
+            if row["placement"] is not None:
+                log(f"destroying preview {row['name']} ({row['provider']})")
+                self.provider.destroy(spec, Placement.from_json(row["placement"]), log)
         log(f"preview {row['name']} {reason}; {row['url']} no longer answers")
         return self.to_json(self._row(row["id"]))
 
@@ -420,20 +431,28 @@ class PreviewManager:
         return removed
 
     def _supervise(self, row: dict[str, Any], log: Log) -> None:
-        spec, placement = self._spec(row), Placement.from_json(row["placement"])
-        logs = self._logs(spec, placement)
-        restarted = self.provider.restart(spec, placement, log)
-        if restarted is not None:
-            log(f"preview {row['name']} exited; restarted it ({restarted.state.get('restarts')} restarts)")
-            with self.engine.begin() as conn:
-                conn.execute(
-                    update(previews_table)
-                    .where(previews_table.c.id == row["id"])
-                    .values(status="starting", placement=restarted.to_json(), created_at=time.time())
-                )
-            return
-        self.provider.destroy(spec, placement, log)
-        self._finish(row["id"], "failed", detail="the service exited and was not restarted", logs=logs)
+        with self._guard(row["id"]):
+            current = self._row(row["id"])
+            spec, placement = self._spec(row), Placement.from_json(row["placement"])
+            if current["status"] != "ready" or current["placement"] != row["placement"]:
+                return  # destroyed or restarted meanwhile
+            if self.provider.alive(spec, placement):
+                return
+            logs = self._logs(spec, placement)
+            restarted = self.provider.restart(spec, placement, log)
+            if restarted is not None:
+                log(f"preview {row['name']} exited; restarted it ({restarted.state.get('restarts')} restarts)")
+                with self.engine.begin() as conn:
+                    kept = conn.execute(
+                        update(previews_table)
+                        .where(and_(previews_table.c.id == row["id"], previews_table.c.status == "ready"))
+                        .values(status="starting", placement=restarted.to_json())
+                    ).rowcount
+                if not kept:  # destroyed meanwhile (perhaps by another replica): undo the restart
+                    self.provider.destroy(spec, restarted, log)
+                return
+            self.provider.destroy(spec, placement, log)
+            self._finish(row["id"], "failed", detail="the service exited and was not restarted", logs=logs)
         self._note_on_run(row, f"preview {row['name']} failed: the service exited", "failed")
 
     def adopt(self, log: Log | None = None) -> tuple[list[str], list[str]]:
@@ -608,6 +627,10 @@ class PreviewManager:
                 else:
                     return
                 conn.execute(update(runs).where(runs.c.id == run_id).values(output=output))
+
+    def _guard(self, preview_id: str) -> threading.Lock:
+        with self._busy_lock:
+            return self._guards.setdefault(preview_id, threading.Lock())
 
     def _mark_busy(self, preview_id: str, busy: bool) -> None:
         with self._busy_lock:
