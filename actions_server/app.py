@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import anyio
 import structlog
-from fastapi import Depends, FastAPI, Header, Query, Request
+from fastapi import FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
@@ -21,7 +21,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .auth import Caller, TokenRegistry, load_tokens
+from .access import Authed
+from .auth import load_tokens
 from .catalog.api import catalog_api
 from .catalog.pages import catalog_pages
 from .config import Settings
@@ -144,16 +145,6 @@ class RequestContextMiddleware:
         return replay
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    scheme, _, token = (authorization or "").partition(" ")
-    tokens: TokenRegistry = request.app.state.tokens
-    found = tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    if found is None:
-        raise PltfError("a valid API token is required (Authorization: Bearer <token>)", 401, "unauthorized")
-    return found
-
-
-Authed = Annotated[Caller, Depends(_caller)]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

@@ -20,6 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from ..access import Authed
 from ..auth import Caller, TokenRegistry
 from ..errors import FieldError, PltfError, invalid_input, not_found
 from ..services import Services
@@ -69,8 +70,6 @@ def target_of(body: LocationInput) -> str:
 
 
 def catalog_api(services: Callable[[], Services]) -> APIRouter:
-    from ..app import Authed
-
     router = APIRouter(prefix="/api/catalog", tags=["catalog"], dependencies=[Depends(read_access_for(services))])
 
     def may_register(who: Caller) -> None:

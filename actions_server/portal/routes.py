@@ -20,9 +20,9 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
+from ..access import Authed
 from ..services import Services
 from . import cost, health, report
-from .access import Authed
 from .charts import trend_chart
 from .dora import Figures
 from .entities import directory

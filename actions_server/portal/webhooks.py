@@ -18,10 +18,10 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic import SecretStr as _SecretStr
 
+from ..access import Authed
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
 from . import normalize
-from .access import Authed
 from .events import body_digest, record
 from .model import SHA, Change, Deployment, Incident, Normalised, ServiceUpdate, parse_time, service_name
 

@@ -10,9 +10,9 @@ import asyncio
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Query
 
-from ..auth import Caller, TokenRegistry
+from ..access import Authed
 from ..errors import PltfError, invalid_input
 from ..logs import get_logger
 from ..services import Services
@@ -22,16 +22,6 @@ from .proxy import PreviewRouter
 __all__ = ["PreviewRouter", "preview_loop", "preview_routes"]
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    scheme, _, token = (authorization or "").partition(" ")
-    tokens: TokenRegistry = request.app.state.tokens
-    found = tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
-    if found is None:
-        raise PltfError("a valid API token is required (Authorization: Bearer <token>)", 401, "unauthorized")
-    return found
-
-
-Authed = Annotated[Caller, Depends(_caller)]
 
 
 def preview_routes(state: dict[str, Any]) -> APIRouter:

@@ -1,4 +1,4 @@
-"""The portal's token check: the same rule as app.py's `Authed`, without importing app.py (which imports us)."""
+"""Who is calling: the bearer-token dependency every authenticated HTTP route shares."""
 
 from __future__ import annotations
 
@@ -6,11 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from ..auth import Caller, TokenRegistry
-from ..errors import PltfError
+from .auth import Caller, TokenRegistry
+from .errors import PltfError
 
 
-def _caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
     scheme, _, token = (authorization or "").partition(" ")
     tokens: TokenRegistry = request.app.state.tokens
     found = tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
@@ -19,4 +19,4 @@ def _caller(request: Request, authorization: Annotated[str | None, Header()] = N
     return found
 
 
-Authed = Annotated[Caller, Depends(_caller)]
+Authed = Annotated[Caller, Depends(bearer_caller)]
