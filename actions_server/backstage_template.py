@@ -39,9 +39,12 @@ from .templates import TEMPLATE_NAME, Template
 API_VERSION = "scaffolder.backstage.io/v1beta3"
 # Where the Backstage proxy plugin reaches the action server: `proxy.endpoints['/pltf']`.
 PROXY_PATH = "/proxy/pltf"
-# The Roadie action's own default is 60 s. The server answers within PLTF_RUN_WAIT_SECONDS
-# (50 s by default), so the request never dies before the server has replied.
-REQUEST_TIMEOUT_MS = 58_000
+# How long pltf holds the request open for the run to finish (`?wait=`, at most 600 s). The
+# server's default (50 s) fits the Roadie action's default 60 s timeout, but a first preview
+# can take longer; a run still going when the wait ends answers 202 with no outputs.
+RUN_WAIT_SECONDS = 240
+# The Roadie action's timeout, set above the wait so the request never dies before pltf replies.
+REQUEST_TIMEOUT_MS = (RUN_WAIT_SECONDS + 15) * 1000
 # `service:create` takes these template values as its own top-level inputs.
 SERVICE_KEYS = ("name", "description", "owner", "system")
 # Words whose usual spelling a title should keep.
@@ -261,6 +264,7 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
                     # Backstage keeps the task id across retries: the same key returns the first run.
                     "idempotency-key": "backstage-task-${{ context.task.id }}",
                 },
+                "params": {"wait": str(RUN_WAIT_SECONDS)},
                 "timeout": REQUEST_TIMEOUT_MS,
                 "body": {"input": body_input},
             },
@@ -269,7 +273,7 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
             "id": "register",
             "name": "Register in the catalog",
             "action": "catalog:register",
-            "if": "${{ " + result + ".catalogInfoUrl }}",
+            "if": "${{ " + create + '.status == "succeeded" and ' + result + ".catalogInfoUrl }}",
             "input": {
                 "catalogInfoUrl": "${{ " + result + ".catalogInfoUrl }}",
                 # A retried task gets the first run back (pltf answers `Idempotent-Replayed: true`);

@@ -84,6 +84,8 @@ class Backstage:
     workdir: Path
     template_files: Iterable[Path] = ()
     extra_config: dict[str, Any] = field(default_factory=dict)
+    # More `host:port`s that Backstage may read (backend.reading.allow), besides pltf's forge.
+    reading_hosts: Iterable[str] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -100,7 +102,11 @@ class Backstage:
             {"type": "file", "target": str(path.resolve()), "rules": [{"allow": ["Template"]}]}
             for path in self.template_files
         ]
-        config: dict[str, Any] = {"catalog": {"locations": locations}}
+        hosts = [urlsplit(self.pltf_url).netloc, *self.reading_hosts]
+        config: dict[str, Any] = {
+            "catalog": {"locations": locations},
+            "backend": {"reading": {"allow": [{"host": host} for host in hosts]}},
+        }
         for key, value in self.extra_config.items():
             config[key] = value
         return config
@@ -194,7 +200,9 @@ class Backstage:
             raise TaskRefused(response.status_code, response.json() if response.content else {})
         return str(response.json()["id"])
 
-    def follow(self, task_id: str, timeout: float = 120, api: httpx.Client | None = None) -> TaskResult:
+    def follow(
+        self, task_id: str, timeout: float = 120, api: httpx.Client | None = None, poll: float = 0.1
+    ) -> TaskResult:
         """Polls the task's events until its completion (or cancellation) event."""
         events: list[dict[str, Any]] = []
         after: int | None = None
@@ -216,7 +224,7 @@ class Backstage:
                         task.raise_for_status()
                         return TaskResult(task_id, str(task.json()["status"]), events)
                 if not batch:
-                    time.sleep(0.1)
+                    time.sleep(poll)
         finally:
             if own:
                 api.close()
