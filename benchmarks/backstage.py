@@ -8,7 +8,7 @@
   repository: it does less work than pltf's.
 - pltf: backstage-templates/<template>.yaml, calling `service:create` through
   the proxy (render, repository and push on the embedded forge, pltf's
-  catalog, a preview when installed), then Backstage's `catalog:register`.
+  catalog; a preview only with --preview), then Backstage's `catalog:register`.
 
 Prints the p50 and p95 of sequential tasks (POST /v2/tasks to the completion
 event), and tasks per second for a burst of concurrent tasks.
@@ -160,8 +160,13 @@ def builtin_values(name: str) -> dict[str, Any]:
     return {"name": name}
 
 
-def pltf_values(forge_host: str, name: str) -> dict[str, Any]:
-    return {"name": name, "owner": OWNER, "repoUrl": f"{forge_host}?owner=platform-team&repo={name}"}
+def pltf_values(forge_host: str, name: str, preview: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "owner": OWNER,
+        "repoUrl": f"{forge_host}?owner=platform-team&repo={name}",
+        "preview": preview,
+    }
 
 
 def run_sequential(backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], runs: int) -> list[float]:
@@ -203,12 +208,29 @@ def run_burst(backstage: Backstage, template: str, values_for: Callable[[str], d
     return count / (time.perf_counter() - started), failed
 
 
+def pltf_run_p50(pltf: ServerProcess, prefix: str) -> float:
+    """The p50 of service:create's own duration (startedAt to finishedAt) for the services named prefix*."""
+    from datetime import datetime
+
+    with pltf.client() as client:
+        runs = client.get("/v1/runs", params={"action": "service:create", "limit": 500}).json()["runs"]
+    samples = [
+        (datetime.fromisoformat(run["finishedAt"]) - datetime.fromisoformat(run["startedAt"])).total_seconds() * 1000
+        for run in runs
+        if run.get("finishedAt") and str((run.get("input") or {}).get("name", "")).startswith(prefix)
+    ]
+    return percentile(samples, 0.5) if samples else float("nan")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", default="python-service")
     parser.add_argument("--runs", type=int, default=10, help="sequential tasks per path")
     parser.add_argument("--burst", type=int, default=50, help="concurrent tasks per path")
     parser.add_argument("--only", choices=["builtin", "pltf"], help="time one path only")
+    parser.add_argument(
+        "--preview", action="store_true", help="let pltf start a preview per service (a process each; off by default)"
+    )
     args = parser.parse_args()
 
     print(install().splitlines()[-1])
@@ -240,7 +262,7 @@ def main() -> None:
         forge = urlsplit(pltf.url).netloc
         paths: list[tuple[str, str, Callable[[str], dict[str, Any]]]] = [
             ("builtin (fetch:template + catalog:register)", f"{args.template}-builtin", builtin_values),
-            ("pltf (service:create + catalog:register)", args.template, lambda n: pltf_values(forge, n)),
+            ("pltf (service:create + catalog:register)", args.template, lambda n: pltf_values(forge, n, args.preview)),
         ]
         print(f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each")
         for label, template, values_for in paths:
@@ -252,6 +274,8 @@ def main() -> None:
                 f"{label:<46} p50 {percentile(samples, 0.5):7.0f} ms   p95 {percentile(samples, 0.95):7.0f} ms"
                 f"   mean {statistics.fmean(samples):7.0f} ms   burst of {args.burst}: {rate:5.2f} tasks/s, {failed} failed"
             )
+            if template == args.template:
+                print(f"{'':<46} of which service:create itself: p50 {pltf_run_p50(pltf, 'seq-'):7.0f} ms (sequential)")
     finally:
         backstage.stop()
         pltf.stop()
