@@ -250,12 +250,21 @@ class Settings(BaseSettings):
 
 def settings_reference() -> list[tuple[str, str, str]]:
     """(variable, default, meaning) for every setting: the README's configuration table is generated from it."""
+
+    def shown(value: object) -> str:
+        # Paths inside the checkout are shown relative to it, so the table is the same in every clone.
+        if isinstance(value, Path):
+            return str(value.relative_to(PROJECT_ROOT) if value.is_relative_to(PROJECT_ROOT) else value)
+        if isinstance(value, list | tuple):
+            return ",".join(shown(item) for item in value)
+        if isinstance(value, dict):
+            return ",".join(f"{key}={shown(item)}" for key, item in value.items())
+        return str(value)
+
     rows = []
     for name, field in Settings.model_fields.items():
         default = field.get_default(call_default_factory=True)
-        if isinstance(default, Path) and default.is_absolute():
-            default = default.relative_to(PROJECT_ROOT) if default.is_relative_to(PROJECT_ROOT) else default
-        shown = "" if default in (None, [], {}, "") else f"`{default}`"
+        text = shown(default) if default is not None else ""
         meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append((f"PLTF_{name.upper()}", shown, meaning))
+        rows.append((f"PLTF_{name.upper()}", f"`{text}`" if text else "", meaning))
     return rows
