@@ -56,5 +56,6 @@ class Services:
         )
 
     def close(self) -> None:
+        self.forges.close()
         self.catalog.close()
         self.engine.dispose()
