@@ -249,7 +249,9 @@ def test_an_expired_preview_is_reaped(tmp_path: Path, repo: str) -> None:
         engine.dispose()
         wait_until(lambda: client.get(f"/v1/previews/{out['previewId']}").json()["status"] == "expired", what="reaped")
         assert client.get("/healthz", headers={"Host": HOST}).status_code == 404
-        assert not (settings.data_dir / "previews" / "envs" / out["previewId"]).exists()
+        # The row is finished before the files go (so no supervisor restarts it meanwhile): wait for the removal.
+        home = settings.data_dir / "previews" / "envs" / out["previewId"]
+        wait_until(lambda: not home.exists(), what="the checkout to be removed")
 
 
 def test_the_supervisor_restarts_a_crashed_service(tmp_path: Path, repo: str) -> None:
