@@ -96,6 +96,23 @@ class ServerProcess:
                 self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 self.kill()
+        # Local previews outlive their server by design (a restart adopts them); a test's must not.
+        data_dir = self.env.get("PLTF_DATA_DIR")
+        if data_dir:
+            kill_processes_under(Path(data_dir))
+
+
+def kill_processes_under(directory: Path) -> None:
+    """Kills every process whose command line names a path inside `directory` (preview services)."""
+    marker = str(directory.resolve()).encode()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if marker in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            continue
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
