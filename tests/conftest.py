@@ -101,6 +101,9 @@ class ServerProcess:
         if data_dir:
             kill_processes_under(Path(data_dir))
 
+    def client(self) -> httpx.Client:
+        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+
 
 def kill_processes_under(directory: Path) -> None:
     """Kills every process whose command line names a path inside `directory` (preview services)."""
@@ -113,9 +116,6 @@ def kill_processes_under(directory: Path) -> None:
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
-
-    def client(self) -> httpx.Client:
-        return httpx.Client(base_url=self.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
 
 
 @pytest.fixture
