@@ -23,9 +23,10 @@ An action is one module in `actions_server/actions/` that defines `action = Acti
 
 The handler runs in a worker thread. It gets a small context: a logger whose
 lines stream to the run's event stream, a private workspace directory, the
-run's secrets, and the services (templates, workspaces, settings). It returns
-the output model, or raises `PltfError` with a message for the person who
-clicked "Create". `check`, when given, validates input against the world
+run's secrets, its caller, `output(name, value)` to publish an output before
+it returns, `run_step()` to run another action as a step, and the services
+(templates, workspaces, forges, catalog, settings). It returns the output
+model, or raises `PltfError` with a message for the person who clicked "Create". `check`, when given, validates input against the world
 (a template's own values schema, say) before a run is started.
 """
 
@@ -86,6 +87,12 @@ class RunContext:
     dry_run: bool
     services: Services
     cancelled: threading.Event = field(default_factory=threading.Event)
+    publish: Callable[[str, Any], None] = field(default=lambda name, value: None, repr=False)
+
+    def output(self, name: str, value: Any) -> None:
+        """Sets one output now, as Backstage's `ctx.output()` does: a caller following a run that
+        is still going (after a 202) sees it. The returned output model has the last word."""
+        self.publish(name, value)
 
     def check_cancelled(self) -> None:
         if self.cancelled.is_set():
@@ -110,7 +117,8 @@ class RunContext:
         workspace.mkdir(parents=True, exist_ok=True)
         previous, self.logger.step = self.logger.step, step
         try:
-            output = action.handler(replace(self, workspace=workspace), model)
+            # A step's own outputs are its return value, not outputs of the composite run.
+            output = action.handler(replace(self, workspace=workspace, publish=lambda name, value: None), model)
         finally:
             self.logger.step = previous
         return dict(output.model_dump(mode="json", exclude_none=True))

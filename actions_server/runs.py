@@ -248,6 +248,15 @@ class RunEngine:
             self.notifier.notify(run_id)
 
         logger = RunLogger(sink, cancelled)
+        published: dict[str, Any] = {}
+
+        def publish(name: str, value: Any) -> None:
+            if name not in action.output.model_fields:
+                raise ValueError(f"{action.id} declares no output {name!r}")
+            published[name] = json.loads(json.dumps(value, default=str))
+            self._update(run_id, output=redact(published))
+            self.notifier.notify(run_id)
+
         started = time.time()
         output: Any = None
         error: dict[str, Any] | None = None
@@ -267,19 +276,24 @@ class RunEngine:
                     dry_run=prepared.dry_run,
                     services=self.services,
                     cancelled=cancelled,
+                    publish=publish,
                 )
                 try:
                     sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
                     result = action.handler(context, prepared.params)
-                    output = redact(result.model_dump(mode="json", exclude_none=True))
+                    output = redact({**published, **result.model_dump(mode="json", exclude_none=True)})
                     status = "succeeded"
                 except RunCancelled:
+                    output = redact(published) or None
                     status = "cancelled"
                     error = {"code": "cancelled", "message": "the run was cancelled", "status": 409}
                 except PltfError as exc:
+                    # What was published before the failure (a repository made, say) stays visible.
+                    output = redact(published) or None
                     status = "failed"
                     error = redact(exc.to_json())
                 except Exception as exc:  # noqa: BLE001 - a handler bug must end the run, not the server
+                    output = redact(published) or None
                     status = "failed"
                     error = {
                         "code": "internal",

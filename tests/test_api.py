@@ -229,3 +229,50 @@ def test_templates_listing(client: TestClient) -> None:
     demo = client.get("/v1/templates/demo").json()
     assert demo["version"] == "1.2.3"
     assert client.get("/v1/templates/nope").status_code == 404
+
+
+def test_published_outputs_show_while_running_and_survive_a_failure(client: TestClient) -> None:
+    import threading
+
+    from pydantic import BaseModel
+
+    from actions_server.action import Action, RunContext
+    from actions_server.errors import PltfError
+    from conftest import wait_until
+
+    class Params(BaseModel):
+        fail: bool
+
+    class Out(BaseModel):
+        made: str | None = None
+        done: bool = False
+
+    gate = threading.Event()
+
+    def handler(ctx: RunContext, params: Params) -> Out:
+        ctx.output("made", "repo-1")
+        gate.wait(timeout=30)
+        if params.fail:
+            raise PltfError("the later step failed", 502, "step_failed")
+        return Out(made="repo-1", done=True)
+
+    def bad_handler(ctx: RunContext, params: Params) -> Out:
+        ctx.output("undeclared", 1)
+        return Out()
+
+    actions = client.app.state.services.actions  # type: ignore[attr-defined]
+    actions["test:publish"] = Action("test:publish", "publishes", Params, Out, handler)
+    actions["test:undeclared"] = Action("test:undeclared", "publishes junk", Params, Out, bad_handler)
+
+    started = client.post("/v1/actions/test:publish/runs?wait=false", json={"input": {"fail": False}})
+    location = started.headers["Location"]
+    running = wait_until(lambda: (r := client.get(location).json())["output"] and r, what="the published output")
+    assert running["status"] == "running" and running["output"] == {"made": "repo-1"}
+    gate.set()
+    done = wait_until(lambda: (r := client.get(location).json())["status"] == "succeeded" and r, what="the run")
+    assert done["output"] == {"made": "repo-1", "done": True}
+
+    failed = client.post("/v1/actions/test:publish/runs", json={"input": {"fail": True}})
+    assert failed.status_code == 502 and failed.json()["output"] == {"made": "repo-1"}
+    undeclared = client.post("/v1/actions/test:undeclared/runs", json={"input": {"fail": False}}).json()
+    assert undeclared["status"] == "failed" and "declares no output 'undeclared'" in undeclared["error"]["message"]

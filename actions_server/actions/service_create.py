@@ -109,6 +109,9 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
         out.repoContentsUrl = published.get("repoContentsUrl")
         out.commitHash = published.get("commitHash")
         out.catalogInfoUrl = f"{published['rawUrlBase']}/catalog-info.yaml"
+        # Visible at once to whoever follows the run: the catalog and preview steps may take a while.
+        for name in ("remoteUrl", "repoContentsUrl", "commitHash", "catalogInfoUrl"):
+            ctx.output(name, getattr(out, name))
 
     later_steps = (("catalog", "catalog:register", "3/4 catalog"), ("preview", "preview:create", "4/4 preview"))
     for step, action_id, label in later_steps:
