@@ -132,6 +132,11 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Repository URL prefixes previews may clone and run, besides the embedded forge's /git/.",
     )
+    preview_database_url: SecretStr | None = Field(
+        None,
+        description="A PostgreSQL server (admin URL) where previews of services that ask for a database "
+        "([tool.pltf.preview] database = \"postgres\") each get an empty database of their own.",
+    )
     preview_ttl_seconds: int = Field(4 * 3600, ge=60, description="TTL of a preview when the request names none.")
     preview_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest TTL a request may ask for.")
     preview_max_active: int = Field(10, ge=1, description="Concurrent previews; past it preview:create answers 429.")

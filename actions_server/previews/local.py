@@ -108,6 +108,59 @@ def process_is(pid: int, preview_id: str) -> bool:
     return state != "Z"
 
 
+def _preview_config(src: Path) -> dict[str, Any]:
+    """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
+    pyproject = src / "pyproject.toml"
+    if not pyproject.is_file():
+        return {}
+    try:
+        config = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pltf", {}).get("preview", {})
+    except tomllib.TOMLDecodeError:
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+class PreviewDatabases:
+    """One empty PostgreSQL database per preview, on the server PLTF_PREVIEW_DATABASE_URL names."""
+
+    def __init__(self, admin_url: str, redactor: Redactor) -> None:
+        self.admin_url = admin_url
+        self.redactor = redactor
+
+    @staticmethod
+    def name(preview_id: str) -> str:
+        return "pltf_" + re.sub(r"[^a-z0-9_]", "_", preview_id.lower())[:50]
+
+    def url(self, preview_id: str) -> str:
+        from sqlalchemy.engine import make_url
+
+        return make_url(self.admin_url).set(database=self.name(preview_id)).render_as_string(hide_password=False)
+
+    def create(self, preview_id: str, log: Log) -> str:
+        name = self.name(preview_id)
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
+        log(f"created database {name} for the preview (APP_DATABASE_URL)")
+        return name
+
+    def drop(self, preview_id: str, log: Log | None) -> None:
+        name = self.name(preview_id)
+        with contextlib.suppress(PltfError):
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            if log is not None:
+                log(f"dropped database {name}")
+
+    def _execute(self, *statements: str) -> None:
+        import psycopg
+
+        try:
+            with psycopg.connect(self.admin_url, autocommit=True, connect_timeout=10) as conn:
+                for statement in statements:
+                    conn.execute(statement.encode())
+        except psycopg.Error as exc:
+            message = self.redactor(str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__)
+            raise PltfError(f"preview database: {message}", 502, "preview_database_failed") from None
+
+
 class LocalProvider(PreviewProvider):
     name = "local"
 
@@ -118,6 +171,11 @@ class LocalProvider(PreviewProvider):
         self.python = sys.executable
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.owner_key = f"{socket.gethostname()}:{root}"
+        if settings.preview_database_url is not None:
+            from sqlalchemy.engine import make_url
+
+            admin = settings.preview_database_url.get_secret_value()
+            redactor.add([admin, make_url(admin).password or ""])
 
     # -- the interface ------------------------------------------------------
 
@@ -147,10 +205,14 @@ class LocalProvider(PreviewProvider):
                     "restarts": 0,
                 }
             )
+            if _preview_config(home / "src").get("database") == "postgres":
+                placement.state["database"] = self._databases().create(spec.id, log)
             return self._spawn(spec, placement, log)
         except BaseException:
             self._stop(spec.id, None)
             shutil.rmtree(home, ignore_errors=True)
+            if self.settings.preview_database_url is not None:
+                self._databases().drop(spec.id, None)
             raise
 
     def probe(self, spec: PreviewSpec, placement: Placement) -> Probe:
@@ -177,6 +239,8 @@ class LocalProvider(PreviewProvider):
         if home.exists():
             shutil.rmtree(home, ignore_errors=True)
             log("removed its checkout and environment")
+        if placement.state.get("database"):
+            self._databases().drop(spec.id, log)
 
     def logs(self, spec: PreviewSpec, placement: Placement) -> list[str]:
         return self._tail(Path(placement.state.get("home", "")) / "service.log")
@@ -390,15 +454,11 @@ class LocalProvider(PreviewProvider):
         return venv
 
     def _command(self, src: Path, venv: Path) -> tuple[list[str], str]:
-        readiness = "/readyz"
-        pyproject = src / "pyproject.toml"
-        if pyproject.is_file():
-            with contextlib.suppress(tomllib.TOMLDecodeError):
-                config = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pltf", {}).get("preview", {})
-                readiness = str(config.get("readiness", readiness))
-                command = config.get("command")
-                if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
-                    return [str(venv / "bin" / "python") if part == "{python}" else part for part in command], readiness
+        config = _preview_config(src)
+        readiness = str(config.get("readiness", "/readyz"))
+        command = config.get("command")
+        if isinstance(command, list) and command and all(isinstance(part, str) for part in command):
+            return [str(venv / "bin" / "python") if part == "{python}" else part for part in command], readiness
         modules: list[str] = []
         code = src / "src" if (src / "src").is_dir() else src
         for app_file in sorted(code.glob("*/app.py")):
@@ -433,6 +493,9 @@ class LocalProvider(PreviewProvider):
             PLTF_PREVIEW_ID=spec.id,
             PLTF_PREVIEW_URL=spec.url,
         )
+        if placement.state.get("database"):
+            # Built here each time, never stored: the placement is kept in the database.
+            env["APP_DATABASE_URL"] = self._databases().url(spec.id)
         with (home / "service.log").open("ab") as out:
             child = subprocess.Popen(
                 command,
@@ -449,6 +512,16 @@ class LocalProvider(PreviewProvider):
         placement.state.update(pid=child.pid, port=port, startedAt=time.time())
         placement.upstream = f"http://127.0.0.1:{port}"
         return placement
+
+    def _databases(self) -> PreviewDatabases:
+        if self.settings.preview_database_url is None:
+            raise PltfError(
+                "this service asks for a database in previews ([tool.pltf.preview] database = \"postgres\"); "
+                "set PLTF_PREVIEW_DATABASE_URL to a PostgreSQL server pltf may create databases on",
+                422,
+                "preview_database_unavailable",
+            )
+        return PreviewDatabases(self.settings.preview_database_url.get_secret_value(), self.redactor)
 
     def _running(self, preview_id: str, pid: int) -> bool:
         child = self._children.get(preview_id)
