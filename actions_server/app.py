@@ -31,6 +31,7 @@ from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .portal.routes import portal_router
+from .previews.api import PreviewRouter, preview_loop, preview_routes
 from .redact import Redactor
 from .runs import STATUSES, TERMINAL, RunEngine
 from .services import Services
@@ -175,8 +176,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             interrupted_runs=len(interrupted),
         )
         keep_alive = asyncio.create_task(engine.keep_alive())
-        from .previews.api import preview_loop  # previews: adopt or clean up, then reap; stops with keep_alive
-
+        # Previews: adopt or clean up what a previous run left, then reap; stops with keep_alive.
         previews_task = asyncio.create_task(preview_loop(services))
         keep_alive.add_done_callback(lambda _: previews_task.cancel())
         try:
@@ -196,8 +196,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
     app.mount("/git", git_routes(settings))
-    from .previews.api import PreviewRouter, preview_routes  # previews: clean URLs, /previews/<id>/, /v1/previews
-
+    # Previews: clean URLs (by Host), /previews/<id>/, /v1/previews.
     app.add_middleware(PreviewRouter, settings=settings, state=state)
     app.include_router(preview_routes(state))
 
