@@ -27,6 +27,7 @@ def test_no_generated_request_causes_a_server_error(tmp_path: Path, server_env: 
                 f"Authorization: Bearer {TOKEN}",
                 "--no-color",
             ],
+            cwd=tmp_path,  # schemathesis keeps its state in ./.schemathesis
             capture_output=True,
             text=True,
             timeout=600,
