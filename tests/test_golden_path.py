@@ -7,26 +7,14 @@ portal's scorecard and cost (issue 9), all from one command on the embedded defa
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
+from test_cli import pltf
 
 from actions_server.config import PROJECT_ROOT
 from conftest import ServerProcess
-
-
-def pltf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_create_service_users_api(tmp_path: Path, server_env: dict[str, str]) -> None:

@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// Validates Backstage catalog entities with @backstage/catalog-model, as the
-// catalog does when it ingests them: the default entity policies, then the
-// schema of the entity's kind.  $text/$json/$yaml placeholders are resolved
+// Validates one catalog file's entities with Backstage's own checks
+// (backstage-entities.js), as the catalog does when it ingests them.  $text/$json/$yaml placeholders are resolved
 // against files next to the catalog file first, as the catalog's placeholder
 // processor would, so a definition pointing at a missing file fails too.
 //
@@ -12,24 +11,7 @@
 const fs = require('fs');
 const path = require('path');
 const YAML = require('yaml');
-const model = require('@backstage/catalog-model');
-
-const policy = model.EntityPolicies.allOf([
-  new model.DefaultNamespaceEntityPolicy(),
-  new model.NoForeignRootFieldsEntityPolicy(),
-  new model.FieldFormatEntityPolicy(),
-  new model.SchemaValidEntityPolicy(),
-]);
-const kindValidators = [
-  model.componentEntityV1alpha1Validator,
-  model.apiEntityV1alpha1Validator,
-  model.systemEntityV1alpha1Validator,
-  model.domainEntityV1alpha1Validator,
-  model.resourceEntityV1alpha1Validator,
-  model.groupEntityV1alpha1Validator,
-  model.userEntityV1alpha1Validator,
-  model.locationEntityV1alpha1Validator,
-];
+const { checkEntity } = require('./backstage-entities');
 
 function resolvePlaceholders(value, baseDir) {
   if (Array.isArray(value)) return value.map((v) => resolvePlaceholders(v, baseDir));
@@ -65,9 +47,9 @@ async function main() {
     if (raw === null) continue;
     const result = { kind: raw.kind, name: raw.metadata && raw.metadata.name, ok: false, message: '' };
     try {
-      const entity = await policy.enforce(resolvePlaceholders(raw, path.dirname(file)));
-      const known = await Promise.all(kindValidators.map((v) => v.check(entity)));
-      if (!known.some(Boolean)) throw new Error(`unknown kind ${raw.apiVersion}/${raw.kind}`);
+      if (!(await checkEntity(resolvePlaceholders(raw, path.dirname(file))))) {
+        throw new Error('Template entities need @backstage/plugin-scaffolder-common');
+      }
       result.ok = true;
     } catch (err) {
       result.message = err.message;

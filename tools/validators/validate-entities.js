@@ -15,40 +15,7 @@
 
 const fs = require('fs');
 const YAML = require('yaml');
-const model = require('@backstage/catalog-model');
-
-let templateValidator = null;
-try {
-  templateValidator = require('@backstage/plugin-scaffolder-common').templateEntityV1beta3Validator;
-} catch (err) {
-  templateValidator = null;
-}
-
-const policy = model.EntityPolicies.allOf([
-  new model.DefaultNamespaceEntityPolicy(),
-  new model.NoForeignRootFieldsEntityPolicy(),
-  new model.FieldFormatEntityPolicy(),
-  new model.SchemaValidEntityPolicy(),
-]);
-const kindValidators = [
-  model.componentEntityV1alpha1Validator,
-  model.apiEntityV1alpha1Validator,
-  model.systemEntityV1alpha1Validator,
-  model.domainEntityV1alpha1Validator,
-  model.resourceEntityV1alpha1Validator,
-  model.groupEntityV1alpha1Validator,
-  model.userEntityV1alpha1Validator,
-  model.locationEntityV1alpha1Validator,
-];
-if (templateValidator) kindValidators.push(templateValidator);
-
-async function check(raw) {
-  const entity = await policy.enforce(raw);
-  const known = await Promise.all(kindValidators.map((v) => v.check(entity)));
-  if (known.some(Boolean)) return true;
-  if (!templateValidator && raw.kind === 'Template') return false;
-  throw new Error(`unknown kind ${raw.apiVersion}/${raw.kind}`);
-}
+const { checkEntity, hasTemplateValidator } = require('./backstage-entities');
 
 async function main() {
   const results = [];
@@ -68,7 +35,7 @@ async function main() {
       result.kind = raw && raw.kind;
       result.name = raw && raw.metadata && raw.metadata.name;
       try {
-        result.kindChecked = await check(raw);
+        result.kindChecked = await checkEntity(raw);
         result.ok = true;
       } catch (err) {
         result.message = err.message;
@@ -76,7 +43,7 @@ async function main() {
       results.push(result);
     }
   }
-  process.stdout.write(JSON.stringify({ templateValidator: Boolean(templateValidator), results }));
+  process.stdout.write(JSON.stringify({ templateValidator: hasTemplateValidator, results }));
 }
 
 main().catch((err) => {
