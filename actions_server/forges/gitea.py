@@ -70,9 +70,7 @@ class GiteaForge(RestForge):
         if org.status_code == 200:
             path = f"/orgs/{quote(spec.owner)}/repos"
         elif org.status_code == 404:
-            me = self.call("GET", "/user", "finding the token's user")
-            if me.status_code != 200:
-                raise self.failure(me, "finding the token's user")
+            me = self.expect("GET", "/user", "finding the token's user", (200,))
             login = str(me.json().get("login", ""))
             if login.lower() != spec.owner.lower():
                 raise PltfError(
@@ -102,14 +100,10 @@ class GiteaForge(RestForge):
     def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
         repo_path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"
         if spec.topics:
-            topics = self.call("PUT", f"{repo_path}/topics", "setting topics", json={"topics": list(spec.topics)})
-            if topics.status_code != 204:
-                raise self.failure(topics, "setting topics")
-        updated = self.call(
-            "PATCH", repo_path, "setting the default branch", json={"default_branch": repository.default_branch}
+            self.expect("PUT", f"{repo_path}/topics", "setting topics", (204,), json={"topics": list(spec.topics)})
+        self.expect(
+            "PATCH", repo_path, "setting the default branch", (200,), json={"default_branch": repository.default_branch}
         )
-        if updated.status_code != 200:
-            raise self.failure(updated, "setting the default branch")
         if not spec.protect_default_branch:
             return []
         protected = self.call(
@@ -130,6 +124,4 @@ class GiteaForge(RestForge):
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"
-        deleted = self.call("DELETE", path, f"deleting {repository.owner}/{repository.name}")
-        if deleted.status_code not in (204, 404):
-            raise self.failure(deleted, f"deleting {repository.owner}/{repository.name}")
+        self.expect("DELETE", path, f"deleting {repository.owner}/{repository.name}", (204, 404))

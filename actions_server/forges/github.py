@@ -94,9 +94,7 @@ class GitHubForge(RestForge):
                     "invalid_input",
                     [FieldError("visibility", "internal needs an organization owner")],
                 )
-            me = self.call("GET", "/user", "finding the token's user")
-            if me.status_code != 200:
-                raise self.failure(me, "finding the token's user")
+            me = self.expect("GET", "/user", "finding the token's user", (200,))
             login = str(me.json().get("login", ""))
             if login.lower() != spec.owner.lower():
                 raise PltfError(
@@ -118,15 +116,11 @@ class GitHubForge(RestForge):
     def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
         repo_path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"
         if spec.topics:
-            topics = self.call("PUT", f"{repo_path}/topics", "setting topics", json={"names": list(spec.topics)})
-            if topics.status_code != 200:
-                raise self.failure(topics, "setting topics")
+            self.expect("PUT", f"{repo_path}/topics", "setting topics", (200,), json={"names": list(spec.topics)})
         # An empty repository has no branch to make the default; now it has one.
-        updated = self.call(
-            "PATCH", repo_path, "setting the default branch", json={"default_branch": repository.default_branch}
+        self.expect(
+            "PATCH", repo_path, "setting the default branch", (200,), json={"default_branch": repository.default_branch}
         )
-        if updated.status_code != 200:
-            raise self.failure(updated, "setting the default branch")
         if not spec.protect_default_branch:
             return []
         protection = {
@@ -150,6 +144,4 @@ class GitHubForge(RestForge):
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"
-        deleted = self.call("DELETE", path, f"deleting {repository.owner}/{repository.name}")
-        if deleted.status_code not in (204, 404):
-            raise self.failure(deleted, f"deleting {repository.owner}/{repository.name}")
+        self.expect("DELETE", path, f"deleting {repository.owner}/{repository.name}", (204, 404))

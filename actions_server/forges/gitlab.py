@@ -97,11 +97,9 @@ class GitLabForge(RestForge):
 
     def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
         project = f"/projects/{self._project(repository)}"
-        updated = self.call(
-            "PUT", project, "setting the default branch", json={"default_branch": repository.default_branch}
+        self.expect(
+            "PUT", project, "setting the default branch", (200,), json={"default_branch": repository.default_branch}
         )
-        if updated.status_code != 200:
-            raise self.failure(updated, "setting the default branch")
         if not spec.protect_default_branch:
             return []
         protected = self.call(
@@ -123,8 +121,9 @@ class GitLabForge(RestForge):
         raise self.failure(protected, "protecting the default branch")
 
     def delete_repository(self, repository: CreatedRepository) -> None:
-        deleted = self.call(
-            "DELETE", f"/projects/{self._project(repository)}", f"deleting {repository.owner}/{repository.name}"
+        self.expect(
+            "DELETE",
+            f"/projects/{self._project(repository)}",
+            f"deleting {repository.owner}/{repository.name}",
+            (202, 204, 404),
         )
-        if deleted.status_code not in (202, 204, 404):
-            raise self.failure(deleted, f"deleting {repository.owner}/{repository.name}")

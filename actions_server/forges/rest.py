@@ -91,6 +91,13 @@ class RestForge(Forge):
                 "forge_unreachable",
             ) from None
 
+    def expect(self, method: str, path: str, what: str, ok: tuple[int, ...], **kwargs: Any) -> httpx.Response:
+        """`call`, then a PltfError unless the status is one of `ok`."""
+        response = self.call(method, path, what, **kwargs)
+        if response.status_code not in ok:
+            raise self.failure(response, what)
+        return response
+
     def failure(self, response: httpx.Response, what: str) -> PltfError:
         detail = self.redactor(response_detail(response))
         status = response.status_code
