@@ -33,6 +33,7 @@ from ..errors import FieldError, PltfError, conflict
 from ..redact import Redactor
 from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec, name_rule
 from .gitpush import git_environment, run_git
+from .permissions import team_ref
 
 # One path segment: no `..`, no leading dot or dash, no `.git` suffix (that is the clone URL's).
 SEGMENT = re.compile(r"^(?![.-])(?!.*\.\.)(?!.*\.git$)[A-Za-z0-9._-]{1,100}$")
@@ -132,6 +133,8 @@ class EmbeddedForge(Forge):
             "visibility": spec.visibility,
             "topics": list(spec.topics),
             "defaultBranch": spec.default_branch,
+            "protectDefaultBranch": spec.protect_default_branch,
+            "team": team_ref(spec.team) if spec.team else None,
             "createdAt": time.time(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata))
