@@ -291,3 +291,13 @@ def test_a_location_in_a_public_repository_cannot_lead_into_a_private_one(
     assert "no repository team-a/ledger on this server's forge" in refused["error"]["message"]
     assert httpx.get(f"{server.url}/api/catalog/entities/by-name/component/default/ledger").status_code == 404
     assert httpx.get(f"{server.url}/api/catalog/entities/by-name/location/default/everything").status_code == 404
+
+
+def test_a_preview_of_a_private_repository_is_for_its_readers_only(server: ServerProcess) -> None:
+    output = create(server, TEAM_A, "team-a", "ledger", visibility="private")
+    body = {"input": {"repoUrl": output["remoteUrl"], "service": "ledger"}, "dryRun": True}
+    refused = run(server, TEAM_B, "preview:create", body).json()
+    assert refused["status"] == "failed" and refused["error"]["status"] == 404, refused
+    assert refused["error"]["fields"] == [{"field": "input.repoUrl", "message": "no such repository"}]
+    planned = run(server, TEAM_A, "preview:create", body).json()
+    assert planned["status"] == "succeeded" and planned["output"]["status"] == "planned", planned

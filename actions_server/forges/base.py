@@ -51,8 +51,9 @@ class GitAuthor:
 class RepositorySpec:
     """What to create. `owner` is an org, user or group (GitLab: a group path, maybe nested).
 
-    `team` (a catalog group ref) is the owner team the embedded forge lets push
-    (see `permissions`); other forges have permissions of their own and ignore it.
+    `team` (a catalog group ref, spelled as `permissions.team_ref` does) is the
+    owner team the embedded forge lets push (see `permissions`); other forges
+    have permissions of their own and ignore it.
     """
 
     owner: str

@@ -11,6 +11,10 @@ replicas sharing `git_dir`, exactly one wins and the other gets a 409. Replicas
 that do not share `git_dir` each have repositories of their own: give them a
 shared volume.
 
+Each repository's `pltf.json` records what git does not: description,
+visibility, topics, default branch, whether it is protected, and the owner
+team (see `permissions` for what they allow).
+
 The action server writes the first commit into its own repositories through
 the filesystem (see `EmbeddedForge.push`): going through HTTP would cost a round
 trip and a token to itself.
@@ -33,7 +37,6 @@ from ..errors import FieldError, PltfError, conflict
 from ..redact import Redactor
 from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec, name_rule
 from .gitpush import git_environment, run_git
-from .permissions import team_ref
 
 # One path segment: no `..`, no leading dot or dash, no `.git` suffix (that is the clone URL's).
 SEGMENT = re.compile(r"^(?![.-])(?!.*\.\.)(?!.*\.git$)[A-Za-z0-9._-]{1,100}$")
@@ -134,7 +137,7 @@ class EmbeddedForge(Forge):
             "topics": list(spec.topics),
             "defaultBranch": spec.default_branch,
             "protectDefaultBranch": spec.protect_default_branch,
-            "team": team_ref(spec.team) if spec.team else None,
+            "team": spec.team,
             "createdAt": time.time(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata))

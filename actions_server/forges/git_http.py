@@ -71,7 +71,7 @@ COMMITS_SHOWN = 20
 READ_CHUNK = 64 * 1024
 HOOKS_DIR = ".hooks"  # under the git root; a leading dot is never a repository owner (see embedded.SEGMENT)
 
-# Reads old, new and ref lines on stdin (githooks(5)); PLTF_PROTECTED_REF is set by `_backend`.
+# Reads old, new and ref lines on stdin (githooks(5)); PLTF_PROTECTED_REF comes from `_hook_environment`.
 # A sha of zeros is a deletion (new) or a creation (old).
 PRE_RECEIVE = """#!/bin/sh
 # pltf's pre-receive hook for pushes over HTTP, written by actions_server/forges/git_http.py.

@@ -29,6 +29,7 @@ from typing import Any
 from ..auth import Caller
 from ..catalog.model import RefError, parse_ref
 from ..config import Settings
+from .embedded import git_root, read_metadata, repository_dir
 
 PUSH_PERMISSION = "repo:create"
 
@@ -78,3 +79,18 @@ def push_refusal(caller: Caller, owner: str, name: str, metadata: dict[str, Any]
         owners = f"team {team}" if team else "the admins (it has no owner team)"
         return f"{owner}/{name} belongs to {owners}; only its team's tokens and admin tokens may push"
     return None
+
+
+def may_read_url(caller: Caller, url: str, settings: Settings) -> bool:
+    """False when `url` is a clone URL of this server's forge for a repository `caller` may not read.
+
+    For the actions that read our repositories from disk (previews), where no HTTP check stands between.
+    """
+    prefix = f"{settings.base_url}/git/"
+    if not url.startswith(prefix):
+        return True
+    owner, _, name = url[len(prefix) :].rstrip("/").removesuffix(".git").partition("/")
+    path = repository_dir(git_root(settings), owner, name)
+    if path is None or not path.is_dir():
+        return True  # nothing to protect; the caller's own lookup reports what is missing
+    return may_read(caller, read_metadata(path), settings)
