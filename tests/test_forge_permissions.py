@@ -120,6 +120,8 @@ def test_a_team_token_may_not_create_for_another_team_but_an_admin_may(server: S
     assert planted["status"] == "failed"
     assert planted["error"]["status"] == 403 and planted["error"]["fields"][0]["field"] == "input.team"
     assert httpx.get(f"{server.url}/git/team-a/planted").status_code == 404  # nothing was created
+    garbled = run(server, TOKEN, "repo:create", {"input": {**body, "team": "team a; rm"}})
+    assert garbled.status_code == 422 and garbled.json()["error"]["fields"][0]["field"] == "input.team"
 
     given = create(server, TOKEN, "team-b", "handed-over", team="team-b")
     assert given["team"] == "group:default/team-b"

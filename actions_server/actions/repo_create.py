@@ -23,7 +23,7 @@ from dataclasses import replace
 from typing import Literal
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..action import Action, Example, RunCancelled, RunContext
 from ..errors import FieldError, PltfError, invalid_input
@@ -79,11 +79,17 @@ class RepoCreateInput(BaseModel):
     team: str | None = Field(
         None,
         max_length=253,
-        pattern=ENTITY_REF.pattern,
         description="Embedded forge: the owner team (catalog group ref, e.g. group:default/team-a), whose tokens "
         "may push. Default: the calling token's team. Only an admin token may name another team.",
         examples=["group:default/platform-team"],
     )
+
+    @field_validator("team")
+    @classmethod
+    def _team_is_entity_ref(cls, team: str | None) -> str | None:
+        if team is not None and not ENTITY_REF.match(team):
+            raise ValueError("must be a catalog group ref such as group:default/platform-team")
+        return team
 
     @model_validator(mode="after")
     def _one_target(self) -> RepoCreateInput:
