@@ -34,6 +34,11 @@ class Caller:
     def may_run(self, action_id: str) -> bool:
         return any(fnmatch.fnmatchcase(action_id, pattern) for pattern in self.actions)
 
+    @property
+    def is_admin(self) -> bool:
+        """Every action and no team: `PLTF_API_TOKEN`, the generated local token, or such a token-file entry."""
+        return self.team is None and "*" in self.actions
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()

@@ -4,6 +4,12 @@ The catalog is the embedded one, or Backstage when `PLTF_BACKSTAGE_URL` is
 set. Registering a location twice is a 409, unless `optional` is set (then
 the run succeeds and reports the entity, as Backstage's action does).
 A dry run reads and validates the entities and stores nothing.
+
+A file of this server's forge that the caller's token may not read (a private
+repository of another team) is refused as if it did not exist (404,
+`location_not_found`), dry run or not: the catalog is readable by anyone, so
+registering must not publish what the caller could not read, and a 404 does
+not confirm that the repository exists.
 """
 
 from __future__ import annotations
@@ -73,11 +79,11 @@ def handler(ctx: RunContext, params: RegisterInput) -> RegisterOutput:
     url = params.url()
     if ctx.dry_run:
         ctx.logger.info(f"dry run: reading and validating {url} in {catalog.title}; nothing is stored")
-        entities = catalog.entities_at(url)
+        entities = catalog.entities_at(url, ctx.caller)
     else:
         ctx.logger.info(f"registering {url} in {catalog.title}")
         try:
-            entities = catalog.register(url).entities
+            entities = catalog.register(url, caller=ctx.caller).entities
         except PltfError as exc:
             if exc.code != "location_exists" or not params.optional:
                 raise
@@ -85,7 +91,7 @@ def handler(ctx: RunContext, params: RegisterInput) -> RegisterOutput:
             entities = []
         if not entities:
             # Backstage ingests asynchronously and answers with no entities; find them as its action does.
-            entities = catalog.entities_at(url)
+            entities = catalog.entities_at(url, ctx.caller)
     refs = [
         f"{e['kind']}:{e['metadata'].get('namespace') or 'default'}/{e['metadata']['name']}".lower() for e in entities
     ]

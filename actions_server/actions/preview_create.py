@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ..action import Action, Example, RunContext
 from ..db import runs
 from ..errors import FieldError, PltfError, invalid_input
+from ..forges.permissions import may_read_url
 from ..names import DNS_LABEL
 from ..previews import PreviewRequest
 from ..services import Services
@@ -150,6 +151,14 @@ def handler(ctx: RunContext, params: PreviewCreateInput) -> PreviewCreateOutput:
         owner=params.owner or "unknown",
         experiment=params.experiment,
     )
+    if not may_read_url(ctx.caller, params.repoUrl, services.settings):
+        # Answered as for a missing repository: a preview would show the caller code it may not read.
+        raise PltfError(
+            f"no repository {params.repoUrl} on this server's forge",
+            404,
+            "not_found",
+            [FieldError("input.repoUrl", "no such repository")],
+        )
     if ctx.dry_run:
         ctx.logger.info(f"would create preview {request.name} ({manager.provider.name}) for {params.repoUrl}")
         return PreviewCreateOutput(

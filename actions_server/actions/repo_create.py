@@ -5,6 +5,12 @@ Called as a step of a composite action:
     out = ctx.run_step("publish", "repo:create", {"workspaceId": ws, "owner": "platform-team", "name": "users-api"})
     out["remoteUrl"], out["repoContentsUrl"], out["commitHash"], out["rawUrlBase"] + "/catalog-info.yaml"
 
+Ownership (embedded forge): the repository belongs to a team, a catalog group
+ref: the calling token's team, or for an admin token (every action, no team)
+the `team` input, if given. That team's tokens and admin tokens may push to it
+and, when it is private, read it (see `forges.permissions`). A repository made
+by a token without a team, and no `team`, belongs to the admins alone.
+
 Safety: names are checked by the provider's rules before any call (422, and
 no run starts); an existing repository is a 409 that names it and is never
 touched; a failure after the repository was created deletes it, and the log
@@ -13,15 +19,18 @@ says so (or says it could not, and what to delete by hand).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Literal
 from urllib.parse import parse_qs
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..action import Action, Example, RunCancelled, RunContext
 from ..errors import FieldError, PltfError, invalid_input
 from ..forges import PROVIDERS, CreatedRepository, Forge, GitAuthor, RepositorySpec
 from ..forges.base import check_spec_fields
+from ..forges.permissions import team_ref
+from ..names import ENTITY_REF
 from ..services import Services
 
 Provider = Literal["embedded", "github", "gitlab", "gitea"]
@@ -63,8 +72,24 @@ class RepoCreateInput(BaseModel):
     commitMessage: str = Field("Initial commit", min_length=1, max_length=2000)
     author: Author | None = Field(None, description="Commit author; default pltf <pltf@localhost>.")
     protectDefaultBranch: bool | None = Field(
-        None, description="Protect the default branch (external forges); default PLTF_PROTECT_DEFAULT_BRANCH."
+        None,
+        description="Protect the default branch: no force-push, no deletion (on the embedded forge: for anyone); "
+        "default PLTF_PROTECT_DEFAULT_BRANCH.",
     )
+    team: str | None = Field(
+        None,
+        max_length=253,
+        description="Embedded forge: the owner team (catalog group ref, e.g. group:default/team-a), whose tokens "
+        "may push. Default: the calling token's team. Only an admin token may name another team.",
+        examples=["group:default/platform-team"],
+    )
+
+    @field_validator("team")
+    @classmethod
+    def _team_is_entity_ref(cls, team: str | None) -> str | None:
+        if team is not None and not ENTITY_REF.match(team):
+            raise ValueError("must be a catalog group ref such as group:default/platform-team")
+        return team
 
     @model_validator(mode="after")
     def _one_target(self) -> RepoCreateInput:
@@ -86,6 +111,7 @@ class RepoCreateOutput(BaseModel):
     name: str
     defaultBranch: str
     visibility: str
+    team: str | None = Field(None, description="The owner team (embedded forge); absent: admins only.")
     warnings: list[str] = Field(default_factory=list)
     dryRun: bool = False
     files: int | None = Field(None, description="On a dry run, how many files would be committed.")
@@ -177,6 +203,21 @@ def check(params: RepoCreateInput, services: Services) -> None:
         ) from None
 
 
+def owner_team(ctx: RunContext, params: RepoCreateInput) -> str | None:
+    """The team the repository will belong to; 403 when the caller names a team it may not give it to."""
+    caller = ctx.caller
+    if params.team is None:
+        return team_ref(caller.team) if caller.team else None
+    if caller.is_admin or (caller.team is not None and team_ref(caller.team) == team_ref(params.team)):
+        return team_ref(params.team)
+    raise PltfError(
+        f"only an admin token may create a repository for another team than its own ({caller.team or 'none'})",
+        403,
+        "forbidden",
+        [FieldError("input.team", "not this token's team")],
+    )
+
+
 def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object) -> RepoCreateOutput:
     return RepoCreateOutput.model_validate(
         {
@@ -189,6 +230,7 @@ def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object
             "name": repository.name,
             "defaultBranch": repository.default_branch,
             "visibility": spec.visibility,
+            "team": spec.team if repository.provider == "embedded" else None,
             **extra,
         }
     )
@@ -196,6 +238,7 @@ def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object
 
 def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
     forge, spec = _prepare(params, ctx.services)
+    spec = replace(spec, team=owner_team(ctx, params))
     where = forge.describe(spec.owner, spec.name)
     source_root = ctx.workspace / "source"
     source_root.mkdir(parents=True, exist_ok=True)

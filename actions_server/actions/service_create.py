@@ -101,6 +101,8 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
             {
                 "workspaceId": out.workspaceId,
                 **target,
+                # An admin's repository goes to the service's owner; a team token's stays its own team's.
+                **({"team": params.owner} if ctx.caller.is_admin else {}),
                 "description": params.description or f"{params.name}: created by pltf",
                 "commitMessage": f"Initial commit from template {params.template}",
             },

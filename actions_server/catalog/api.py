@@ -116,7 +116,9 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         """
         may_register(who)
         target = target_of(body)
-        registration = await anyio.to_thread.run_sync(lambda: services().catalog.register(target, dry_run=dryRun))
+        registration = await anyio.to_thread.run_sync(
+            lambda: services().catalog.register(target, dry_run=dryRun, caller=who)
+        )
         return registration.to_json(dryRun)
 
     @router.get("/locations")

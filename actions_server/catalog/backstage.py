@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 import httpx
 
+from ..auth import Caller
 from ..config import Settings
 from ..errors import PltfError, invalid_input, not_found
 from ..redact import Redactor
@@ -89,7 +90,10 @@ class BackstageCatalog(Catalog):
             return invalid_input(message)
         return PltfError(message, 502, "backstage_error")
 
-    def register(self, target: str, *, dry_run: bool = False) -> Registration:
+    def register(self, target: str, *, dry_run: bool = False, caller: Caller | None = None) -> Registration:
+        if caller is not None:
+            # Backstage may hold a token for our forge: it must not read what this caller cannot.
+            self.reader.for_caller(caller).check(target)
         params = {"dryRun": "true"} if dry_run else {}
         response = self._call("POST", "/locations", params=params, json={"type": "url", "target": target})
         if response.status_code not in (200, 201):
@@ -97,15 +101,18 @@ class BackstageCatalog(Catalog):
         body = response.json()
         return Registration(body.get("location", {}), list(body.get("entities", [])), bool(body.get("exists", False)))
 
-    def entities_at(self, target: str) -> list[dict[str, Any]]:
+    def entities_at(self, target: str, caller: Caller | None = None) -> list[dict[str, Any]]:
         """By a dry run; if Backstage refuses one, by reading the file and looking each entity up by name."""
+        reader = self.reader if caller is None else self.reader.for_caller(caller)
+        if caller is not None:
+            reader.check(target)
         try:
             return self.register(target, dry_run=True).entities
         except PltfError as exc:
             if exc.code == "backstage_unreachable":
                 raise
         try:
-            documents = load_documents(self.reader.read(target))
+            documents = load_documents(reader.read(target))
         except (LocationError, ValueError):
             return []
         found = []

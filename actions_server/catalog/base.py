@@ -25,6 +25,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from ..auth import Caller
+
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 500
 
@@ -66,15 +68,16 @@ class Catalog(ABC):
     title: ClassVar[str]
 
     @abstractmethod
-    def register(self, target: str, *, dry_run: bool = False) -> Registration:
+    def register(self, target: str, *, dry_run: bool = False, caller: Caller | None = None) -> Registration:
         """Registers a location (a URL). Raises 409 `location_exists` if it is registered already.
 
         With `dry_run`, reads and validates the location and returns its entities, storing nothing.
+        With `caller`, a file of this server's forge that caller may not read is a 404, as if missing.
         """
 
-    def entities_at(self, target: str) -> list[dict[str, Any]]:
+    def entities_at(self, target: str, caller: Caller | None = None) -> list[dict[str, Any]]:
         """The entities a location holds, without storing anything."""
-        return self.register(target, dry_run=True).entities
+        return self.register(target, dry_run=True, caller=caller).entities
 
     @abstractmethod
     def refresh(self, entity_ref: str) -> None:

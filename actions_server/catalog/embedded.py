@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
+from ..auth import Caller
 from ..config import Settings
 from ..errors import FieldError, PltfError, conflict, invalid_input, not_found
 from .base import Catalog, Query, Registration
@@ -65,25 +66,29 @@ class EmbeddedCatalog(Catalog):
 
     # -- reading a location ---------------------------------------------------
 
-    def read_location(self, target: str) -> list[dict[str, Any]]:
-        """Every entity the location leads to, validated and annotated; raises on the first bad file."""
+    def read_location(self, target: str, caller: Caller | None = None) -> list[dict[str, Any]]:
+        """Every entity the location leads to, validated and annotated; raises on the first bad file.
+
+        With a caller, only what that caller may read (see `LocationReader.for_caller`).
+        """
+        reader = self.reader if caller is None else self.reader.for_caller(caller)
         if len(target) > MAX_TARGET_LENGTH:
             raise invalid_input(
                 f"a location is at most {MAX_TARGET_LENGTH} characters", [FieldError("target", "too long")]
             )
-        self.reader.check(target)
+        reader.check(target)
         queue: list[tuple[str, bool]] = [(target, True)]
         seen: set[str] = set()
         entities: dict[str, dict[str, Any]] = {}
         while queue:
             url, required = queue.pop(0)
-            for file_url in self.reader.expand(url):
+            for file_url in reader.expand(url):
                 if file_url in seen:
                     continue
                 seen.add(file_url)
                 if len(seen) > MAX_FILES_PER_LOCATION:
                     raise invalid_input(f"{target} leads to more than {MAX_FILES_PER_LOCATION} files")
-                for entity in self._read_file(file_url, target, required and file_url == url):
+                for entity in self._read_file(reader, file_url, target, required and file_url == url):
                     ref = str(EntityRef.of(entity))
                     if ref in entities:
                         raise invalid_input(
@@ -93,12 +98,12 @@ class EmbeddedCatalog(Catalog):
                     if len(entities) > MAX_ENTITIES_PER_LOCATION:
                         raise invalid_input(f"{target} holds more than {MAX_ENTITIES_PER_LOCATION} entities")
                     if entity["kind"] == "Location":
-                        queue.extend(self._location_targets(entity, file_url))
+                        queue.extend(self._location_targets(reader, entity, file_url))
         return list(entities.values())
 
-    def _read_file(self, url: str, origin: str, required: bool) -> list[dict[str, Any]]:
+    def _read_file(self, reader: LocationReader, url: str, origin: str, required: bool) -> list[dict[str, Any]]:
         try:
-            text = self.reader.read(url)
+            text = reader.read(url)
         except LocationError as exc:
             if exc.status == 404 and not required:
                 return []
@@ -113,7 +118,7 @@ class EmbeddedCatalog(Catalog):
             if isinstance(raw, dict) and isinstance(raw.get("metadata"), dict):
                 where += f" ({raw.get('kind')} {raw['metadata'].get('name')})"
             try:
-                raw = self.reader.substitute(raw, url)
+                raw = reader.substitute(raw, url)
             except SubstitutionError as exc:
                 raise invalid_input(
                     f"{where}: {exc.field}: {exc.message}", [FieldError(exc.field, exc.message)]
@@ -126,7 +131,7 @@ class EmbeddedCatalog(Catalog):
                 summary = "; ".join(f"{e.field}: {e.message}" for e in errors[:5])
                 raise invalid_input(f"{where} is not a valid entity: {summary}", errors)
             annotations = entity["metadata"].setdefault("annotations", {})
-            for key, value in _location_annotations(url, origin, self.reader).items():
+            for key, value in _location_annotations(url, origin, reader).items():
                 if key in (MANAGED_BY_LOCATION, MANAGED_BY_ORIGIN):
                     annotations[key] = value
                 else:
@@ -134,7 +139,9 @@ class EmbeddedCatalog(Catalog):
             out.append(entity)
         return out
 
-    def _location_targets(self, entity: dict[str, Any], file_url: str) -> list[tuple[str, bool]]:
+    def _location_targets(
+        self, reader: LocationReader, entity: dict[str, Any], file_url: str
+    ) -> list[tuple[str, bool]]:
         spec = entity["spec"]
         required = spec.get("presence", "required") == "required"
         found = []
@@ -142,7 +149,7 @@ class EmbeddedCatalog(Catalog):
         targets += [(f"spec.targets.{n}", t) for n, t in enumerate(spec.get("targets", []))]
         for field_name, target in targets:
             try:
-                found.append((self.reader.resolve(file_url, target, same_repository=False), required))
+                found.append((reader.resolve(file_url, target, same_repository=False), required))
             except LocationError as exc:
                 ref = EntityRef.of(entity)
                 raise invalid_input(
@@ -152,8 +159,8 @@ class EmbeddedCatalog(Catalog):
 
     # -- registering ------------------------------------------------------------
 
-    def register(self, target: str, *, dry_run: bool = False) -> Registration:
-        entities = self.read_location(target)
+    def register(self, target: str, *, dry_run: bool = False, caller: Caller | None = None) -> Registration:
+        entities = self.read_location(target, caller)
         location = {"id": str(uuid.uuid4()), "type": self.reader.location_type(target), "target": target}
         with self.engine.connect() as conn:
             existing = (

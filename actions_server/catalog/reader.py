@@ -12,6 +12,12 @@ A location is a URL:
 - `http(s)://host/...`: only hosts in `PLTF_CATALOG_READ_HOSTS`, without
   following redirects, at most `PLTF_CATALOG_MAX_FILE_BYTES`.
 
+Registering on a caller's behalf uses `reader.for_caller(caller)`: it reads
+only the embedded repositories that caller may read (`forges.permissions`);
+any other answers as a missing repository does (404), so a caller learns
+nothing of a private repository it cannot read, and the catalog, which anyone
+may read, never republishes one. pltf's own reader (refreshes) reads all.
+
 Relative references (`$text: ./openapi.json`, a Location's targets) resolve
 against the file that holds them and must stay in the same repository: the
 same bare repository, the same allowed directory, or the same
@@ -20,6 +26,7 @@ same bare repository, the same allowed directory, or the same
 
 from __future__ import annotations
 
+import copy
 import fnmatch
 import json
 import os
@@ -33,9 +40,11 @@ from urllib.parse import quote, unquote, urljoin, urlsplit
 import httpx
 import yaml
 
+from ..auth import Caller
 from ..config import Settings
 from ..errors import PltfError
-from ..forges.embedded import git_root, repository_dir
+from ..forges.embedded import git_root, read_metadata, repository_dir
+from ..forges.permissions import may_read
 from .model import load_documents
 
 _GLOB = re.compile(r"[*?\[]")
@@ -71,6 +80,14 @@ class LocationReader:
         self._http = httpx.Client(
             transport=transport, timeout=settings.catalog_read_timeout_seconds, follow_redirects=False
         )
+        # None: pltf itself, which reads every repository of its forge.
+        self.caller: Caller | None = None
+
+    def for_caller(self, caller: Caller) -> LocationReader:
+        """This reader, limited to the embedded repositories `caller` may read."""
+        limited = copy.copy(self)
+        limited.caller = caller
+        return limited
 
     def close(self) -> None:
         self._http.close()
@@ -82,8 +99,10 @@ class LocationReader:
         return "file" if url.startswith("file:") else "url"
 
     def check(self, url: str) -> None:
-        """Raises LocationError if `url` is not a location we may read; reads nothing."""
+        """Raises LocationError if `url` is not a location we may read; reads no file."""
         self.repository_of(url)
+        if self.caller is not None and url.startswith(self.forge_prefix):
+            self._repo_dir(self.forge_file(url), url)
 
     def repository_of(self, url: str) -> str:
         """The boundary a reference from `url` must stay within (a URL prefix)."""
@@ -225,7 +244,13 @@ class LocationReader:
 
     def _repo_dir(self, forge_file: ForgeFile, url: str) -> Path:
         repo = repository_dir(self.git_dir, forge_file.owner, forge_file.name)
-        if repo is None or not repo.is_dir():
+        hidden = (
+            self.caller is not None
+            and repo is not None
+            and not may_read(self.caller, read_metadata(repo), self.settings)
+        )
+        # A repository the caller may not read answers as a missing one: 404 confirms nothing.
+        if repo is None or not repo.is_dir() or hidden:
             raise LocationError(
                 f"{url}: no repository {forge_file.owner}/{forge_file.name} on this server's forge",
                 404,

@@ -49,7 +49,12 @@ class GitAuthor:
 
 @dataclass(frozen=True)
 class RepositorySpec:
-    """What to create. `owner` is an org, user or group (GitLab: a group path, maybe nested)."""
+    """What to create. `owner` is an org, user or group (GitLab: a group path, maybe nested).
+
+    `team` (a catalog group ref, spelled as `permissions.team_ref` does) is the
+    owner team the embedded forge lets push (see `permissions`); other forges
+    have permissions of their own and ignore it.
+    """
 
     owner: str
     name: str
@@ -58,6 +63,7 @@ class RepositorySpec:
     default_branch: str = "main"
     topics: tuple[str, ...] = ()
     protect_default_branch: bool = True
+    team: str | None = None
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,10 @@ replicas sharing `git_dir`, exactly one wins and the other gets a 409. Replicas
 that do not share `git_dir` each have repositories of their own: give them a
 shared volume.
 
+Each repository's `pltf.json` records what git does not: description,
+visibility, topics, default branch, whether it is protected, and the owner
+team (see `permissions` for what they allow).
+
 The action server writes the first commit into its own repositories through
 the filesystem (see `EmbeddedForge.push`): going through HTTP would cost a round
 trip and a token to itself.
@@ -132,6 +136,8 @@ class EmbeddedForge(Forge):
             "visibility": spec.visibility,
             "topics": list(spec.topics),
             "defaultBranch": spec.default_branch,
+            "protectDefaultBranch": spec.protect_default_branch,
+            "team": spec.team,
             "createdAt": time.time(),
         }
         (staging / METADATA_FILE).write_text(json.dumps(metadata))

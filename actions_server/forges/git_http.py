@@ -12,16 +12,25 @@ Routes (owner and name must match `embedded.SEGMENT`, so no path escapes the git
   server-rendered pages (Jinja2, autoescaped) listing repositories, files and
   the last commits.
 
-Who may do what:
+Who may do what (the rules are in `permissions`):
 
-- Pushing needs an API token as the HTTP basic password (any user name), of a
-  caller allowed to run `repo:create`: whoever may create repositories may push
-  to them. git itself also refuses a push without an authenticated user
-  (`REMOTE_USER`), as a second lock.
+- Pushing needs an API token as the HTTP basic password (any user name), of an
+  admin or of the repository's owner team, allowed to run `repo:create`; the
+  GitOps repository takes no push at all. git itself also refuses a push
+  without an authenticated user (`REMOTE_USER`), as a second lock.
+- A protected default branch takes no force-push and no deletion, from anyone:
+  `git http-backend` runs with `core.hooksPath` set (through
+  `GIT_CONFIG_COUNT/KEY/VALUE`) to pltf's own pre-receive hook, which sees the
+  pushed objects, refuses the whole push when one is such an update, and says
+  why; the client shows git's usual `[remote rejected]`. pltf's own writes go
+  through the filesystem and never meet the hook.
 - Reading (clone, raw, pages) of public repositories is open while
   `PLTF_GIT_PUBLIC_READS` is true (the default), so a Backstage catalog can read
-  `catalog-info.yaml`. Private and internal repositories, and everything when
-  it is false, need any valid token (basic password or bearer).
+  `catalog-info.yaml`. Internal repositories, and everything when it is false,
+  need any valid token (basic password or bearer); private ones a token of
+  their team or an admin token. Without a token the answer is a 401 challenge;
+  a token that may not read gets a 404, which does not confirm the repository
+  exists. The list page shows each caller what it may read.
 """
 
 from __future__ import annotations
@@ -30,8 +39,10 @@ import asyncio
 import base64
 import binascii
 import contextlib
+import os
 import re
 import subprocess
+import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -48,6 +59,7 @@ from ..config import Settings
 from ..logs import get_logger
 from .embedded import git_root, list_repositories, read_metadata, repository_dir
 from .gitpush import git_environment
+from .permissions import may_read, push_refusal
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
 # A ref as our pages and raw URLs take it: one path segment, a branch, tag or sha.
@@ -56,8 +68,37 @@ GIT_PROTOCOL = re.compile(r"^[A-Za-z0-9=:._-]{0,100}$")
 MAX_PATH = 1000
 MAX_SHOWN_BYTES = 512 * 1024
 COMMITS_SHOWN = 20
-PUSH_PERMISSION = "repo:create"
 READ_CHUNK = 64 * 1024
+HOOKS_DIR = ".hooks"  # under the git root; a leading dot is never a repository owner (see embedded.SEGMENT)
+
+# Reads old, new and ref lines on stdin (githooks(5)); PLTF_PROTECTED_REF comes from `_hook_environment`.
+# A sha of zeros is a deletion (new) or a creation (old).
+PRE_RECEIVE = """#!/bin/sh
+# pltf's pre-receive hook for pushes over HTTP, written by actions_server/forges/git_http.py.
+status=0
+while read -r old new ref; do
+    if [ -z "$PLTF_PROTECTED_REF" ] || [ "$ref" != "$PLTF_PROTECTED_REF" ]; then
+        continue
+    fi
+    case "$new" in
+    *[!0]*) ;;
+    *)
+        echo "pltf: $ref is a protected branch: it cannot be deleted" >&2
+        status=1
+        continue
+        ;;
+    esac
+    case "$old" in
+    *[!0]*)
+        if ! git merge-base --is-ancestor "$old" "$new"; then
+            echo "pltf: $ref is a protected branch: pushes must fast-forward it (no force-push)" >&2
+            status=1
+        fi
+        ;;
+    esac
+done
+exit $status
+"""
 
 PAGES = {
     "layout.html": """<!doctype html>
@@ -180,11 +221,30 @@ class GitHttp:
             return None
         return owner, name, found
 
-    def _may_read(self, request: Request, repo_dir: Path | None) -> bool:
-        public = repo_dir is None or read_metadata(repo_dir).get("visibility", "public") == "public"
-        if self.settings.git_public_reads and public:
-            return True
-        return _caller(request) is not None
+    def _may_read(self, request: Request, repo_dir: Path) -> bool:
+        return may_read(_caller(request), read_metadata(repo_dir), self.settings)
+
+    def _refuse_read(self, request: Request) -> Response:
+        if _caller(request) is None:
+            return _challenge("reading this repository needs an API token as the password")
+        return _not_found()
+
+    def _hooks(self) -> Path:
+        """The directory of pltf's hooks, (re)written when its content is not the current one."""
+        hooks = self.root / HOOKS_DIR
+        hook = hooks / "pre-receive"
+        try:
+            current = hook.read_text() == PRE_RECEIVE and os.access(hook, os.X_OK)
+        except OSError:
+            current = False
+        if not current:
+            hooks.mkdir(parents=True, exist_ok=True)
+            staged = hooks / f".pre-receive.{uuid.uuid4().hex}"
+            staged.write_text(PRE_RECEIVE)
+            staged.chmod(0o755)
+            # A rename, so a push running meanwhile never runs a half-written hook.
+            os.replace(staged, hook)
+        return hooks
 
     # -- smart HTTP -----------------------------------------------------------
 
@@ -192,25 +252,31 @@ class GitHttp:
         found = self._repo(request)
         if found is None:
             return _not_found()
-        _, _, repo_dir = found
+        owner, name, repo_dir = found
         action = request.path_params.get("action", "info/refs")
         service = request.query_params.get("service") if action == "info/refs" else action
         if service not in SERVICES:
             # The dumb protocol would serve files of the bare repository one by one; smart clients never need it.
             return Response("only git's smart HTTP protocol is served\n", 403, media_type="text/plain")
+        caller = _caller(request)
+        metadata = read_metadata(repo_dir)
         remote_user = ""
+        hook_env: dict[str, str] = {}
         if service == "git-receive-pack":
-            caller = _caller(request)
             if caller is None:
                 return _challenge("pushing needs an API token as the password")
-            if not caller.may_run(PUSH_PERMISSION):
-                return Response(f"this token may not push (it may not run {PUSH_PERMISSION})\n", 403)
+            if not may_read(caller, metadata, self.settings):
+                return _not_found()
+            refusal = push_refusal(caller, owner, name, metadata, self.settings)
+            if refusal is not None:
+                # git shows a text/plain body of a refusal to the user ("remote: ...").
+                return Response(refusal + "\n", 403, media_type="text/plain")
             remote_user = caller.name
-        elif not self._may_read(request, repo_dir):
-            return _challenge("reading this repository needs an API token as the password")
+            hook_env = await asyncio.to_thread(self._hook_environment, repo_dir, metadata)
+        elif not may_read(caller, metadata, self.settings):
+            return self._refuse_read(request)
         on_success = None
         if action == "git-receive-pack":
-            owner, name, _ = found
             before = await asyncio.to_thread(_branch_heads, repo_dir)
             services = getattr(request.app.state, "services", None)
 
@@ -218,7 +284,17 @@ class GitHttp:
                 if services is not None:
                     await asyncio.to_thread(_record_push, services, owner, name, repo_dir, before)
 
-        return await self._backend(request, repo_dir, remote_user, on_success)
+        return await self._backend(request, repo_dir, remote_user, on_success, hook_env)
+
+    def _hook_environment(self, repo_dir: Path, metadata: dict[str, Any]) -> dict[str, str]:
+        """pltf's hooks for a push, and what they need to know about the repository."""
+        env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath", "GIT_CONFIG_VALUE_0": str(self._hooks())}
+        # Repositories made before protection was recorded follow today's PLTF_PROTECT_DEFAULT_BRANCH.
+        if metadata.get("protectDefaultBranch", self.settings.protect_default_branch):
+            branch = metadata.get("defaultBranch") or _git(repo_dir, "symbolic-ref", "--short", "HEAD").stdout.decode()
+            if isinstance(branch, str) and branch.strip():
+                env["PLTF_PROTECTED_REF"] = f"refs/heads/{branch.strip()}"
+        return env
 
     async def _backend(
         self,
@@ -226,8 +302,10 @@ class GitHttp:
         repo_dir: Path,
         remote_user: str,
         on_success: Callable[[], Awaitable[None]] | None = None,
+        hook_env: dict[str, str] | None = None,
     ) -> Response:
         env = git_environment()
+        env.update(hook_env or {})
         env.update(
             GIT_PROJECT_ROOT=str(self.root),
             GIT_HTTP_EXPORT_ALL="1",
@@ -337,7 +415,7 @@ class GitHttp:
         if found is None or not REF.match(ref) or not path:
             return _not_found()
         if not self._may_read(request, found[2]):
-            return _challenge("reading this repository needs an API token as the password")
+            return self._refuse_read(request)
         shown = await anyio.to_thread.run_sync(_git, found[2], "cat-file", "blob", f"{ref}:{path}")
         if shown.returncode != 0:
             return _not_found()
@@ -349,13 +427,13 @@ class GitHttp:
         )
 
     async def index(self, request: Request) -> Response:
-        if not self.settings.git_public_reads and _caller(request) is None:
+        caller = _caller(request)
+        if not self.settings.git_public_reads and caller is None:
             return _challenge("browsing needs an API token as the password")
-        signed_in = _caller(request) is not None
         repositories = [
             (owner, name, meta)
             for owner, name, meta in await anyio.to_thread.run_sync(list_repositories, self.root)
-            if signed_in or meta.get("visibility", "public") == "public"
+            if may_read(caller, meta, self.settings)
         ]
         return self._page("index.html", repositories=repositories)
 
@@ -372,7 +450,7 @@ class GitHttp:
             return _not_found()
         owner, name, repo_dir = found
         if not self._may_read(request, repo_dir):
-            return _challenge("reading this repository needs an API token as the password")
+            return self._refuse_read(request)
         ref = request.path_params.get("ref")
         path = _safe_path(request.path_params.get("path", ""))
         if (ref is not None and not REF.match(ref)) or path is None:
