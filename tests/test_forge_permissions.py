@@ -303,3 +303,24 @@ def test_a_preview_of_a_private_repository_is_for_its_readers_only(server: Serve
     assert refused["error"]["fields"] == [{"field": "input.repoUrl", "message": "no such repository"}]
     planned = run(server, TEAM_A, "preview:create", body).json()
     assert planned["status"] == "succeeded" and planned["output"]["status"] == "planned", planned
+
+
+def test_the_public_portal_reads_catalog_files_of_public_repositories_only(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    # The portal is anonymous: what a private repository's catalog-info.yaml says is its team's to publish.
+    for name, visibility in (("ledger", "private"), ("storefront", "public")):
+        output = create(server, TEAM_A, "team-a", name, visibility=visibility)
+        work = clone(output["remoteUrl"], tmp_path / name, TEAM_A)
+        entity = {
+            **CATALOG_INFO,
+            "metadata": {"name": name},
+            "spec": {**CATALOG_INFO["spec"], "owner": f"group:default/{name}-owners"},
+        }
+        commit(work, "catalog-info.yaml", yaml.safe_dump(entity))
+        assert git("push", "origin", "main", cwd=work, authorization=basic(TEAM_A)).returncode == 0
+
+    home = httpx.get(f"{server.url}/", timeout=60)
+    assert home.status_code == 200
+    assert "storefront-owners" in home.text
+    assert "ledger-owners" not in home.text

@@ -3,7 +3,8 @@
 Sources, merged by service name:
 1. the catalog's Components (`services.catalog.query(kind=component)`, when the
    catalog is installed; embedded or Backstage);
-2. `catalog-info.yaml` at HEAD of each embedded-forge repository;
+2. `catalog-info.yaml` at HEAD of each public embedded-forge repository (the
+   portal is public: a private repository's files are its team's to publish);
 3. `envs/<env>/<service>/` in the GitOps repository (the team from the Namespace's `pltf.io/owner`);
 4. the services named by events (a team from `repo.created`/`spec.applied`).
 """
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from ..forges.embedded import read_metadata
 from ..logs import get_logger
 from .model import service_name
 from .normalize import _team
@@ -191,7 +193,7 @@ def directory(services: Services) -> dict[str, ServiceView]:
             found[name] = ServiceView(name, entity=entity)
     gitops = getattr(services.settings, "gitops_repository", "platform/gitops")
     for owner, repo_name, repo_dir in embedded_repositories(services):
-        if f"{owner}/{repo_name}" == gitops:
+        if f"{owner}/{repo_name}" == gitops or read_metadata(repo_dir).get("visibility", "public") != "public":
             continue
         repo = RepoFiles(repo_dir)
         paired: list[tuple[dict[str, Any] | None, str | None]] = [
