@@ -55,7 +55,7 @@ def finished_run(client: TestClient) -> dict[str, Any]:
         b"9223372036854775808",
         b"-1",
         b"1e3",
-        b" 7",
+        b"0x10",
         b"abc",
         "\u00b2".encode("latin-1"),
     ],
