@@ -22,11 +22,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
 from .access import Authed
-from .auth import load_tokens
+from .auth import load_tokens, read_generated_token
 from .catalog.api import catalog_api
 from .catalog.pages import catalog_pages
 from .config import Settings
-from .errors import PltfError, invalid_input, pydantic_field_errors
+from .errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
@@ -35,6 +35,7 @@ from .previews.api import PreviewRouter, preview_loop, preview_routes
 from .redact import Redactor
 from .runs import STATUSES, TERMINAL, RunEngine
 from .services import Services
+from .storage import storage_problem
 from .templates import find_template_or_404
 
 Scope = MutableMapping[str, Any]
@@ -45,6 +46,15 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
 MAX_WAIT_SECONDS = 600.0
+# Log sequence numbers are stored as 64-bit integers; a larger id can only be hostile.
+EVENT_ID = re.compile(r"[0-9]{1,19}")
+MAX_EVENT_ID = 2**63 - 1
+# Parsers recurse per level; real documents (catalog entities, webhooks) stay far below this.
+MAX_JSON_DEPTH = 64
+JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+OPENERS = frozenset(b"[{")
+STORAGE_PROBE_SECONDS = 1.0
 RUN_BODY_SCHEMA = {
     "type": "object",
     "properties": {
@@ -64,12 +74,26 @@ def error_response(error: PltfError, headers: dict[str, str] | None = None) -> J
     return JSONResponse({"error": error.to_json()}, status_code=error.status, headers=headers)
 
 
-class RequestContextMiddleware:
-    """Request ids, access logs, request metrics and the body-size limit.
+def json_too_deep(body: bytes, limit: int) -> bool:
+    """Whether brackets outside strings nest deeper than `limit`, found without recursing."""
+    if body.count(b"[") + body.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in JSON_STRING.sub(b"", body).translate(None, NOT_BRACKETS):
+        depth += 1 if byte in OPENERS else -1
+        if depth > limit:
+            return True
+    return False
 
-    The limit answers 413 only after reading the whole body, because a server
-    that replies and closes mid-upload makes clients see a reset connection
-    instead of the error.
+
+class RequestContextMiddleware:
+    """Request ids, access logs, request metrics and the bounds on request bodies.
+
+    The size limit answers 413 only after reading the whole body, because a
+    server that replies and closes mid-upload makes clients see a reset
+    connection instead of the error. A body that stalls gets 408 (the headers'
+    bound is in http_timeouts, below the ASGI layer), and JSON nested too deep
+    for the parsers gets 422.
     """
 
     def __init__(self, app: ASGIApp, settings: Settings, metrics: Metrics) -> None:
@@ -95,6 +119,7 @@ class RequestContextMiddleware:
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
+        receive = self._bounded_wait(receive)
         try:
             if scope["method"] in ("POST", "PUT", "PATCH") and not scope["path"].startswith("/git/"):
                 limited = await self._limited(receive, send_with_id)
@@ -115,13 +140,37 @@ class RequestContextMiddleware:
                 )
             structlog.contextvars.unbind_contextvars("request_id")
 
+    def _bounded_wait(self, receive: Receive) -> Receive:
+        """`receive`, raising a 408 PltfError when the client sends no body for too long."""
+        seconds = self.settings.body_timeout_seconds
+        body_done = False
+
+        async def bounded() -> Message:
+            nonlocal body_done
+            if body_done:  # later calls wait for a disconnect (streams do), which may take for ever
+                return await receive()
+            try:
+                message = await asyncio.wait_for(receive(), seconds)
+            except TimeoutError:
+                raise PltfError(
+                    f"no part of the request body arrived for {seconds:g} s", 408, "body_timeout"
+                ) from None
+            body_done = message["type"] != "http.request" or not message.get("more_body", False)
+            return message
+
+        return bounded
+
     async def _limited(self, receive: Receive, send: Send) -> Receive | None:
         limit = self.settings.max_body_bytes
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:
-            message = await receive()
+            try:
+                message = await receive()
+            except PltfError as exc:
+                await error_response(exc, {"Connection": "close"})({"type": "http"}, receive, send)
+                return None
             if message["type"] == "http.disconnect":
                 return None
             size += len(message.get("body", b""))
@@ -134,6 +183,13 @@ class RequestContextMiddleware:
             await response({"type": "http"}, receive, send)
             return None
         body = b"".join(chunks)
+        if json_too_deep(body, MAX_JSON_DEPTH):
+            error = invalid_input(
+                f"the body nests deeper than {MAX_JSON_DEPTH} levels",
+                [FieldError("(body)", f"at most {MAX_JSON_DEPTH} levels of arrays and objects")],
+            )
+            await error_response(error)({"type": "http"}, receive, send)
+            return None
         replayed = False
 
         async def replay() -> Message:
@@ -161,6 +217,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.create(settings, redactor)
         tokens, generated = load_tokens(settings)
+        if generated is not None:  # the local token is as secret as a configured one
+            redactor.add([read_generated_token(generated) or ""])
         engine = RunEngine(services, metrics)
         interrupted = await anyio.to_thread.run_sync(engine.recover, True)
         state.update(services=services, engine=engine)
@@ -214,6 +272,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @app.exception_handler(PltfError)
     async def on_pltf_error(_: Request, exc: PltfError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        if exc.status == 408:  # the rest of the request may never come; do not wait to read it
+            headers = {"Connection": "close"}
         return error_response(exc, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -236,6 +296,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
+    # Cached briefly: probes come every few seconds from each load balancer.
+    storage_checked: dict[str, Any] = {"at": float("-inf"), "problem": None}
+
     @app.get("/readyz", tags=["ops"])
     async def readyz() -> JSONResponse:
         def ping() -> None:
@@ -246,6 +309,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await anyio.to_thread.run_sync(ping)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
             return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+        if time.monotonic() - storage_checked["at"] >= STORAGE_PROBE_SECONDS:
+            problem = await anyio.to_thread.run_sync(storage_problem, settings)
+            storage_checked.update(at=time.monotonic(), problem=problem)
+        if storage_checked["problem"] is not None:
+            return JSONResponse({"status": "unavailable", "reason": storage_checked["problem"]}, status_code=503)
         return JSONResponse({"status": "ready"})
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
@@ -327,7 +395,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         _: Authed,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
-        after = int(last_event_id) if last_event_id and last_event_id.isdigit() else 0
+        after = _last_event_id(last_event_id)
         stream = engine().events(run_id, after)
         first = await anext(stream)  # raises 404 now rather than inside the stream
 
@@ -396,6 +464,18 @@ def _wait_seconds(wait: str | None, default: float) -> float:
     if not 0 <= seconds <= MAX_WAIT_SECONDS:
         raise invalid_input(f"wait must be between 0 and {MAX_WAIT_SECONDS:g} seconds", [])
     return seconds
+
+
+def _last_event_id(value: str | None) -> int:
+    """The log line a reconnecting client saw last; 0 (from the start) when it sends none."""
+    if not value:
+        return 0
+    if not EVENT_ID.fullmatch(value) or int(value) > MAX_EVENT_ID:
+        raise invalid_input(
+            "Last-Event-ID must be the id of an event this stream sent",
+            [FieldError("Last-Event-ID", f"must be a whole number from 0 to {MAX_EVENT_ID}")],
+        )
+    return int(value)
 
 
 def _run_status(run: dict[str, Any]) -> int:

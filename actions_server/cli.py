@@ -55,17 +55,29 @@ def serve(
 
     from .app import create_app
     from .auth import load_tokens
+    from .http_timeouts import header_timeout_protocol
+    from .storage import storage_problem
 
     settings = Settings()
     if host is not None:
         settings.host = host
     if port is not None:
         settings.port = port
+    problem = storage_problem(settings)
+    if problem is not None:
+        raise PltfError(f"cannot start: {problem}", 1, "storage")
     _, generated = load_tokens(settings)
     typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
     if generated is not None:
         typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        http=header_timeout_protocol(settings.header_timeout_seconds),
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command()

@@ -51,6 +51,12 @@ class Settings(BaseSettings):
         None, description="Shared directory for workspace archives; default: stored in the database."
     )
     max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
+    header_timeout_seconds: float = Field(
+        30.0, gt=0, description="A client whose request headers are not complete by then gets 408 and is disconnected."
+    )
+    body_timeout_seconds: float = Field(
+        60.0, gt=0, description="A client that sends no part of its request body for this long gets 408."
+    )
     max_value_length: int = Field(1000, description="Longest template value, unless the template says otherwise.")
     run_wait_seconds: float = Field(
         50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."

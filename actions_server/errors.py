@@ -5,6 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# Bounds on an error body: hostile input (80,000 unknown keys, say) must not
+# make the answer megabytes long. The first problems are enough to fix a form.
+MAX_FIELD_ERRORS = 50
+MAX_MESSAGE_LENGTH = 2000
+
 
 @dataclass
 class FieldError:
@@ -28,10 +33,23 @@ class PltfError(Exception):
         return self.message
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"code": self.code, "message": self.message, "status": self.status}
+        message = self.message
+        if len(message) > MAX_MESSAGE_LENGTH:
+            message = message[: MAX_MESSAGE_LENGTH - 1] + "…"
+        body: dict[str, Any] = {"code": self.code, "message": message, "status": self.status}
         if self.fields:
-            body["fields"] = [f.to_json() for f in self.fields]
+            shown = [f.to_json() for f in self.fields[:MAX_FIELD_ERRORS]]
+            hidden = len(self.fields) - len(shown)
+            if hidden:
+                shown.append({"field": "(more)", "message": f"{hidden} more errors not shown"})
+            body["fields"] = shown
         return body
+
+
+def some_of(names: list[str], limit: int = 10) -> str:
+    """The first few names, for a message: `a, b, c and 79997 more`."""
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
 
 
 def invalid_input(message: str, fields: list[FieldError] | None = None) -> PltfError:

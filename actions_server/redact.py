@@ -17,11 +17,15 @@ class Redactor:
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._lock = threading.Lock()
         self._secrets: set[str] = set()
+        # Longest first, so a secret that contains another is masked whole;
+        # kept sorted here because every string of every log line is scrubbed.
+        self._ordered: tuple[str, ...] = ()
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
         with self._lock:
             self._secrets.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+            self._ordered = tuple(sorted(self._secrets, key=len, reverse=True))
 
     def child(self, secrets: Iterable[str]) -> Redactor:
         """A redactor that also knows a run's own secrets."""
@@ -39,8 +43,7 @@ class Redactor:
         return value
 
     def _scrub(self, text: str) -> str:
-        # Longest first, so a secret that contains another is masked whole.
-        for secret in sorted(self._secrets, key=len, reverse=True):
+        for secret in self._ordered:
             if secret in text:
                 text = text.replace(secret, MASK)
         return text

@@ -33,7 +33,7 @@ from sqlalchemy.exc import IntegrityError
 from .action import Action, RunCancelled, RunContext, RunLogger
 from .auth import Caller
 from .db import run_logs, runs
-from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors, some_of
 from .logs import get_logger
 from .metrics import Metrics
 from .services import Services
@@ -44,6 +44,11 @@ TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # followers on the executing replica are woken at once.
 POLL_SECONDS = 0.2
 MAX_IDEMPOTENCY_KEY = 255
+# Every string a run stores or logs is scanned for every secret, so their
+# number and size bound the cost of a run; real requests carry a handful.
+MAX_SECRETS = 100
+MAX_SECRET_NAME_LENGTH = 200
+MAX_SECRET_LENGTH = 16 * 1024
 
 
 def iso(timestamp: float | None) -> str | None:
@@ -128,7 +133,7 @@ class RunEngine:
         unknown = sorted(set(body) - {"input", "dryRun", "secrets"})
         if unknown:
             raise invalid_input(
-                f"unknown field(s): {', '.join(unknown)}", [FieldError(name, "unknown field") for name in unknown]
+                f"unknown field(s): {some_of(unknown)}", [FieldError(name, "unknown field") for name in unknown]
             )
         raw_input = body.get("input", {})
         dry_run = body.get("dryRun", False)
@@ -139,6 +144,7 @@ class RunEngine:
             raise invalid_input(
                 "secrets must map names to strings", [FieldError("secrets", "must map names to strings")]
             )
+        _check_secret_sizes(secrets)
         if not isinstance(raw_input, dict):
             raise invalid_input("input must be an object", [FieldError("input", "must be an object")])
         try:
@@ -266,47 +272,58 @@ class RunEngine:
         else:
             self._update(run_id, status="running", started_at=started, heartbeat_at=started)
             self.notifier.notify(run_id)
-            with tempfile.TemporaryDirectory(prefix="pltf-run-") as workspace:
-                context = RunContext(
-                    run_id=run_id,
-                    caller=caller,
-                    logger=logger,
-                    workspace=Path(workspace),
-                    secrets=prepared.secrets,
-                    dry_run=prepared.dry_run,
-                    services=self.services,
-                    cancelled=cancelled,
-                    publish=publish,
-                )
-                try:
-                    sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
-                    result = action.handler(context, prepared.params)
-                    output = redact({**published, **result.model_dump(mode="json", exclude_none=True)})
-                    status = "succeeded"
-                except RunCancelled:
-                    output = redact(published) or None
-                    status = "cancelled"
-                    error = {"code": "cancelled", "message": "the run was cancelled", "status": 409}
-                except PltfError as exc:
-                    # What was published before the failure (a repository made, say) stays visible.
-                    output = redact(published) or None
-                    status = "failed"
-                    error = redact(exc.to_json())
-                except Exception as exc:  # noqa: BLE001 - a handler bug must end the run, not the server
-                    output = redact(published) or None
-                    status = "failed"
-                    error = {
-                        "code": "internal",
-                        "message": redact(f"{action.id} failed unexpectedly: {type(exc).__name__}: {exc}"),
-                        "status": 500,
-                    }
-                    log.error("handler crashed", traceback=redact(traceback.format_exc()))
-                if error is not None:
-                    with contextlib.suppress(RunCancelled):
-                        cancelled.clear()
-                        sink("error", str(error["message"]), {"code": error["code"]})
-                else:
-                    sink("info", f"{action.id} succeeded", {})
+            try:
+                with tempfile.TemporaryDirectory(prefix="pltf-run-") as workspace:
+                    context = RunContext(
+                        run_id=run_id,
+                        caller=caller,
+                        logger=logger,
+                        workspace=Path(workspace),
+                        secrets=prepared.secrets,
+                        dry_run=prepared.dry_run,
+                        services=self.services,
+                        cancelled=cancelled,
+                        publish=publish,
+                    )
+                    try:
+                        sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
+                        result = action.handler(context, prepared.params)
+                        output = redact({**published, **result.model_dump(mode="json", exclude_none=True)})
+                        status = "succeeded"
+                    except RunCancelled:
+                        output = redact(published) or None
+                        status = "cancelled"
+                        error = {"code": "cancelled", "message": "the run was cancelled", "status": 409}
+                    except PltfError as exc:
+                        # What was published before the failure (a repository made, say) stays visible.
+                        output = redact(published) or None
+                        status = "failed"
+                        error = redact(exc.to_json())
+                    except Exception as exc:  # noqa: BLE001 - a handler bug must end the run, not the server
+                        output = redact(published) or None
+                        status = "failed"
+                        error = {
+                            "code": "internal",
+                            "message": redact(f"{action.id} failed unexpectedly: {type(exc).__name__}: {exc}"),
+                            "status": 500,
+                        }
+                        log.error("handler crashed", traceback=redact(traceback.format_exc()))
+                    if error is not None:
+                        with contextlib.suppress(RunCancelled):
+                            cancelled.clear()
+                            sink("error", str(error["message"]), {"code": error["code"]})
+                    else:
+                        sink("info", f"{action.id} succeeded", {})
+            except Exception as exc:  # noqa: BLE001 - the workspace or the run log could not be written
+                # Nothing else will end this run: it must not stay "running" for ever.
+                output = redact(published) or None
+                status = "failed"
+                error = {
+                    "code": "storage",
+                    "message": redact(f"{action.id} could not write its workspace or log: {type(exc).__name__}: {exc}"),
+                    "status": 500,
+                }
+                log.error("run storage failed", error=error["message"])
         finished = time.time()
         # Only from an unfinished state: if another replica already failed this
         # run as orphaned, that verdict has been reported and must stand.
@@ -496,6 +513,25 @@ class RunEngine:
         if log is not None:
             body["log"] = log
         return body
+
+
+def _check_secret_sizes(secrets: dict[str, str]) -> None:
+    if len(secrets) > MAX_SECRETS:
+        raise invalid_input(
+            f"secrets has {len(secrets)} entries; the limit is {MAX_SECRETS}",
+            [FieldError("secrets", f"at most {MAX_SECRETS} entries")],
+        )
+    for name, value in secrets.items():
+        if len(name) > MAX_SECRET_NAME_LENGTH or len(value) > MAX_SECRET_LENGTH:
+            raise invalid_input(
+                f"secret {name[:MAX_SECRET_NAME_LENGTH]!r} is too long",
+                [
+                    FieldError(
+                        "secrets",
+                        f"names up to {MAX_SECRET_NAME_LENGTH} characters, values up to {MAX_SECRET_LENGTH}",
+                    )
+                ],
+            )
 
 
 def _secret_fields(model: BaseModel) -> dict[str, str]:

@@ -61,11 +61,13 @@ class ServerProcess:
         self.env = {**os.environ, **env, "PLTF_PORT": str(self.port)}
         self.log_path = log_path
         self.process: subprocess.Popen[bytes] | None = None
+        # Tests may wrap it, e.g. in `unshare -m sh -c '<mounts>; exec "$@"'`.
+        self.command = [sys.executable, "-m", "actions_server.cli", "serve"]
 
     def start(self) -> ServerProcess:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "actions_server.cli", "serve"],
+            self.command,
             env=self.env,
             stdout=log,
             stderr=log,

@@ -1,0 +1,37 @@
+"""Whether the directories the server writes to can be written, checked by writing."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from .config import Settings
+from .forges.embedded import git_root
+
+
+def writable_directories(settings: Settings) -> list[Path]:
+    found = [settings.data_dir.resolve(), git_root(settings)]
+    if settings.workspace_dir is not None:
+        found.append(settings.workspace_dir.resolve())
+    return found
+
+
+def storage_problem(settings: Settings) -> str | None:
+    """Why the server cannot write where it keeps its data, or None.
+
+    Permission bits do not stop root, so only a real write tells a read-only
+    mount or a full disk apart from a usable directory.
+    """
+    for directory in writable_directories(settings):
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".pltf-write-probe-", dir=directory)
+            try:
+                os.write(fd, b"pltf write probe\n")
+            finally:
+                os.close(fd)
+                os.unlink(probe)
+        except OSError as exc:
+            return f"{directory} is not writable: {exc.strerror or exc}"
+    return None
