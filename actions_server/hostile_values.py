@@ -535,7 +535,7 @@ def hostile_values_check(
     *,
     variant_label: Callable[[dict[str, Any]], str] = lambda values: "",
 ) -> HostileReport:
-    """Renders each variant with a benign and hostile values per string field and compares the parses."""
+    """Renders each variant with a benign and with hostile values of each string field, and compares the parses."""
     from .config import Settings
     from .templates import TemplateCatalog
 
