@@ -111,30 +111,46 @@ def templates(ctx: typer.Context, as_json: JsonOption = False) -> None:
 def templates_check(
     names: Annotated[list[str] | None, typer.Argument(help="Templates in cookiecutters/ (default: all)")] = None,
     fast: Annotated[bool, typer.Option("--fast", help="Skip the generated service's own test suite")] = False,
+    only: Annotated[
+        str | None,
+        typer.Option("--only", help="Run one check alone: hostile-values (values stay data in every file)"),
+    ] = None,
     as_json: JsonOption = False,
 ) -> None:
     """Render each template with every choice and run every validator on the result."""
     from dataclasses import asdict
 
-    from .template_check import ERROR, check_template
+    from .hostile_values import TOOL as HOSTILE_TOOL
+    from .template_check import ERROR, check_hostile_values, check_template
 
+    if only not in (None, HOSTILE_TOOL):
+        raise PltfError(f"--only takes {HOSTILE_TOOL}, not {only!r}", 2, "usage")
     root = Settings().templates_dir
     chosen = names or sorted(p.parent.name for p in root.glob("*/cookiecutter.json"))
     report: dict[str, list[dict[str, Any]]] = {}
+    hostile: dict[str, dict[str, Any]] = {}
     for name in chosen:
         if not (root / name / "cookiecutter.json").is_file():
             raise PltfError(f"no template named {name!r} in {root}", 2, "usage")
         if not as_json:
             typer.echo(f"checking {name} …", err=True)
-        findings = check_template(root / name, run_service_tests=not fast)
+        findings = [] if only else check_template(root / name, run_service_tests=not fast)
+        hostile_findings, hostile_report = check_hostile_values(root / name)
+        findings += hostile_findings
+        hostile[name] = {
+            "renders": hostile_report.renders,
+            "seconds": round(hostile_report.seconds, 2),
+            "skipped": hostile_report.skipped,
+        }
         report[name] = [asdict(finding) for finding in findings]
         if not as_json:
             for finding in findings:
                 typer.echo(f"  {finding}")
+            typer.echo(f"  {HOSTILE_TOOL}: {hostile_report.renders} renders in {hostile_report.seconds:.1f}s", err=True)
             errors = sum(f.severity == ERROR for f in findings)
             typer.echo(f"{name}: {'FAILED' if errors else 'ok'} ({errors} errors, {len(findings) - errors} warnings)")
     if as_json:
-        _print_json({"templates": report})
+        _print_json({"templates": report, "hostileValues": hostile})
     failed = [name for name, findings in report.items() if any(f["severity"] == ERROR for f in findings)]
     if failed:
         raise PltfError(f"template check failed: {', '.join(failed)}", 1, "check_failed")

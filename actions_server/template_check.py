@@ -23,6 +23,9 @@ from typing import Any
 
 import yaml
 
+from .hostile_values import TOOL as HOSTILE_TOOL
+from .hostile_values import HostileReport, hostile_values_check
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 NODE_VALIDATORS = REPO_ROOT / "tools" / "validators"
 INSTALL_HINT = "run `make validators` (.ci/install-validators)"
@@ -66,6 +69,8 @@ class Finding:
     message: str
     severity: str = ERROR
     variant: str = ""
+    line: int | None = None
+    field: str = ""
 
     def __str__(self) -> str:
         where = f"{self.variant}: " if self.variant else ""
@@ -704,6 +709,21 @@ def check_template(
     return findings
 
 
+def check_hostile_values(
+    template_dir: Path, variants: list[dict[str, Any]] | None = None, render: Render | None = None
+) -> tuple[list[Finding], HostileReport]:
+    """The hostile-values check (hostile_values.py) of each variant, as Findings."""
+    template_dir = Path(template_dir).resolve()
+    report = hostile_values_check(
+        template_dir,
+        variants if variants is not None else default_variants(template_dir),
+        render or default_render(),
+        variant_label=variant_label,
+    )
+    findings = [Finding(HOSTILE_TOOL, f.path, f.message, ERROR, f.variant, f.line, f.field) for f in report.findings]
+    return findings, report
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m actions_server.template_check [NAME ...] [--fast]`; exit 1 on any error finding."""
     import argparse
@@ -712,6 +732,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="templates in cookiecutters/ (default: all)")
     parser.add_argument("--templates-dir", type=Path, default=REPO_ROOT / "cookiecutters")
     parser.add_argument("--fast", action="store_true", help="skip the generated service's own tests")
+    parser.add_argument("--only", choices=[HOSTILE_TOOL], help="run one check alone")
     args = parser.parse_args(argv)
     names = args.names or sorted(p.parent.name for p in args.templates_dir.glob("*/cookiecutter.json"))
     errors = 0
@@ -722,7 +743,8 @@ def main(argv: list[str] | None = None) -> int:
             errors += 1
             continue
         started = time.perf_counter()
-        findings = check_template(template, run_service_tests=not args.fast)
+        findings = [] if args.only else check_template(template, run_service_tests=not args.fast)
+        findings += check_hostile_values(template)[0]
         for finding in findings:
             print(f"{name}: {finding}")
         failed = sum(f.severity == ERROR for f in findings)

@@ -306,7 +306,7 @@ def test_promtool_unit_tests_catch_a_weakened_burn_rate_alert(broken: Path) -> N
 
 
 def test_backstage_catches_a_bad_entity_name_and_a_missing_api_definition(broken: Path) -> None:
-    edit(broken / "catalog-info.yaml", "name: payments-api", "name: Payments API!")
+    edit(broken / "catalog-info.yaml", 'name: "payments-api"', 'name: "Payments API!"')
     edit(broken / "catalog-info.yaml", "$text: ./docs/openapi.json", "$text: ./docs/missing.json")
     found = errors(tc.check_catalog(broken))
     assert any("Payments API!" in f and "metadata.name" in f for f in found), found

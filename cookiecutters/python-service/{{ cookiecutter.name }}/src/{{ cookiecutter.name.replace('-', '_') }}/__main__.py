@@ -8,7 +8,7 @@ from .settings import get_settings
 def main() -> None:
     settings = get_settings()
     uvicorn.run(
-        "{{ cookiecutter.name.replace('-', '_') }}.app:app",
+        {{ (cookiecutter.name.replace('-', '_') ~ ".app:app") | python_string }},
         host="0.0.0.0",  # noqa: S104 - inside a container, the pod's network namespace is the boundary
         port=settings.port,
         proxy_headers=True,

@@ -16,8 +16,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level)
     app = FastAPI(
-        title={{ cookiecutter.name | tojson }},
-        description={{ cookiecutter.description | tojson }},
+        title={{ cookiecutter.name | python_string }},
+        description={{ cookiecutter.description | python_string }},
         version=__version__,
     )
     # One registry per app, so tests can build several apps in one process.

@@ -11,7 +11,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="APP_", env_file=".env", extra="ignore")
 
-    service_name: str = {{ cookiecutter.name | tojson }}
+    service_name: str = {{ cookiecutter.name | python_string }}
     environment: str = "local"
     port: int = {{ cookiecutter.http_port | int }}
     log_level: str = "INFO"
