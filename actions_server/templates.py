@@ -39,6 +39,11 @@ GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # JSON Schema keywords a template may add to a value; anything else is ignored.
 SCHEMA_KEYWORDS = {"pattern", "maxLength", "minLength", "minimum", "maximum", "format", "title", "description"}
+# Jinja imports every module a template names in `_extensions`: for a template
+# we do not trust, that would be code of its choosing run on the server. These
+# are the ones it may name: Jinja's own, cookiecutter's and pltf's value filters.
+UNTRUSTED_EXTENSION_PREFIXES = ("jinja2.ext.", "cookiecutter.extensions.", "jinja2_time.")
+UNTRUSTED_EXTENSIONS = {"actions_server.template_filters.ValueFilters"}
 
 
 def _no_control_characters(value: str) -> str:
@@ -240,6 +245,8 @@ class TemplateCatalog:
             ) from None
         if not isinstance(context, dict):
             raise PltfError(f"template {name}: cookiecutter.json must be an object", 500, "bad_template")
+        if not trusted:
+            _refuse_foreign_extensions(name, context)
         template = Template(name, path, trusted, source, context, self.settings.max_value_length)
         self._loaded[key] = template
         return template
@@ -289,6 +296,29 @@ class TemplateCatalog:
             last = (result.stderr.strip().splitlines() or ["git clone failed"])[-1]
             raise PltfError(f"could not fetch the template: {last}", 502, "template_unavailable")
         tmp.rename(checkout)
+
+
+def _refuse_foreign_extensions(name: str, context: dict[str, Any]) -> None:
+    named = context.get("_extensions") or []
+    foreign = [
+        extension
+        for extension in (named if isinstance(named, list) else [named])
+        if not (
+            isinstance(extension, str)
+            and (extension in UNTRUSTED_EXTENSIONS or extension.startswith(UNTRUSTED_EXTENSION_PREFIXES))
+        )
+    ]
+    if foreign:
+        raise invalid_input(
+            f"template {name} is not trusted, so it may not load the Jinja extension(s) {', '.join(map(str, foreign))}",
+            [
+                FieldError(
+                    "template",
+                    "an untrusted template may use only Jinja's, cookiecutter's and pltf's value-filter extensions; "
+                    "list its source in PLTF_TRUSTED_TEMPLATE_SOURCES to allow others",
+                )
+            ],
+        )
 
 
 def find_template_or_404(catalog: TemplateCatalog, name: str) -> Template:
