@@ -34,6 +34,11 @@ class Caller:
     def may_run(self, action_id: str) -> bool:
         return any(fnmatch.fnmatchcase(action_id, pattern) for pattern in self.actions)
 
+    @property
+    def admin(self) -> bool:
+        """Every action and no team (PLTF_API_TOKEN, the generated token): sees every team's runs."""
+        return "*" in self.actions and self.team is None
+
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
