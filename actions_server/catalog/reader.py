@@ -279,7 +279,8 @@ class LocationReader:
         try:
             normalised = normalise_url(url, query=True)
         except UrlRefused as exc:
-            raise LocationError(f"{url}: {exc}") from None
+            # Not the URL itself: a refused one may carry a password.
+            raise LocationError(f"not a URL the catalog may read: {exc}") from None
         if normalised.host not in self.hosts:
             raise LocationError(
                 f"{url}: the host {normalised.host or '(none)'} is not one the catalog may read from "
