@@ -37,7 +37,7 @@ from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_fi
 from .logs import get_logger
 from .metrics import Metrics
 from .services import Services
-from .visibility import visible_runs
+from .visibility import only_visible
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -342,12 +342,8 @@ class RunEngine:
 
     def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
         """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
-        query = select(runs).where(runs.c.id == run_id)
-        condition = visible_runs(viewer) if viewer is not None else None
-        if condition is not None:
-            query = query.where(condition)
         with self.services.engine.connect() as conn:
-            row = conn.execute(query).first()
+            row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:
                 raise not_found(f"no run {run_id!r}")
             log = self._logs(conn, run_id, 0) if with_log else None
@@ -356,10 +352,7 @@ class RunEngine:
     def list_runs(
         self, action: str | None, status: str | None, limit: int = 50, viewer: Caller | None = None
     ) -> list[dict[str, Any]]:
-        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
-        condition = visible_runs(viewer) if viewer is not None else None
-        if condition is not None:
-            query = query.where(condition)
+        query = only_visible(select(runs), viewer).order_by(runs.c.created_at.desc()).limit(limit)
         if action:
             query = query.where(runs.c.action == action)
         if status:

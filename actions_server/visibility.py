@@ -14,22 +14,23 @@ no team.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Select, and_, select
 
 from .auth import Caller
 from .db import runs
 
 
-def visible_runs(caller: Caller) -> ColumnElement[bool] | None:
-    """The condition on `runs` rows this caller may see; None when it may see them all."""
-    if caller.admin:
-        return None
-    if caller.team is not None:
-        return runs.c.team == caller.team
-    return and_(runs.c.caller == caller.name, runs.c.team.is_(None))
-
-
-def visible_run_ids(caller: Caller) -> Select[tuple[str]] | None:
-    """A subquery of the ids of the runs this caller may see (for rows a run made); None for all."""
-    condition = visible_runs(caller)
-    return None if condition is None else select(runs.c.id).where(condition)
+def only_visible(query: Select[Any], viewer: Caller | None, made_by: ColumnElement[Any] | None = None) -> Select[Any]:
+    """`query` limited to what `viewer` may see: rows of `runs`, or with `made_by` (a run id column) rows a
+    run made. Without a viewer (the server's own reads) it is unchanged."""
+    if viewer is None or viewer.admin:
+        return query
+    if viewer.team is not None:
+        condition = runs.c.team == viewer.team
+    else:
+        condition = and_(runs.c.caller == viewer.name, runs.c.team.is_(None))
+    if made_by is None:
+        return query.where(condition)
+    return query.where(made_by.in_(select(runs.c.id).where(condition)))

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from .auth import Caller
 from .db import workspaces
 from .errors import not_found
-from .visibility import visible_run_ids
+from .visibility import only_visible
 
 WORKSPACE_ID_LENGTH = 36
 
@@ -99,10 +99,7 @@ class WorkspaceStore:
             uuid.UUID(workspace_id)
         except ValueError:
             raise not_found(f"no workspace {workspace_id!r}") from None
-        query = select(*columns).where(workspaces.c.id == workspace_id)
-        visible = visible_run_ids(viewer) if viewer is not None else None
-        if visible is not None:
-            query = query.where(workspaces.c.run_id.in_(visible))
+        query = only_visible(select(*columns).where(workspaces.c.id == workspace_id), viewer, workspaces.c.run_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).first()
         if row is None:

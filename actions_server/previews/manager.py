@@ -48,7 +48,7 @@ from ..db import metadata, run_logs, runs
 from ..errors import PltfError, conflict, not_found
 from ..logs import get_logger
 from ..redact import Redactor
-from ..visibility import visible_run_ids
+from ..visibility import only_visible
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
 ACTIVE = ("starting", "ready")
@@ -366,7 +366,7 @@ class PreviewManager:
     def list_previews(
         self, status: str | None = None, service: str | None = None, limit: int = 200, viewer: Caller | None = None
     ) -> list[dict[str, Any]]:
-        query = _visible(select(previews_table), viewer).order_by(previews_table.c.created_at.desc()).limit(limit)
+        query = _visible(viewer).order_by(previews_table.c.created_at.desc()).limit(limit)
         if status == "active":
             query = query.where(previews_table.c.status.in_(ACTIVE))
         elif status:
@@ -552,7 +552,7 @@ class PreviewManager:
 
     def _find(self, key: str, viewer: Caller | None = None) -> dict[str, Any]:
         """By id, else the active preview of that name, else the latest of that name."""
-        visible = _visible(select(previews_table), viewer)
+        visible = _visible(viewer)
         with self.engine.connect() as conn:
             row = conn.execute(visible.where(previews_table.c.id == key)).first()
             if row is None:
@@ -657,10 +657,9 @@ class PreviewManager:
                 self._busy.discard(preview_id)
 
 
-def _visible(query: Select[Any], viewer: Caller | None) -> Select[Any]:
-    """With a `viewer`, only the previews made by runs that caller may see (visibility.py)."""
-    visible = visible_run_ids(viewer) if viewer is not None else None
-    return query if visible is None else query.where(previews_table.c.run_id.in_(visible))
+def _visible(viewer: Caller | None) -> Select[Any]:
+    """The previews `viewer` may see: those made by runs it may see (visibility.py); all without one."""
+    return only_visible(select(previews_table), viewer, previews_table.c.run_id)
 
 
 def _label(value: str) -> str:
