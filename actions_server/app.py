@@ -366,23 +366,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/runs", tags=["runs"])
     async def list_runs(
-        _: Authed,
+        who: Authed,
         action: str | None = None,
         status: str | None = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         if status is not None and status not in STATUSES:
             raise invalid_input(f"unknown status {status!r}", [])
-        found = await anyio.to_thread.run_sync(engine().list_runs, action, status, limit)
+        found = await anyio.to_thread.run_sync(engine().list_runs, action, status, limit, who)
         return {"runs": [_with_links(run, settings) for run in found]}
 
     @app.get("/v1/runs/{run_id}", tags=["runs"])
-    async def get_run(run_id: str, _: Authed) -> dict[str, Any]:
-        return _with_links(await anyio.to_thread.run_sync(engine().get, run_id), settings)
+    async def get_run(run_id: str, who: Authed) -> dict[str, Any]:
+        return _with_links(await anyio.to_thread.run_sync(engine().get, run_id, True, who), settings)
 
     @app.post("/v1/runs/{run_id}/cancel", tags=["runs"])
-    async def cancel_run(run_id: str, _: Authed) -> dict[str, Any]:
-        return _with_links(await anyio.to_thread.run_sync(engine().cancel, run_id), settings)
+    async def cancel_run(run_id: str, who: Authed) -> dict[str, Any]:
+        return _with_links(await anyio.to_thread.run_sync(engine().cancel, run_id, who), settings)
 
     @app.get(
         "/v1/runs/{run_id}/events",
@@ -392,11 +392,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     async def run_events(
         run_id: str,
-        _: Authed,
+        who: Authed,
         last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
     ) -> EventSourceResponse:
         after = _last_event_id(last_event_id)
-        stream = engine().events(run_id, after)
+        stream = engine().events(run_id, after, who)
         first = await anext(stream)  # raises 404 now rather than inside the stream
 
         async def frames() -> AsyncIterator[dict[str, Any]]:
@@ -430,8 +430,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return find_template_or_404(services().templates, name).to_json()
 
     @app.get("/v1/workspaces/{workspace_id}", tags=["workspaces"])
-    async def get_workspace(workspace_id: str, _: Authed) -> dict[str, Any]:
-        info = await anyio.to_thread.run_sync(services().workspaces.info, workspace_id)
+    async def get_workspace(workspace_id: str, who: Authed) -> dict[str, Any]:
+        info = await anyio.to_thread.run_sync(services().workspaces.info, workspace_id, who)
         info["archiveUrl"] = f"{settings.base_url}/v1/workspaces/{workspace_id}/archive"
         return info
 
@@ -440,10 +440,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tags=["workspaces"],
         responses={200: {"content": {"application/gzip": {}}}},
     )
-    async def download_workspace(workspace_id: str, _: Authed) -> Response:
+    async def download_workspace(workspace_id: str, who: Authed) -> Response:
         store = services().workspaces
-        info = await anyio.to_thread.run_sync(store.info, workspace_id)
-        data = await anyio.to_thread.run_sync(store.archive, workspace_id)
+        info = await anyio.to_thread.run_sync(store.info, workspace_id, who)
+        data = await anyio.to_thread.run_sync(store.archive, workspace_id, who)
         filename = f"{info['directory']}.tar.gz"
         return Response(
             data, media_type="application/gzip", headers={"Content-Disposition": f'attachment; filename="{filename}"'}

@@ -36,7 +36,10 @@ class Caller:
 
     @property
     def is_admin(self) -> bool:
-        """Every action and no team: `PLTF_API_TOKEN`, the generated local token, or such a token-file entry."""
+        """Every action and no team: `PLTF_API_TOKEN`, the generated local token, or such a token-file entry.
+
+        An admin pushes to every team's repositories and sees every team's runs, workspaces and previews.
+        """
         return self.team is None and "*" in self.actions
 
 

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from .urls import AllowList
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
 
@@ -183,6 +185,12 @@ class Settings(BaseSettings):
     def _split_commas(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("template_sources", "trusted_template_sources", "preview_sources")
+    @classmethod
+    def _comparable_prefixes(cls, value: list[str]) -> list[str]:
+        AllowList(value)  # a prefix that cannot be compared safely fails at start-up, not on the first request
         return value
 
     # Catalog

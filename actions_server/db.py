@@ -18,9 +18,10 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
+    inspect,
     text,
 )
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 metadata = MetaData()
@@ -39,6 +40,8 @@ runs = Table(
     Column("idempotency_key", String(400), unique=True),
     Column("request_hash", String(64), nullable=False),
     Column("caller", String(200), nullable=False),
+    # The caller's team: who else may see and cancel the run (see visibility.py).
+    Column("team", String(253)),
     Column("replica", String(200), nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
@@ -102,8 +105,35 @@ def _create_schema(engine: Engine) -> None:
         with engine.begin() as conn:
             conn.execute(text("SELECT pg_advisory_xact_lock(874201)"))
             metadata.create_all(conn)
+            _add_missing_columns(conn)
         return
     try:
-        metadata.create_all(engine)
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            _add_missing_columns(conn)
     except DBAPIError:
-        metadata.create_all(engine)
+        # Another process made the same table or column at the same moment; the second pass finds it.
+        with engine.begin() as conn:
+            metadata.create_all(conn)
+            _add_missing_columns(conn)
+
+
+def _add_missing_columns(conn: Connection) -> None:
+    """Adds the nullable columns a newer version declares to tables an older one made.
+
+    `create_all` makes missing tables but never changes existing ones. Until
+    there are real migrations, a new column must be nullable to be added here.
+    """
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in metadata.sorted_tables:
+        if not inspector.has_table(table.name):
+            continue
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not column.nullable:
+                continue
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.execute(
+                text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.format_column(column)} {kind}")
+            )

@@ -37,6 +37,7 @@ from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_fi
 from .logs import get_logger
 from .metrics import Metrics
 from .services import Services
+from .visibility import only_visible
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -173,6 +174,7 @@ class RunEngine:
             raise invalid_input(
                 "Idempotency-Key must be 1 to 255 characters", [FieldError("Idempotency-Key", "bad length")]
             )
+        await anyio.to_thread.run_sync(self._check_workspace, prepared, caller)
         redact = self.services.redactor.child(prepared.secrets.values())
         run_id = str(uuid.uuid4())
         scoped_key = (
@@ -187,6 +189,7 @@ class RunEngine:
             "idempotency_key": scoped_key,
             "request_hash": prepared.request_hash,
             "caller": caller.name,
+            "team": caller.team,
             "replica": self.replica,
             "cancel_requested": False,
             "created_at": time.time(),
@@ -213,6 +216,22 @@ class RunEngine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return run_id, True
+
+    def _check_workspace(self, prepared: PreparedRun, caller: Caller) -> None:
+        """An action that takes a `workspaceId` input may only be given a workspace the caller can see.
+
+        Checked here, for every such action, because only the engine knows the caller before the run
+        starts; another team's workspace reads exactly as a missing one.
+        """
+        workspace_id = getattr(prepared.params, "workspaceId", None)
+        if not isinstance(workspace_id, str):
+            return
+        try:
+            self.services.workspaces.info(workspace_id, caller)
+        except PltfError:
+            raise invalid_input(
+                f"no workspace {workspace_id!r}", [FieldError("input.workspaceId", "no such workspace")]
+            ) from None
 
     async def wait(self, run_id: str, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + max(0.0, timeout)
@@ -338,16 +357,19 @@ class RunEngine:
 
     # -- reading ------------------------------------------------------------
 
-    def get(self, run_id: str, with_log: bool = True) -> dict[str, Any]:
+    def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
+        """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
         with self.services.engine.connect() as conn:
-            row = conn.execute(select(runs).where(runs.c.id == run_id)).first()
+            row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:
                 raise not_found(f"no run {run_id!r}")
             log = self._logs(conn, run_id, 0) if with_log else None
         return self._to_json(row, log)
 
-    def list_runs(self, action: str | None, status: str | None, limit: int = 50) -> list[dict[str, Any]]:
-        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+    def list_runs(
+        self, action: str | None, status: str | None, limit: int = 50, viewer: Caller | None = None
+    ) -> list[dict[str, Any]]:
+        query = only_visible(select(runs), viewer).order_by(runs.c.created_at.desc()).limit(limit)
         if action:
             query = query.where(runs.c.action == action)
         if status:
@@ -359,9 +381,11 @@ class RunEngine:
         with self.services.engine.connect() as conn:
             return self._logs(conn, run_id, after)
 
-    async def events(self, run_id: str, after: int = 0) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    async def events(
+        self, run_id: str, after: int = 0, viewer: Caller | None = None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """("log", line) for each line after `after`, then ("completion", run)."""
-        await anyio.to_thread.run_sync(self.get, run_id, False)  # 404 before the stream opens
+        await anyio.to_thread.run_sync(self.get, run_id, False, viewer)  # 404 before the stream opens
         with self.notifier.listen(run_id) as changed:
             while True:
                 lines = await anyio.to_thread.run_sync(self.logs_after, run_id, after)
@@ -379,8 +403,11 @@ class RunEngine:
 
     # -- cancelling, liveness and recovery ----------------------------------
 
-    def cancel(self, run_id: str) -> dict[str, Any]:
-        run = self.get(run_id, with_log=False)
+    def cancel(self, run_id: str, viewer: Caller | None = None) -> dict[str, Any]:
+        run = self.get(run_id, with_log=False, viewer=viewer)
+        # Seeing a run is not enough to stop it: that takes the right to run its action.
+        if viewer is not None and not viewer.may_run(run["action"]):
+            raise PltfError(f"this token may not cancel a run of {run['action']}", 403, "forbidden")
         if run["status"] in TERMINAL:
             raise PltfError(f"run {run_id} has already {run['status']}", 409, "run_finished")
         self._update(run_id, cancel_requested=True)
@@ -506,6 +533,7 @@ class RunEngine:
             "output": row.output,
             "error": row.error,
             "caller": row.caller,
+            "team": row.team,
             "createdAt": iso(row.created_at),
             "startedAt": iso(row.started_at),
             "finishedAt": iso(row.finished_at),

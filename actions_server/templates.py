@@ -31,6 +31,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .config import Settings
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+from .urls import AllowList, UrlRefused
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
@@ -251,12 +252,18 @@ class TemplateCatalog:
         self._loaded[key] = template
         return template
 
-    def _from_git(self, url: str, ref: str | None, directory: str | None) -> Template:
-        if not any(url.startswith(prefix) for prefix in self.settings.template_sources):
+    def _from_git(self, reference: str, ref: str | None, directory: str | None) -> Template:
+        try:
+            allowed = AllowList(self.settings.template_sources).match(reference)
+        except UrlRefused as exc:
+            raise invalid_input(f"invalid template URL: {exc}", [FieldError("template", str(exc))]) from None
+        if allowed is None:
             raise invalid_input(
                 "template source is not allow-listed",
-                [FieldError("template", "git templates must start with a prefix listed in PLTF_TEMPLATE_SOURCES")],
+                [FieldError("template", "git templates must lie under a prefix listed in PLTF_TEMPLATE_SOURCES")],
             )
+        # From here on the normalised URL: what was checked is what is cloned and trusted.
+        url = str(allowed)
         if ref is not None and not GIT_REF.match(ref):
             raise invalid_input("invalid git ref", [FieldError("ref", "must be a branch, tag or commit name")])
         if directory is not None and (
@@ -275,7 +282,7 @@ class TemplateCatalog:
             raise invalid_input(
                 "no cookiecutter.json at that source", [FieldError("template", "not a cookiecutter template")]
             )
-        trusted = any(url.startswith(prefix) for prefix in self.settings.trusted_template_sources)
+        trusted = AllowList(self.settings.trusted_template_sources).match(url) is not None
         name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
         return self._load(name, path, trusted, f"{url}@{ref}" if ref else url)
 

@@ -12,14 +12,20 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.engine import Engine
 
+from .auth import Caller
 from .db import workspaces
 from .errors import not_found
+from .visibility import only_visible
 
 WORKSPACE_ID_LENGTH = 36
 
 
 class WorkspaceStore:
-    """Stores workspaces in the database, or in a shared directory when one is configured."""
+    """Stores workspaces in the database, or in a shared directory when one is configured.
+
+    Readers given a `viewer` see only the workspaces of runs that caller may see
+    (visibility.py); any other answers 404, as a missing one does.
+    """
 
     def __init__(self, engine: Engine, shared_dir: Path | None = None) -> None:
         self.engine = engine
@@ -48,8 +54,8 @@ class WorkspaceStore:
             )
         return workspace_id
 
-    def info(self, workspace_id: str) -> dict[str, Any]:
-        row = self._row(workspace_id, with_archive=False)
+    def info(self, workspace_id: str, viewer: Caller | None = None) -> dict[str, Any]:
+        row = self._row(workspace_id, with_archive=False, viewer=viewer)
         return {
             "id": row.id,
             "runId": row.run_id,
@@ -59,8 +65,8 @@ class WorkspaceStore:
             "createdAt": row.created_at,
         }
 
-    def archive(self, workspace_id: str) -> bytes:
-        row = self._row(workspace_id, with_archive=True)
+    def archive(self, workspace_id: str, viewer: Caller | None = None) -> bytes:
+        row = self._row(workspace_id, with_archive=True, viewer=viewer)
         if row.archive is not None:
             return bytes(row.archive)
         if self.shared_dir is None:
@@ -70,15 +76,15 @@ class WorkspaceStore:
             raise not_found(f"workspace {workspace_id} is missing from the shared directory")
         return path.read_bytes()
 
-    def extract(self, workspace_id: str, destination: Path) -> Path:
+    def extract(self, workspace_id: str, destination: Path, viewer: Caller | None = None) -> Path:
         """Unpacks a workspace under `destination`; returns the project directory."""
-        directory = self._row(workspace_id, with_archive=False).directory
-        with tarfile.open(fileobj=io.BytesIO(self.archive(workspace_id)), mode="r:gz") as archive:
+        directory = self._row(workspace_id, with_archive=False, viewer=viewer).directory
+        with tarfile.open(fileobj=io.BytesIO(self.archive(workspace_id, viewer)), mode="r:gz") as archive:
             # The "data" filter refuses absolute paths, `..` and device files.
             archive.extractall(destination, filter="data")
         return destination / str(directory)
 
-    def _row(self, workspace_id: str, with_archive: bool) -> Any:
+    def _row(self, workspace_id: str, with_archive: bool, viewer: Caller | None) -> Any:
         columns = [
             workspaces.c.id,
             workspaces.c.run_id,
@@ -93,8 +99,9 @@ class WorkspaceStore:
             uuid.UUID(workspace_id)
         except ValueError:
             raise not_found(f"no workspace {workspace_id!r}") from None
+        query = only_visible(select(*columns).where(workspaces.c.id == workspace_id), viewer, workspaces.c.run_id)
         with self.engine.connect() as conn:
-            row = conn.execute(select(*columns).where(workspaces.c.id == workspace_id)).first()
+            row = conn.execute(query).first()
         if row is None:
             raise not_found(f"no workspace {workspace_id!r}")
         return row

@@ -215,12 +215,17 @@ def test_invalid_yaml_is_a_clear_422(client: TestClient, files: Path) -> None:
         "ftp://example.test/catalog-info.yaml",
         "https://internal.invalid/catalog-info.yaml",
         "http://169.254.169.254/latest/meta-data",
+        # Parsers disagree on these about which host is meant; an allowed host must be unambiguous.
+        "https://internal.invalid\\@example.test/catalog-info.yaml",
+        "https://user:secret@example.test/catalog-info.yaml",
+        "https://example.test%2F@internal.invalid/catalog-info.yaml",
     ],
 )
 def test_locations_outside_the_allow_lists_are_refused_before_a_run(client: TestClient, url: str) -> None:
     response = register(client, catalogInfoUrl=url)
     assert response.status_code == 422, response.text
     assert response.json()["error"]["fields"][0]["field"] == "catalogInfoUrl"
+    assert "secret" not in response.text
     assert client.get("/v1/runs").json()["runs"] == []
 
 

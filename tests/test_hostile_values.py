@@ -7,11 +7,12 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from actions_server.app import create_app
-from conftest import FIXTURE_TEMPLATES, TOKEN, make_settings
+from conftest import FIXTURE_TEMPLATES, TOKEN, ServerProcess, make_settings
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
 
@@ -146,3 +147,50 @@ def test_hook_timeout_fails_the_run_clearly(tmp_path: Path) -> None:
         response = client.post(RENDER, json={"input": {"template": "blocking-hook"}})
         assert response.status_code == 504
         assert response.json()["error"]["code"] == "hook_timeout"
+
+
+def _forge_template(server: ServerProcess, api: httpx.Client, owner: str, workdir: Path) -> str:
+    """A repository `<owner>/tmpl` on the server's embedded forge holding the `hooked` template, pushed over HTTP."""
+    workspace = api.post(RENDER, json={"input": {"template": "demo"}}).json()["output"]["workspaceId"]
+    made = api.post(
+        "/v1/actions/repo:create/runs", json={"input": {"workspaceId": workspace, "owner": owner, "name": "tmpl"}}
+    )
+    assert made.status_code == 200, made.text
+    checkout = workdir / owner
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(checkout)]
+    subprocess.run(["git", "clone", "-q", f"{server.url}/git/{owner}/tmpl.git", str(checkout)], check=True)
+    subprocess.run([*git, "rm", "-rq", "."], check=True)
+    subprocess.run(["cp", "-r", f"{FIXTURE_TEMPLATES / 'hooked'}/.", str(checkout)], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "the hooked template"], check=True)
+    pushed = server.url.replace("://", f"://pltf:{TOKEN}@") + f"/git/{owner}/tmpl.git"
+    subprocess.run([*git, "push", "-q", pushed, "HEAD:main"], check=True, capture_output=True)
+    return f"{server.url}/git/{owner}/tmpl.git"
+
+
+def test_trusted_template_prefixes_cannot_be_left_with_dot_segments(tmp_path: Path, server_env: dict[str, str]) -> None:
+    """Issue 12 finding 3: `<prefix>/../team-b/x.git` passed a string prefix check, and git fetched team-b's."""
+    server = ServerProcess(server_env, tmp_path / "server.log")
+    prefix = f"{server.url}/git/platform-team/"
+    server.env.update({"PLTF_TEMPLATE_SOURCES": prefix, "PLTF_TRUSTED_TEMPLATE_SOURCES": prefix})
+    server.start()
+    try:
+        with server.client() as api:
+            ours = _forge_template(server, api, "platform-team", tmp_path)
+            _forge_template(server, api, "team-b", tmp_path)
+            # The allow-listed, trusted source renders, hooks and all.
+            rendered = api.post(RENDER, json={"input": {"template": ours}, "dryRun": True})
+            assert rendered.status_code == 200, rendered.text
+            assert "from-hook.txt" in files_of(rendered)
+            log_before = (tmp_path / "server.log").read_text()
+            for escape in ("../team-b/tmpl.git", "%2e%2e/team-b/tmpl.git", "sub/%2E%2E/../team-b/tmpl.git"):
+                refused = api.post(RENDER, json={"input": {"template": prefix + escape}, "dryRun": True})
+                assert refused.status_code == 422, (escape, refused.text)
+                assert refused.json()["error"]["fields"][0]["field"] == "template"
+            refused = api.post(RENDER, json={"input": {"template": f"{server.url}/git/platform-team-evil/tmpl.git"}})
+            assert refused.status_code == 422
+            # Nothing was cloned: team-b's repository was never fetched, and only ours is cached.
+            assert "/git/team-b/tmpl.git/info/refs" not in (tmp_path / "server.log").read_text()[len(log_before) :]
+            assert len(list((tmp_path / "data" / "template-cache").iterdir())) == 1
+    finally:
+        server.stop()

@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from previews_support import pid_alive, service_repository
 from sqlalchemy import create_engine, update
 
 from actions_server.app import create_app
+from actions_server.auth import hash_token
 from actions_server.config import Settings
 from actions_server.previews import previews_table
 from conftest import TOKEN, make_settings, wait_until
@@ -296,3 +298,103 @@ def test_unknown_previews_are_404(client: TestClient) -> None:
     response = client.post("/v1/actions/preview:destroy/runs", json={"input": {"previewId": "pv-nope"}})
     assert response.status_code == 404
     assert client.get("/v1/previews", headers={"Authorization": "Bearer wrong"}).status_code == 401
+
+
+def test_the_proxy_keeps_pltfs_credentials_from_the_preview(client: TestClient, repo: str) -> None:
+    assert create(client, repo).status_code == 200
+    credentials = {
+        "Authorization": f"Bearer {TOKEN}",
+        "Proxy-Authorization": "Basic dXNlcjpwYXNz",
+        "Cookie": "pltf_session=s3cret",
+        "X-Api-Key": "key-s3cret",
+        "X-Pltf-Token": "pltf-s3cret",
+    }
+    for path, host in (("/echo", {"Host": HOST}), ("/previews/users-api/echo", {})):
+        received = client.get(path, headers={**credentials, **host, "X-Trace": "kept"}).json()["headers"]
+        assert received["x-trace"] == "kept", path
+        assert not {name.lower() for name in credentials} & received.keys(), path
+        assert TOKEN not in str(received) and "s3cret" not in str(received), path
+
+
+def test_path_based_answers_are_sandboxed_and_set_no_cookie(client: TestClient, repo: str) -> None:
+    assert create(client, repo).status_code == 200
+    # On the API's own origin: no cookie for the API's origin, and a sandbox (no allow-same-origin).
+    page = client.get("/previews/users-api/page")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert "set-cookie" not in page.headers
+    policies = page.headers.get_list("content-security-policy")
+    assert "default-src 'self'" in policies
+    (sandbox,) = [policy for policy in policies if policy.startswith("sandbox")]
+    assert "allow-scripts" in sandbox and "allow-same-origin" not in sandbox
+    # The clean URL is an origin of its own: the preview's headers as it sent them.
+    clean = client.get("/page", headers={"Host": HOST})
+    assert clean.headers["set-cookie"].startswith("preview_session=abc")
+    assert clean.headers.get_list("content-security-policy") == ["default-src 'self'"]
+
+
+def test_preview_sources_are_compared_after_resolving_dot_segments(tmp_path: Path, repo: str) -> None:
+    settings = preview_settings(
+        tmp_path, preview_sources=[f"file://{tmp_path}/repos/", "http://git.example.test/platform-team/"]
+    )
+    with running(settings) as client:
+        forge = f"{settings.base_url}/git"
+        for url in (
+            "http://git.example.test/platform-team/../team-b/users-api.git",
+            "http://git.example.test/platform-team/%2e%2e/team-b/users-api.git",
+            "http://git.example.test/platform-team-evil/users-api.git",
+            f"{forge}/platform-team/%2E%2E/%2e%2e/pltf.db",
+            f"file://{tmp_path}/repos/../service-src",
+            f"file://{tmp_path}/repos-old/users-api.git",
+        ):
+            response = create(client, url)
+            assert response.status_code == 422, url
+            assert [f["field"] for f in response.json()["error"]["fields"]] == ["repoUrl"], url
+        assert client.get("/v1/runs").json()["runs"] == []
+        # Under the prefix, however spelt, it passes the check (a dry run fetches nothing).
+        planned = client.post(
+            "/v1/actions/preview:create/runs",
+            json={"input": {"repoUrl": "HTTP://git.example.test:80/platform-team/./users-api.git"}, "dryRun": True},
+        )
+        assert planned.status_code == 200, planned.text
+
+
+PREVIEW_TOKENS = {
+    "team-a": ("preview-team-a-token", "group:default/team-a"),
+    "team-b": ("preview-team-b-token", "group:default/team-b"),
+    "team-b-2": ("preview-team-b-second-token", "group:default/team-b"),
+}
+
+
+def test_previews_are_listed_read_and_destroyed_only_by_their_team(tmp_path: Path, repo: str) -> None:
+    token_file = tmp_path / "tokens.yaml"
+    entries = [
+        {"name": name, "sha256": hash_token(token), "actions": ["preview:*"], "team": team}
+        for name, (token, team) in PREVIEW_TOKENS.items()
+    ]
+    token_file.write_text(yaml.safe_dump({"tokens": entries}))
+
+    def as_(name: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {PREVIEW_TOKENS[name][0]}"}
+
+    with running(preview_settings(tmp_path, token_file=token_file)) as client:
+        made = client.post(
+            "/v1/actions/preview:create/runs",
+            json={"input": {"repoUrl": repo, "service": "users-api"}},
+            headers=as_("team-b"),
+        )
+        assert made.status_code == 200, made.text
+        preview_id = made.json()["output"]["previewId"]
+
+        assert client.get("/v1/previews", headers=as_("team-a")).json()["previews"] == []
+        for key in (preview_id, "users-api"):
+            assert client.get(f"/v1/previews/{key}", headers=as_("team-a")).status_code == 404
+        destroy = {"input": {"previewId": preview_id}}
+        refused = client.post("/v1/actions/preview:destroy/runs", json=destroy, headers=as_("team-a"))
+        assert refused.status_code == 404, refused.text
+        assert client.get("/healthz", headers={"Host": HOST}).status_code == 200
+
+        listed = client.get("/v1/previews", headers=as_("team-b-2")).json()["previews"]
+        assert [p["id"] for p in listed] == [preview_id]
+        assert [p["id"] for p in client.get("/v1/previews").json()["previews"]] == [preview_id]  # the admin
+        destroyed = client.post("/v1/actions/preview:destroy/runs", json=destroy, headers=as_("team-b-2"))
+        assert destroyed.status_code == 200 and destroyed.json()["output"]["status"] == "destroyed"

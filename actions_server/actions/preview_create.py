@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import replace
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -27,6 +28,7 @@ from ..forges.permissions import may_read_url
 from ..names import DNS_LABEL
 from ..previews import PreviewRequest
 from ..services import Services
+from ..urls import AllowList, UrlRefused
 
 # The run answers this long before its wait bound, so the answer reaches the caller in time.
 ANSWER_MARGIN_SECONDS = 2.0
@@ -81,8 +83,23 @@ def service_name(params: PreviewCreateInput) -> str:
     return tail.removesuffix(".git").lower()
 
 
-def allowed_sources(services: Services) -> list[str]:
-    return [f"{services.settings.base_url}/git/", *services.settings.preview_sources]
+def allowed_sources(services: Services) -> AllowList:
+    return AllowList([f"{services.settings.base_url}/git/", *services.settings.preview_sources])
+
+
+def source_url(params: PreviewCreateInput, services: Services) -> str:
+    """The repository URL normalised, when it lies under an allowed source: the URL to clone."""
+    sources = allowed_sources(services)
+    try:
+        allowed = sources.match(params.repoUrl)
+    except UrlRefused as exc:
+        raise invalid_input(f"invalid repoUrl: {exc}", [FieldError("repoUrl", str(exc))]) from None
+    if allowed is None or allowed.scheme not in ("http", "https", "file"):
+        raise invalid_input(
+            "previews run the repository's code, so it must come from an allowed source",
+            [FieldError("repoUrl", f"must lie under one of: {sources} (PLTF_PREVIEW_SOURCES)")],
+        )
+    return str(allowed)
 
 
 def check(params: PreviewCreateInput, services: Services) -> None:
@@ -93,23 +110,13 @@ def check(params: PreviewCreateInput, services: Services) -> None:
 
 def validate(params: PreviewCreateInput, services: Services) -> None:
     settings = services.settings
-    url = urlsplit(params.repoUrl)
-    if url.username or url.password:
-        raise invalid_input(
-            "repoUrl must not carry credentials", [FieldError("repoUrl", "credentials come from configuration")]
-        )
-    sources = allowed_sources(services)
-    if url.scheme not in ("http", "https", "file") or not any(params.repoUrl.startswith(p) for p in sources):
-        raise invalid_input(
-            "previews run the repository's code, so it must come from an allowed source",
-            [FieldError("repoUrl", f"must start with one of: {', '.join(sources)} (PLTF_PREVIEW_SOURCES)")],
-        )
+    repo_url = source_url(params, services)
     name = service_name(params)
     if not DNS_LABEL.match(name):
         raise invalid_input(
             f"{name!r} is not a DNS-safe service name", [FieldError("service", "give a DNS-safe service name")]
         )
-    request = PreviewRequest(service=name, repo_url=params.repoUrl, pull_request=params.pullRequest)
+    request = PreviewRequest(service=name, repo_url=repo_url, pull_request=params.pullRequest)
     if len(request.namespace) > 63:
         raise invalid_input(
             f"{request.namespace!r} is longer than 63 characters", [FieldError("service", "too long for a namespace")]
@@ -170,6 +177,8 @@ def handler(ctx: RunContext, params: PreviewCreateInput) -> PreviewCreateOutput:
     try:
         if params.bestEffort:
             validate(params, services)
+        # What the allow-list checked (the normalised URL) is what is cloned.
+        request = replace(request, repo_url=source_url(params, services))
         preview = manager.create(request, ctx.run_id, ctx.logger.info, _deadline(ctx))
     except PltfError as exc:
         first, *lines = exc.message.split("\n")

@@ -30,10 +30,10 @@ class PreviewDestroyOutput(BaseModel):
 def handler(ctx: RunContext, params: PreviewDestroyInput) -> PreviewDestroyOutput:
     manager = ctx.services.previews.get(ctx.services)
     if ctx.dry_run:
-        preview = manager.get(params.previewId)
+        preview = manager.get(params.previewId, ctx.caller)
         ctx.logger.info(f"would destroy preview {preview['name']} ({preview['status']})")
         return PreviewDestroyOutput(previewId=preview["id"], status=preview["status"], previewUrl=preview["previewUrl"])
-    preview = manager.destroy(params.previewId, ctx.logger.info)
+    preview = manager.destroy(params.previewId, ctx.logger.info, viewer=ctx.caller)
     return PreviewDestroyOutput(previewId=preview["id"], status=preview["status"], previewUrl=preview["previewUrl"])
 
 

@@ -32,7 +32,7 @@ import json
 import os
 import re
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
@@ -45,6 +45,7 @@ from ..config import Settings
 from ..errors import PltfError
 from ..forges.embedded import git_root, read_metadata, repository_dir
 from ..forges.permissions import may_read
+from ..urls import Url, UrlRefused, normalise_url
 from .model import load_documents
 
 _GLOB = re.compile(r"[*?\[]")
@@ -120,16 +121,11 @@ class LocationReader:
                 f"{url}: file locations must be inside one of the allowed directories (PLTF_CATALOG_FILE_ROOTS)"
             )
         if scheme in ("http", "https"):
-            host = (parts.hostname or "").lower()
-            if host not in self.hosts:
-                raise LocationError(
-                    f"{url}: the host {host or '(none)'} is not one the catalog may read from "
-                    "(PLTF_CATALOG_READ_HOSTS, or this server's own forge)"
-                )
-            segments = parts.path.split("/")
+            normalised = self._http_url(url)
+            segments = normalised.segments
             # GitLab: /group/sub/project/-/raw/ref/path; GitHub and most others: /owner/repo/...
-            project = segments[: segments.index("-")] if "-" in segments else segments[:3]
-            return f"{scheme}://{parts.netloc}{'/'.join(project)}/"
+            project = segments[: segments.index("-")] if "-" in segments else segments[:2]
+            return str(replace(normalised, segments=project, trailing_slash=True, query=None))
         raise LocationError(f"{url}: a location must be an http(s) URL, a file: URL or a URL of this server's forge")
 
     def resolve(self, base: str, reference: str, same_repository: bool = True) -> str:
@@ -303,8 +299,22 @@ class LocationReader:
                 return parts._replace(path="/".join(segments)).geturl()
         return url
 
+    def _http_url(self, url: str) -> Url:
+        """`url` normalised (what is checked is what is fetched), when its host is one we may read."""
+        try:
+            normalised = normalise_url(url, query=True)
+        except UrlRefused as exc:
+            # Not the URL itself: a refused one may carry a password.
+            raise LocationError(f"not a URL the catalog may read: {exc}") from None
+        if normalised.host not in self.hosts:
+            raise LocationError(
+                f"{url}: the host {normalised.host or '(none)'} is not one the catalog may read from "
+                "(PLTF_CATALOG_READ_HOSTS, or this server's own forge)"
+            )
+        return normalised
+
     def _read_http(self, url: str) -> bytes:
-        self.repository_of(url)  # a rewritten URL must still be an allowed host
+        url = str(self._http_url(url))  # a rewritten URL must still be an allowed host
         limit = self.settings.catalog_max_file_bytes
         try:
             with self._http.stream("GET", url) as response:

@@ -32,7 +32,7 @@ def preview_routes(state: dict[str, Any]) -> APIRouter:
 
     @router.get("")
     async def list_previews(
-        _: Authed,
+        who: Authed,
         status: Annotated[
             str | None, Query(description="starting, ready, failed, destroyed, expired or active")
         ] = None,
@@ -42,12 +42,12 @@ def preview_routes(state: dict[str, Any]) -> APIRouter:
         if status is not None and status not in (*STATUSES, "active"):
             raise invalid_input(f"unknown status {status!r}", [])
         manager = services().previews.get(services())
-        return {"previews": await anyio.to_thread.run_sync(manager.list_previews, status, service, limit)}
+        return {"previews": await anyio.to_thread.run_sync(manager.list_previews, status, service, limit, who)}
 
     @router.get("/{preview_id}")
-    async def get_preview(preview_id: str, _: Authed) -> dict[str, Any]:
+    async def get_preview(preview_id: str, who: Authed) -> dict[str, Any]:
         manager = services().previews.get(services())
-        return await anyio.to_thread.run_sync(manager.get, preview_id)
+        return await anyio.to_thread.run_sync(manager.get, preview_id, who)
 
     @router.post("/gc")
     async def collect(who: Authed) -> dict[str, Any]:

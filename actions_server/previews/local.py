@@ -46,6 +46,7 @@ from ..config import Settings
 from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..redact import Redactor
+from ..urls import UrlRefused, normalise_url
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
 LOG_TAIL_LINES = 20
@@ -292,12 +293,14 @@ class LocalProvider(PreviewProvider):
 
     def _fetch_url(self, url: str) -> str:
         """The embedded forge's repositories are read from disk: no round trip (or server) needed."""
-        prefix = f"{self.settings.base_url}/git/"
-        if url.startswith(prefix):
-            owner, _, name = url[len(prefix) :].removesuffix(".git").partition("/")
+        try:
+            rest = normalise_url(url).relative_to(normalise_url(f"{self.settings.base_url}/git/"))
+        except UrlRefused:
+            rest = None
+        if rest is not None and len(rest) == 2:
             from ..forges.embedded import git_root, repository_dir
 
-            path = repository_dir(git_root(self.settings), owner, name)
+            path = repository_dir(git_root(self.settings), rest[0], rest[1].removesuffix(".git"))
             if path is not None and (path / "HEAD").is_file():
                 return str(path)
         return url

@@ -23,15 +23,32 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text, and_, func, insert, select, update
+from sqlalchemy import (
+    JSON,
+    Column,
+    Float,
+    Index,
+    Integer,
+    Select,
+    String,
+    Table,
+    Text,
+    and_,
+    func,
+    insert,
+    select,
+    update,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from ..auth import Caller
 from ..config import Settings
 from ..db import metadata, run_logs, runs
 from ..errors import PltfError, conflict, not_found
 from ..logs import get_logger
 from ..redact import Redactor
+from ..visibility import only_visible
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
 ACTIVE = ("starting", "ready")
@@ -320,9 +337,9 @@ class PreviewManager:
 
     # -- destroying ---------------------------------------------------------
 
-    def destroy(self, key: str, log: Log, reason: str = "destroyed") -> dict[str, Any]:
-        with self._guard(self._find(key)["id"]):
-            row = self._find(key)
+    def destroy(self, key: str, log: Log, reason: str = "destroyed", viewer: Caller | None = None) -> dict[str, Any]:
+        with self._guard(self._find(key, viewer)["id"]):
+            row = self._find(key, viewer)
             if row["status"] in FINISHED:
                 log(f"preview {row['name']} is already {row['status']}")
                 return self.to_json(row)
@@ -339,17 +356,17 @@ class PreviewManager:
 
     # -- reading ------------------------------------------------------------
 
-    def get(self, key: str) -> dict[str, Any]:
-        row = self._find(key)
+    def get(self, key: str, viewer: Caller | None = None) -> dict[str, Any]:
+        row = self._find(key, viewer)
         body = self.to_json(row)
         if row["status"] in ACTIVE and row["placement"] is not None and row["provider"] == self.provider.name:
             body["logTail"] = self.provider.logs(self._spec(row), Placement.from_json(row["placement"]))
         return body
 
     def list_previews(
-        self, status: str | None = None, service: str | None = None, limit: int = 200
+        self, status: str | None = None, service: str | None = None, limit: int = 200, viewer: Caller | None = None
     ) -> list[dict[str, Any]]:
-        query = select(previews_table).order_by(previews_table.c.created_at.desc()).limit(limit)
+        query = _visible(viewer).order_by(previews_table.c.created_at.desc()).limit(limit)
         if status == "active":
             query = query.where(previews_table.c.status.in_(ACTIVE))
         elif status:
@@ -533,14 +550,14 @@ class PreviewManager:
             raise not_found(f"no preview {preview_id!r}")
         return dict(row._mapping)
 
-    def _find(self, key: str) -> dict[str, Any]:
+    def _find(self, key: str, viewer: Caller | None = None) -> dict[str, Any]:
         """By id, else the active preview of that name, else the latest of that name."""
+        visible = _visible(viewer)
         with self.engine.connect() as conn:
-            row = conn.execute(select(previews_table).where(previews_table.c.id == key)).first()
+            row = conn.execute(visible.where(previews_table.c.id == key)).first()
             if row is None:
                 row = conn.execute(
-                    select(previews_table)
-                    .where(previews_table.c.name == key)
+                    visible.where(previews_table.c.name == key)
                     .order_by(previews_table.c.active_name.is_(None), previews_table.c.created_at.desc())
                     .limit(1)
                 ).first()
@@ -638,6 +655,11 @@ class PreviewManager:
                 self._busy.add(preview_id)
             else:
                 self._busy.discard(preview_id)
+
+
+def _visible(viewer: Caller | None) -> Select[Any]:
+    """The previews `viewer` may see: those made by runs it may see (visibility.py); all without one."""
+    return only_visible(select(previews_table), viewer, previews_table.c.run_id)
 
 
 def _label(value: str) -> str:

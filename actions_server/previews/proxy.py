@@ -8,6 +8,24 @@ clean URL works on a laptop as it is. Bodies stream both ways. Everything else
 goes on to the application untouched. Mounted in `create_app` with one line:
 
     app.add_middleware(PreviewRouter, settings=settings, state=state)
+
+A preview runs code from a repository, so it is not trusted with what reaches pltf:
+
+- credentials never reach it: `Authorization`, `Proxy-Authorization`, `Cookie`,
+  `X-Api-Key`, `X-Auth-Token` and every `X-Pltf-*` header are dropped. Behind
+  Backstage's proxy, which adds pltf's token to each request, the preview would
+  otherwise receive that token. So a preview cannot rely on cookies or an
+  `Authorization` header of its own through this proxy.
+- a path-based URL (`/previews/<id>/`) is on the API's own origin, so its
+  answers lose `Set-Cookie` (it would set cookies for the API) and gain
+  `Content-Security-Policy: sandbox allow-scripts allow-forms allow-popups`:
+  the page runs, but in an opaque origin, so its scripts can neither read the
+  API origin's cookies and storage nor the API's answers. (A redirect to the
+  clean URL would be the other choice; the path-based URL exists for where
+  clean URLs do not resolve, such as behind Backstage's proxy, so it must
+  answer itself.) A CSP the preview sends is kept beside ours: browsers
+  enforce every policy, so the stricter wins. Clean URLs are an origin of
+  their own and keep the preview's headers.
 """
 
 from __future__ import annotations
@@ -46,6 +64,16 @@ HOP_BY_HOP = frozenset(
         "upgrade",
     }
 )
+# Credentials meant for pltf (or Backstage), never for a preview; and anything named X-Pltf-*.
+CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
+PLTF_HEADER_PREFIX = "x-pltf-"
+PATH_BASED_CSP = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-popups")
+
+
+def forwarded(name: str) -> bool:
+    """Whether a request header goes on to the preview."""
+    name = name.lower()
+    return name not in HOP_BY_HOP and name not in CREDENTIAL_HEADERS and not name.startswith(PLTF_HEADER_PREFIX)
 
 
 def _json(
@@ -112,9 +140,7 @@ class PreviewRouter:
             await _answer(send, *_json(503, "preview_starting", f"preview {key} is {status}", [(b"retry-after", b"2")]))
             return
         headers = [
-            (k.decode("latin-1"), v.decode("latin-1"))
-            for k, v in scope["headers"]
-            if k.decode("latin-1").lower() not in HOP_BY_HOP
+            (k.decode("latin-1"), v.decode("latin-1")) for k, v in scope["headers"] if forwarded(k.decode("latin-1"))
         ]
         client_host = (scope.get("client") or ("", 0))[0]
         headers += [
@@ -152,17 +178,15 @@ class PreviewRouter:
             )
             return
         try:
-            await send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": [
-                        (k.encode("latin-1"), v.encode("latin-1"))
-                        for k, v in response.headers.multi_items()
-                        if k.lower() not in HOP_BY_HOP
-                    ],
-                }
-            )
+            dropped = HOP_BY_HOP | ({"set-cookie"} if prefix else set())
+            answer_headers = [
+                (k.encode("latin-1"), v.encode("latin-1"))
+                for k, v in response.headers.multi_items()
+                if k.lower() not in dropped
+            ]
+            if prefix:
+                answer_headers.append(PATH_BASED_CSP)
+            await send({"type": "http.response.start", "status": response.status_code, "headers": answer_headers})
             async for chunk in response.aiter_raw():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
