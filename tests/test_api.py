@@ -253,14 +253,16 @@ def test_failed_run_answers_status_of_its_cause(client: TestClient) -> None:
     assert run["log"][-1]["level"] == "error"
 
 
-def test_trusted_hooks_get_values_as_json_not_as_source(client: TestClient) -> None:
-    hostile = "'); import os; os.system('touch /tmp/pwned'); ('"
+def test_trusted_hooks_get_values_as_json_not_as_source(client: TestClient, tmp_path: Path) -> None:
+    sentinel = tmp_path / "pwned"
+    hostile = f"'); import os; os.system('touch {sentinel}'); ('"
     run = client.post(RENDER, json={"input": {"template": "hooked", "values": {"greeting": hostile}}, "dryRun": True})
     assert run.status_code == 200, run.text
     files = {
         f["path"]: base64.b64decode(f["base64Content"]).decode() for f in run.json()["output"]["directoryContents"]
     }
     assert files["from-hook.txt"] == hostile + "\n"
+    assert not sentinel.exists()
     assert any("hook saw hooked" in line["message"] for line in run.json()["log"])
 
 
