@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test validators browser lint bench clean
+.PHONY: run demo test validators browser lint bench mutate clean
 
 $(BIN)/pltf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,5 +38,12 @@ lint: $(BIN)/pltf
 bench: $(BIN)/pltf
 	$(BIN)/python benchmarks/render.py
 
+## Mutation testing of the security-critical modules ([tool.mutmut] in pyproject.toml; docs/mutation.md).
+## Slow, so not part of `make test` or CI. One module: make mutate MUTANTS='actions_server.redact*'
+MUTANTS ?=
+mutate: $(BIN)/pltf
+	nice -n 19 $(BIN)/mutmut run --max-children 1 $(MUTANTS)
+	$(BIN)/mutmut results
+
 clean:
-	rm -rf $(VENV) .pltf .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pltf .pytest_cache .mypy_cache .ruff_cache mutants

@@ -159,3 +159,12 @@ def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -
             return result
         time.sleep(0.02)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def need(present: bool, what: str) -> None:
+    """A piece the test needs: skipped when missing on a developer's machine, a failure under CI, which has them all."""
+    if present:
+        return
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing, and CI must have it")
+    pytest.skip(f"{what} is missing")

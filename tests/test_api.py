@@ -8,6 +8,7 @@ import json
 import tarfile
 from pathlib import Path
 
+import pytest
 import yaml
 from fastapi.testclient import TestClient
 
@@ -109,6 +110,28 @@ def test_tokens_401_and_403(tmp_path: Path) -> None:
     assert not settings.generated_token_path.exists()
 
 
+@pytest.mark.parametrize(
+    "authorization",
+    [f"Basic {TOKEN}", f"Token {TOKEN}", TOKEN, f"Bearer{TOKEN}", f"Bearer: {TOKEN}"],
+    ids=["basic-scheme", "token-scheme", "bare-token", "no-space", "colon"],
+)
+def test_only_the_bearer_scheme_carries_a_token(tmp_path: Path, authorization: str) -> None:
+    # The right token under any other scheme is refused: proxies and logs treat schemes differently.
+    with TestClient(create_app(make_settings(tmp_path))) as anonymous:
+        response = anonymous.get("/v1/runs", headers={"Authorization": authorization})
+        assert response.status_code == 401, response.text
+        assert response.json() == {
+            "error": {
+                "code": "unauthorized",
+                "message": "a valid API token is required (Authorization: Bearer <token>)",
+                "status": 401,
+            }
+        }
+        refused = anonymous.post(RENDER, json={"input": {"template": "demo"}}, headers={"Authorization": authorization})
+        assert refused.status_code == 401
+        assert anonymous.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).json()["runs"] == []
+
+
 def test_generated_token_file_is_private(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_token=None)
     with TestClient(create_app(settings)) as anonymous:
@@ -167,6 +190,39 @@ def test_idempotency_key_replays_and_rejects_other_bodies(client: TestClient) ->
     assert len(client.get("/v1/runs").json()["runs"]) == 1
 
 
+def test_idempotency_keys_belong_to_each_caller(tmp_path: Path) -> None:
+    # Two teams' pipelines may pick the same key; one must never be handed the other's run.
+    token_file = tmp_path / "tokens.yaml"
+    token_file.write_text(
+        yaml.safe_dump(
+            {
+                "tokens": [
+                    {"name": "team-a-ci", "sha256": hash_token("team-a-token-123")},
+                    {"name": "team-b-ci", "sha256": hash_token("team-b-token-123")},
+                ]
+            }
+        )
+    )
+    settings = make_settings(tmp_path, api_token=None, token_file=token_file)
+    body = {"input": {"template": "demo", "values": {"name": "shared"}}}
+    with TestClient(create_app(settings)) as client:
+        team_a = {"Authorization": "Bearer team-a-token-123", "Idempotency-Key": "deploy-42"}
+        team_b = {"Authorization": "Bearer team-b-token-123", "Idempotency-Key": "deploy-42"}
+        first_a = client.post(RENDER, json=body, headers=team_a)
+        first_b = client.post(RENDER, json=body, headers=team_b)
+        assert first_a.status_code == first_b.status_code == 200, (first_a.text, first_b.text)
+        assert first_b.json()["id"] != first_a.json()["id"]
+        assert "Idempotent-Replayed" not in first_b.headers
+        assert first_b.json()["output"]["workspaceId"] != first_a.json()["output"]["workspaceId"]
+        # Each caller's key still replays that caller's own run.
+        again_b = client.post(RENDER, json=body, headers=team_b)
+        assert again_b.json()["id"] == first_b.json()["id"] and again_b.headers["Idempotent-Replayed"] == "true"
+        again_a = client.post(RENDER, json=body, headers=team_a)
+        assert again_a.json()["id"] == first_a.json()["id"] and again_a.headers["Idempotent-Replayed"] == "true"
+        runs = client.get("/v1/runs", headers={"Authorization": "Bearer team-a-token-123"}).json()["runs"]
+        assert sorted(run["id"] for run in runs) == sorted([first_a.json()["id"], first_b.json()["id"]])
+
+
 def test_body_over_limit_is_413_after_reading(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, max_body_bytes=10_000)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as limited:
@@ -197,14 +253,16 @@ def test_failed_run_answers_status_of_its_cause(client: TestClient) -> None:
     assert run["log"][-1]["level"] == "error"
 
 
-def test_trusted_hooks_get_values_as_json_not_as_source(client: TestClient) -> None:
-    hostile = "'); import os; os.system('touch /tmp/pwned'); ('"
+def test_trusted_hooks_get_values_as_json_not_as_source(client: TestClient, tmp_path: Path) -> None:
+    sentinel = tmp_path / "pwned"
+    hostile = f"'); import os; os.system('touch {sentinel}'); ('"
     run = client.post(RENDER, json={"input": {"template": "hooked", "values": {"greeting": hostile}}, "dryRun": True})
     assert run.status_code == 200, run.text
     files = {
         f["path"]: base64.b64decode(f["base64Content"]).decode() for f in run.json()["output"]["directoryContents"]
     }
     assert files["from-hook.txt"] == hostile + "\n"
+    assert not sentinel.exists()
     assert any("hook saw hooked" in line["message"] for line in run.json()["log"])
 
 
@@ -215,6 +273,32 @@ def test_secrets_are_redacted_in_stored_runs_and_logs(client: TestClient) -> Non
     stored = json.dumps(client.get(f"/v1/runs/{run['id']}").json())
     assert secret not in stored and "uses ***" in stored
     assert secret not in json.dumps(run)
+
+
+def test_a_secret_inside_another_secret_is_masked_whole(client: TestClient) -> None:
+    # Masking the short secret first would leave the long one's head and tail readable around the mask.
+    inner = "inner-4b1d-value"
+    outer = f"head-{inner}-tail"
+    body = {
+        "input": {"template": "demo", "values": {"description": f"uses {outer} and {inner} today"}},
+        "secrets": {"apiKey": inner, "signingKey": outer},
+    }
+    run = client.post(RENDER, json=body).json()
+    stored = client.get(f"/v1/runs/{run['id']}").json()
+    for shown in (json.dumps(run), json.dumps(stored)):
+        assert "uses *** and *** today" in shown
+        assert "head-" not in shown and "-tail" not in shown and inner not in shown
+
+
+def test_secrets_of_four_characters_are_masked_and_shorter_ones_are_not(client: TestClient) -> None:
+    # Three characters occur by chance in ordinary text too often to be masked without garbling it.
+    body = {
+        "input": {"template": "demo", "values": {"description": "pin x1y, code k9z4"}},
+        "secrets": {"pin": "x1y", "code": "k9z4", "empty": ""},
+    }
+    run = client.post(RENDER, json=body).json()
+    stored = json.dumps(client.get(f"/v1/runs/{run['id']}").json())
+    assert "pin x1y, code ***" in stored and "k9z4" not in stored
 
 
 def test_cancelling_a_finished_run_is_409(client: TestClient) -> None:

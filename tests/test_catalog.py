@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from actions_server.app import create_app
 from actions_server.auth import hash_token
 from actions_server.config import PROJECT_ROOT, Settings
-from conftest import TOKEN, make_settings
+from conftest import TOKEN, make_settings, need
 
 REGISTER = "/v1/actions/catalog:register/runs"
 OWN_CATALOG = (PROJECT_ROOT / "catalog-info" / "catalog-info.yaml").as_uri()
@@ -323,12 +323,30 @@ def test_forge_references_may_not_leave_their_repository(client: TestClient, cat
 
 
 @pytest.mark.parametrize(
-    "path",
-    ["../x/raw/main/catalog-info.yaml", "team-a/users-api/raw/--help/catalog-info.yaml", "team-a/nope/raw/main/x.yaml"],
+    ("path", "status", "code", "problem"),
+    [
+        ("../x/raw/main/catalog-info.yaml", 422, "invalid_input", "not a valid repository name"),
+        ("team-a/users-api/raw/--help/catalog-info.yaml", 422, "invalid_input", "not a valid ref and path"),
+        ("team-a/nope/raw/main/x.yaml", 404, "location_not_found", "no repository team-a/nope on this server's forge"),
+    ],
+    ids=["dot-dot-owner", "option-as-ref", "no-such-repository"],
 )
-def test_bad_forge_urls(client: TestClient, catalog_settings: Settings, path: str) -> None:
-    run = register(client, catalogInfoUrl=f"{catalog_settings.base_url}/git/{path}")
-    assert run.status_code in (404, 422), run.text
+def test_bad_forge_urls(
+    client: TestClient, catalog_settings: Settings, path: str, status: int, code: str, problem: str
+) -> None:
+    url = f"{catalog_settings.base_url}/git/{path}"
+    run = register(client, catalogInfoUrl=url)
+    assert run.status_code == status, run.text
+    error = run.json()["error"]
+    assert error["code"] == code and error["status"] == status
+    assert error["message"] == f"{url}: {problem}"
+    if status == 422:
+        # Refused before a run starts, naming the field.
+        assert error["fields"] == [{"field": "catalogInfoUrl", "message": f"{url}: {problem}"}]
+        assert client.get("/v1/runs").json()["runs"] == []
+    else:
+        assert run.json()["status"] == "failed"
+    assert client.get("/api/catalog/locations").json() == []
 
 
 def test_location_targets_and_globs_are_followed(client: TestClient, files: Path) -> None:
@@ -598,8 +616,7 @@ def test_a_rendered_and_published_service_registers_and_browses(tmp_path: Path) 
     """render → repo:create → catalog:register, with the real python-service template and embedded forge."""
     from actions_server.actions import discover
 
-    if "repo:create" not in discover():
-        pytest.skip("repo:create is not installed")
+    need("repo:create" in discover(), "the repo:create action")
     settings = make_settings(tmp_path, templates_dir=PROJECT_ROOT / "cookiecutters", log_level="error")
     values = {"name": "users-api", "owner": "group:default/platform-team", "system": "pltf"}
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:

@@ -8,7 +8,6 @@ checks that it and our validator give the same verdict on each.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -27,6 +26,7 @@ from actions_server.catalog.model import (
     with_defaults,
 )
 from actions_server.config import PROJECT_ROOT
+from conftest import need
 
 FIXTURES = PROJECT_ROOT / "tests" / "fixtures" / "catalog"
 VALIDATORS = PROJECT_ROOT / "tools" / "validators"
@@ -178,13 +178,18 @@ def test_yaml_is_read_as_backstage_reads_it() -> None:
 # -- agreement with @backstage/catalog-model ----------------------------------------
 
 
-def backstage_verdicts(paths: list[Path]) -> dict[str, Any]:
+def node_with_catalog_model() -> str:
     node = shutil.which("node")
-    if node is None or not (VALIDATORS / "node_modules" / "@backstage" / "catalog-model").is_dir():
-        message = "node and tools/validators/node_modules are needed (run .ci/install-validators)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need(
+        node is not None and (VALIDATORS / "node_modules" / "@backstage" / "catalog-model").is_dir(),
+        "node and tools/validators/node_modules (run .ci/install-validators)",
+    )
+    assert node is not None
+    return node
+
+
+def backstage_verdicts(paths: list[Path]) -> dict[str, Any]:
+    node = node_with_catalog_model()
     done = subprocess.run(
         [node, str(VALIDATORS / "validate-entities.js"), *map(str, paths)],
         capture_output=True,
@@ -221,10 +226,31 @@ def test_our_validator_and_backstages_agree_on_every_fixture() -> None:
 def test_template_fixtures_agree_with_scaffolder_common() -> None:
     paths = [p for p in GOOD + BAD if "template" in p.stem]
     report = backstage_verdicts(paths)
-    if not report["templateValidator"]:
-        pytest.skip(
-            "@backstage/plugin-scaffolder-common is not in tools/validators; Templates are checked by ours only"
-        )
+    need(report["templateValidator"], "@backstage/plugin-scaffolder-common in tools/validators")
     for result in report["results"]:
         path = Path(result["file"])
         assert result["ok"] == (ours(path) == []), result
+
+
+def test_the_validators_report_a_broken_scaffolder_common_instead_of_skipping_templates(tmp_path: Path) -> None:
+    node = node_with_catalog_model()
+    (tmp_path / "backstage-entities.js").write_text((VALIDATORS / "backstage-entities.js").read_text())
+    scoped = tmp_path / "node_modules" / "@backstage"
+    scoped.mkdir(parents=True)
+    (scoped / "catalog-model").symlink_to(VALIDATORS / "node_modules" / "@backstage" / "catalog-model")
+    broken = scoped / "plugin-scaffolder-common"
+    broken.mkdir()
+    (broken / "package.json").write_text(
+        json.dumps({"name": "@backstage/plugin-scaffolder-common", "main": "index.js"})
+    )
+    (broken / "index.js").write_text("require('@backstage/a-dependency-that-was-not-installed');\n")
+    load = [node, "-e", "console.log(require('./backstage-entities.js').hasTemplateValidator)"]
+
+    done = subprocess.run(load, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode != 0, done.stdout
+    assert "Cannot find module '@backstage/a-dependency-that-was-not-installed'" in done.stderr
+
+    # Not installed at all is allowed: Templates then get the policies only, and say so.
+    shutil.rmtree(broken)
+    done = subprocess.run(load, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
+    assert (done.returncode, done.stdout) == (0, "false\n"), done.stderr

@@ -9,7 +9,8 @@ with the request and response shapes from their documentation:
   DELETE /repos/{o}/{r} (204).
 - GitLab REST v4: GET /namespaces/{id or url-encoded path}, POST /projects with
   namespace_id (201; 400 {"message": {"name": ["has already been taken"]}}), PUT
-  /projects/{id}, POST /projects/{id}/protected_branches, DELETE /projects/{id} (202).
+  /projects/{id} with default_branch, POST /projects/{id}/protected_branches with name,
+  push_access_level, merge_access_level and allow_force_push, DELETE /projects/{id} (202).
 - Gitea REST v1: GET /orgs/{org}, POST /orgs/{org}/repos or /user/repos (201; 409),
   PUT /repos/{o}/{r}/topics (204), PATCH /repos/{o}/{r}, POST
   /repos/{o}/{r}/branch_protections (201), DELETE /repos/{o}/{r} (204).
@@ -288,8 +289,8 @@ def test_gitlab_project_in_a_nested_group(client: TestClient, workspace: str, tm
                 "default_branch": "main",
             },
         )
-        api.put("/projects/7").respond(200, json={"id": 7, "default_branch": "main"})
-        api.post("/projects/7/protected_branches").respond(
+        updated = api.put("/projects/7").respond(200, json={"id": 7, "default_branch": "main"})
+        protected = api.post("/projects/7/protected_branches").respond(
             409, json={"message": "Protected branch 'main' already exists"}
         )
         response = client.post(
@@ -308,6 +309,15 @@ def test_gitlab_project_in_a_nested_group(client: TestClient, workspace: str, tm
     assert body["namespace_id"] == 42 and body["path"] == "widgets" and body["visibility"] == "private"
     assert body["topics"] == ["python"]
     assert created.calls.last.request.headers["private-token"] == GITLAB_TOKEN
+    assert json.loads(updated.calls.last.request.content) == {"default_branch": "main"}
+    # Access levels as GitLab numbers them: 30 Developer, 40 Maintainer.
+    assert json.loads(protected.calls.last.request.content) == {
+        "name": "main",
+        "push_access_level": 40,
+        "merge_access_level": 30,
+        "allow_force_push": False,
+    }
+    assert protected.calls.last.request.headers["private-token"] == GITLAB_TOKEN
     output = response.json()["output"]
     assert output["repoContentsUrl"] == f"{GITLAB}/platform/services/widgets/-/tree/main"
     assert output["rawUrlBase"] == f"{GITLAB}/platform/services/widgets/-/raw/main"

@@ -1,9 +1,17 @@
-"""Hostile values: each one gets a clear 422, or is rendered literally. None runs, none escapes."""
+"""Hostile values: each one gets a clear 422, or is rendered literally. None runs, none escapes.
+
+When a protection regresses these attacks really run, as whoever runs the tests: so every
+payload aims inside the test's own temporary directory (the runs' scratch directories
+are put there too, deep enough that `../` escapes stay inside), and its sentinels are there.
+"""
 
 from __future__ import annotations
 
 import base64
+import shutil
 import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +23,16 @@ from actions_server.app import create_app
 from conftest import FIXTURE_TEMPLATES, TOKEN, ServerProcess, make_settings
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
+# Read before any test moves the scratch directories: where a short directory of a test's own can go.
+SYSTEM_TEMP = tempfile.gettempdir()
+
+
+@pytest.fixture(autouse=True)
+def scratch_inside_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Runs render in a scratch directory six levels under tmp_path instead of the system's /tmp."""
+    deep = tmp_path.joinpath("s1", "s2", "s3", "s4", "s5", "s6")
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
 
 
 def dry_run(client: TestClient, values: dict[str, Any], template: str = "demo") -> Any:
@@ -33,17 +51,19 @@ def files_of(response: Any) -> dict[str, str]:
     [
         "{{ 7*7 }}",
         "{% for x in range(3) %}loop{% endfor %}",
-        "{{ cycler.__init__.__globals__.os.popen('touch /tmp/pltf-pwned').read() }}",
+        "{{ cycler.__init__.__globals__.os.popen('touch SENTINEL').read() }}",
         "{# comment #}",
-        "$(touch /tmp/pltf-pwned) `id` ; rm -rf /",
+        "$(touch SENTINEL) `touch SENTINEL` ; touch SENTINEL",
         "${{ secrets.backstageToken }}",
     ],
 )
-def test_template_syntax_in_content_is_rendered_literally(client: TestClient, payload: str) -> None:
+def test_template_syntax_in_content_is_rendered_literally(client: TestClient, tmp_path: Path, payload: str) -> None:
+    sentinel = tmp_path / "pltf-pwned"
+    payload = payload.replace("SENTINEL", str(sentinel))
     response = dry_run(client, {"description": payload})
     assert response.status_code == 200, response.text
     assert f"\n{payload}\n" in files_of(response)["README.md"]
-    assert not Path("/tmp/pltf-pwned").exists()
+    assert not sentinel.exists()
 
 
 def test_derived_defaults_use_values_as_data(client: TestClient) -> None:
@@ -53,12 +73,20 @@ def test_derived_defaults_use_values_as_data(client: TestClient) -> None:
     assert "{{ cookiecutter.name }}" in files_of(response)["README.md"]
 
 
+@pytest.fixture
+def short_dir() -> Iterator[Path]:
+    """A directory of this test's own with a path short enough for a name value (tmp_path's is too long)."""
+    path = Path(tempfile.mkdtemp(prefix="pltf-", dir=SYSTEM_TEMP))
+    yield path
+    shutil.rmtree(path)
+
+
 @pytest.mark.parametrize(
     ("name", "problem"),
     [
-        ("../escape", "path"),
+        ("../pltf-escape", "path"),
         ("../../../../tmp/pltf-escape", "path"),
-        ("/etc/cron.d/evil", "path"),
+        ("TMP/cron.d/pltf-escape", "path"),
         ("..", "path"),
         ("a\\b", "path"),
         ("", "path"),
@@ -66,13 +94,15 @@ def test_derived_defaults_use_values_as_data(client: TestClient) -> None:
         ("{% if true %}x{% endif %}", "template syntax"),
     ],
 )
-def test_values_in_file_names_cannot_escape_or_execute(client: TestClient, name: str, problem: str) -> None:
-    response = dry_run(client, {"name": name})
+def test_values_in_file_names_cannot_escape_or_execute(
+    client: TestClient, tmp_path: Path, short_dir: Path, name: str, problem: str
+) -> None:
+    response = dry_run(client, {"name": name.replace("TMP", str(short_dir))})
     assert response.status_code == 422, response.text
     error = response.json()["error"]
     assert problem in error["message"]
     assert any(field["field"] in ("values.name", "values.slug", "values") for field in error["fields"])
-    assert not Path("/tmp/pltf-escape").exists()
+    assert list(tmp_path.rglob("pltf-escape*")) == [] and list(short_dir.iterdir()) == []
     assert client.get("/v1/runs").json()["runs"] == []
 
 
@@ -98,8 +128,10 @@ def test_non_utf8_body_is_refused(client: TestClient) -> None:
     assert response.status_code == 422
 
 
-@pytest.mark.parametrize("template", ["../../etc", "/etc", "demo/../hooked", "Demo Template", "."])
+@pytest.mark.parametrize("template", ["../../etc", "DEMO_PATH", "demo/../hooked", "Demo Template", "."])
 def test_template_names_cannot_be_paths(client: TestClient, template: str) -> None:
+    # DEMO_PATH: the absolute path of a real template, not a system directory, is refused all the same.
+    template = template.replace("DEMO_PATH", str(FIXTURE_TEMPLATES / "demo"))
     response = client.post(RENDER, json={"input": {"template": template}})
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "template"

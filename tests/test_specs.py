@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from actions_server.services import Services
 from actions_server.slo import MULTIWINDOW_POLICY, service_slo_rules
 from actions_server.specs import Submitter, load_policies, parse_specs, provision
 from actions_server.template_check import Manifest, ToolMissingError, check_kubernetes_models, check_kubernetes_validate
-from conftest import make_settings
+from conftest import TOKEN, make_settings
 
 # The seed article's spec, and its Terraform form, word for word.
 SEED_YAML = "kind: service\nname: promoapi\nenv: prod\npolicy: pii=false\n"
@@ -297,6 +298,91 @@ def test_budget_above_the_teams_limit_blocks_in_prod_only(services: Services) ->
     assert "8 CPU" in blocks["quota-over-team-limit"].message
     staging = spec.replace("env: prod", "env: staging")
     assert not provision(services, staging, "spec.yaml", Submitter(), dry_run=True).blocked
+
+
+def test_a_budget_exactly_at_the_teams_limit_passes_and_one_dollar_more_blocks(client: TestClient) -> None:
+    # ORG_POLICY gives growth a limit of $1000, 4 CPU and 8Gi in production.
+    at_limit = SEED_YAML + "owner: growth\nbudget: {monthly_usd: 1000, cpu: '4', memory: 8Gi}\n"
+    planned = post(client, at_limit, dry_run=True).json()["output"]
+    assert planned["blocked"] is False, planned["findings"]
+    assert [f for f in planned["findings"] if f["severity"] == "block"] == []
+
+    over = at_limit.replace("monthly_usd: 1000", "monthly_usd: 1001")
+    blocked = post(client, over, dry_run=True).json()["output"]
+    assert blocked["blocked"] is True
+    assert [f["rule"] for f in blocked["findings"] if f["severity"] == "block"] == ["budget-over-team-limit"]
+    over_quota = at_limit.replace("cpu: '4'", "cpu: 4001m")
+    blocked = post(client, over_quota, dry_run=True).json()["output"]
+    assert [f["rule"] for f in blocked["findings"] if f["severity"] == "block"] == ["quota-over-team-limit"]
+
+
+@contextmanager
+def client_with_policies(tmp_path: Path, org_policy: str) -> Iterator[TestClient]:
+    policy_file = tmp_path / "org-policies.yaml"
+    policy_file.write_text(org_policy)
+    settings = make_settings(tmp_path, spec_policy_file=policy_file)
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        yield client
+
+
+def blocks(response: Any) -> list[str]:
+    return [f["rule"] for f in response.json()["output"]["findings"] if f["severity"] == "block"]
+
+
+PII_SPEC = "kind: service\nname: ledger\nenv: prod\nowner: growth\npolicy: pii=true, exposure=internal\n"
+
+
+def test_an_allow_list_open_to_the_internet_blocks_pii_services_at_the_manifest_check(
+    tmp_path: Path,
+) -> None:
+    # The spec is fine; the org's settings turn the generated NetworkPolicy into egress to anywhere.
+    org = "settings:\n  piiEgressAllowList:\n    - {name: anywhere, cidr: 0.0.0.0/0}\n"
+    with client_with_policies(tmp_path, org) as client:
+        planned = post(client, PII_SPEC, dry_run=True)
+        assert planned.status_code == 200, planned.text
+        assert blocks(planned) == ["pii-egress-allow-list-only"]
+        (finding,) = [f for f in planned.json()["output"]["findings"] if f["severity"] == "block"]
+        assert finding["message"] == "a pii=true service must not have egress to 0.0.0.0/0"
+        applied = post(client, PII_SPEC, dry_run=False)
+        assert applied.status_code == 422, applied.text
+        error = applied.json()["error"]
+        assert error["code"] == "policy_blocked"
+        assert [f["field"] for f in error["fields"]] == ["policy:pii-egress-allow-list-only"]
+        assert not (tmp_path / "data" / "git" / "platform" / "gitops.git").exists(), "a blocked apply writes nothing"
+        # Without personal data the same public egress is the ordinary one.
+        assert blocks(post(client, PII_SPEC.replace("pii=true", "pii=false"), dry_run=True)) == []
+
+
+REQUIRE_ALLOW_LIST = """\
+policies:
+  - id: pii-egress-needs-allow-list
+    severity: block
+    phase: manifests
+    description: A pii=true service reaches the outside only through an allow-list policy.
+    when:
+      all:
+        - {fact: spec.policy.pii, eq: true}
+        - no_manifest:
+            all:
+              - {fact: manifest.kind, eq: NetworkPolicy}
+              - {fact: manifest.metadata.name, eq: allow-egress-allow-list}
+    message: "{spec.name} handles personal data and has no egress allow-list policy"
+"""
+
+
+@pytest.mark.parametrize(
+    ("allow_list", "blocked"),
+    [("", []), ("settings:\n  piiEgressAllowList: []\n", ["pii-egress-needs-allow-list"])],
+    ids=["default-allow-list", "empty-allow-list"],
+)
+def test_an_org_rule_can_require_a_manifest(tmp_path: Path, allow_list: str, blocked: list[str]) -> None:
+    with client_with_policies(tmp_path, allow_list + REQUIRE_ALLOW_LIST) as client:
+        planned = post(client, PII_SPEC, dry_run=True)
+        assert planned.status_code == 200, planned.text
+        assert blocks(planned) == blocked
+        if blocked:
+            (finding,) = [f for f in planned.json()["output"]["findings"] if f["severity"] == "block"]
+            assert finding["message"] == "ledger handles personal data and has no egress allow-list policy"
 
 
 def test_policies_are_data_the_org_file_overrides_them(tmp_path: Path, services: Services) -> None:

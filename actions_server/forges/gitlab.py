@@ -110,6 +110,8 @@ class GitLabForge(RestForge):
                 "name": repository.default_branch,
                 "push_access_level": MAINTAINER_ACCESS,
                 "merge_access_level": DEVELOPER_ACCESS,
+                # Explicit, so the default branch's history stays unrewritable whatever GitLab's default becomes.
+                "allow_force_push": False,
             },
         )
         # GitLab protects the default branch of a new project on the first push,

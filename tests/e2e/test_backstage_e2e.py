@@ -29,7 +29,7 @@ import pytest
 import yaml
 from backstage_harness import TEMPLATES_DIR, Backstage, TaskRefused, TaskResult, install, node_available
 
-from conftest import ROOT, TOKEN, ServerProcess, wait_until
+from conftest import ROOT, TOKEN, ServerProcess, need, wait_until
 
 ENABLED = os.environ.get("PLTF_E2E_BACKSTAGE") == "1"
 pytestmark = [
@@ -241,20 +241,24 @@ def test_create_registers_the_component_in_backstages_catalog(
 
 
 def test_preview_url_answers(pltf: ServerProcess, created: tuple[dict[str, Any], TaskResult]) -> None:
-    if "preview:create" not in pltf_actions(pltf):
-        pytest.skip("preview:create is not installed on this server yet")
+    need("preview:create" in pltf_actions(pltf), "the preview:create action")
     _, result = created
     preview = task_output(result).get("Preview")
     assert preview, f"no preview link in {result.output}"
+    # The golden service's own liveness answer (cookiecutters/python-service .../health.py): pltf's
+    # 404 for an unknown preview host or a 502 from a dead service is not the service answering.
+    healthz = preview.rstrip("/") + "/healthz"
     seen: list[str] = []
 
     def answers() -> bool:
-        response = fetch_preview(preview)
+        response = fetch_preview(healthz)
         seen.append(f"{response.status_code} {response.text[:200]}")
-        return response.status_code < 500
+        if response.status_code != 200 or response.headers.get("content-type") != "application/json":
+            return False
+        return bool(response.json() == {"status": "ok", "checks": {}})
 
     try:
-        wait_until(answers, timeout=60, what=f"preview {preview}")
+        wait_until(answers, timeout=60, what=f"the service's /healthz at {healthz}")
     except AssertionError as exc:
         raise AssertionError(f"{exc}; last answer: {seen[-1] if seen else 'none'}") from None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -46,6 +47,54 @@ def test_replaying_everything_again_changes_nothing(replayed: TestClient, side_s
 
 def case_id(case: dict[str, Any]) -> str:
     return f"{case['scope']}-{case['name']}-{case['window']}"
+
+
+def flagged_deploys(client: TestClient, service: str) -> dict[str, bool]:
+    """Short commit of each deploy on the service page → whether the page says it caused an incident."""
+    page = client.get(f"/services/{service}?window=30d&end=2024-07-01T00:00:00Z")
+    assert page.status_code == 200, page.text
+    table = page.text.split('data-table="deployments"', 1)[1].split("</table>", 1)[0]
+    rows = re.findall(r"<tr><td>(.*?)</tr>", table, re.S)
+    flags: dict[str, bool] = {}
+    for row in rows:
+        commit = re.search(r"<code>([0-9a-f]+)</code>", row)
+        if commit and "production" in row and "success" in row:
+            flags[commit.group(1)] = "caused an incident" in row
+    return flags
+
+
+def test_an_incident_blames_the_deploy_that_shipped_its_root_cause(replayed: TestClient) -> None:
+    # I2 names c1 as its root cause: D1 (a1, which shipped c1) failed, not D3 (the last deploy before I2).
+    assert flagged_deploys(replayed, "users-api") == {
+        "a0a0a0a0a0": True,  # I0, before D1: the last deploy before it
+        "a1a1a1a1a1": True,  # I2, by its root cause
+        "a2a2a2a2a2": True,  # I1, two hours after D2
+        "a3a3a3a3a3": False,
+        "a4a4a4a4a4": False,
+    }
+    # A window holding D1 alone: its one deploy failed.
+    only_d1 = replayed.get("/v1/services/users-api/dora?window=7d&end=2024-06-08T00:00:00Z").json()
+    assert only_d1["changeFailureRate"] == {"ratio": 1.0}
+    only_d3 = replayed.get("/v1/services/users-api/dora?window=3d&end=2024-06-21T00:00:00Z").json()
+    assert only_d3["changeFailureRate"] == {"ratio": 0.0}
+
+
+def test_an_incident_at_the_instant_of_a_deploy_blames_that_deploy(portal_client: TestClient) -> None:
+    """docs/dora.md: "the service's last counted deploy at or before the incident started"."""
+    events = [
+        {"type": "deployment", "id": "edge-d-1", "service": "edge-api", "timestamp": "2024-06-01T00:00:00Z",
+         "environment": "production", "status": "success"},
+        {"type": "deployment", "id": "edge-d-2", "service": "edge-api", "timestamp": "2024-06-10T00:00:00Z",
+         "environment": "production", "status": "success"},
+        {"type": "incident", "id": "edge-i-1", "service": "edge-api", "timestamp": "2024-06-10T00:00:00Z",
+         "resolvedAt": "2024-06-10T01:00:00Z"},
+    ]  # fmt: skip
+    response = portal_client.post("/v1/events", json={"events": events})
+    assert response.status_code == 202, response.text
+    second_only = portal_client.get("/v1/services/edge-api/dora?window=5d&end=2024-06-12T00:00:00Z").json()
+    assert second_only["changeFailureRate"] == {"ratio": 1.0}
+    first_only = portal_client.get("/v1/services/edge-api/dora?window=5d&end=2024-06-03T00:00:00Z").json()
+    assert first_only["changeFailureRate"] == {"ratio": 0.0}
 
 
 def test_the_shape_is_exact_and_null_without_data(portal_client: TestClient) -> None:

@@ -24,7 +24,7 @@ from actions_server.portal.events import record_platform_event
 from actions_server.portal.health import probe_once
 from actions_server.portal.scorecards import dockerfile_user
 from actions_server.services import Services
-from conftest import ROOT, make_settings, wait_until
+from conftest import ROOT, make_settings, need, wait_until
 
 pytest_plugins = ["portal_fixtures"]
 
@@ -335,8 +335,10 @@ def test_a_bare_repository_fails_rules_with_fixes(side_services: Services) -> No
 
 def test_an_applied_service_spec_shows_its_cost_budget_and_team(portal_client: TestClient) -> None:
     """`pltf apply` (service:provision) writes envs/prod/promoapi/ to the GitOps repository; the portal costs it."""
-    if "service:provision" not in [a["id"] for a in portal_client.get("/v1/actions").json()["actions"]]:
-        pytest.skip("service:provision is not installed")
+    need(
+        "service:provision" in [a["id"] for a in portal_client.get("/v1/actions").json()["actions"]],
+        "the service:provision action",
+    )
     spec = yaml.safe_dump(
         {
             "kind": "service",

@@ -71,13 +71,22 @@ def test_github_webhooks_are_refused_when_no_secret_is_configured(tmp_path: Path
         body = json.dumps(PUSH).encode()
         response = github(client, body, github_signature(body))
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
     assert "PLTF_GITHUB_WEBHOOK_SECRET" in response.json()["error"]["message"]
+    stored = Services.create(settings.model_copy())
+    try:
+        assert raw_event_count(stored.engine) == 0
+        assert load_dataset(stored.engine).change_times == {}
+    finally:
+        stored.close()
 
 
-def test_a_signed_body_that_is_not_json_is_a_clear_422(portal_client: TestClient) -> None:
+def test_a_signed_body_that_is_not_json_is_a_clear_422(portal_client: TestClient, side_services: Services) -> None:
     body = b"{not json"
     response = github(portal_client, body, github_signature(body))
     assert response.status_code == 422
+    assert response.json()["error"]["code"] == "invalid_input"
+    assert raw_event_count(side_services.engine) == 0
 
 
 @pytest.mark.parametrize("token", [None, "", "wrong-token", GITLAB_TOKEN + "x"])
@@ -157,9 +166,14 @@ def test_an_incident_resolved_before_it_started_is_refused(portal_client: TestCl
     assert response.json()["error"]["fields"][0]["field"] == "resolvedAt"
 
 
-def test_generic_events_need_a_token(portal_client: TestClient) -> None:
-    response = portal_client.post("/v1/events", json={}, headers={"Authorization": "Bearer wrong"})
+@pytest.mark.parametrize("authorization", ["", "Bearer wrong", f"Basic {TOKEN}"])
+def test_generic_events_need_a_token(portal_client: TestClient, side_services: Services, authorization: str) -> None:
+    event = {"type": "change", "id": "abcdef1", "service": "users-api", "timestamp": "2024-06-01T00:00:00Z"}
+    response = portal_client.post("/v1/events", json=event, headers={"Authorization": authorization})
     assert response.status_code == 401
+    assert response.json()["error"]["code"] == "unauthorized"
+    assert raw_event_count(side_services.engine) == 0
+    assert load_dataset(side_services.engine).change_times == {}
 
 
 def test_an_incident_opened_then_resolved_by_two_generic_events(portal_client: TestClient, side_services: Services) -> None:

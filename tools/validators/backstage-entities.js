@@ -6,10 +6,23 @@
 
 const model = require('@backstage/catalog-model');
 
+const SCAFFOLDER_COMMON = '@backstage/plugin-scaffolder-common';
+
+// True only when the package itself is not installed. A package that is there
+// but cannot load (a missing dependency of its own, a bad `main`) is a broken
+// install, and hiding it would quietly check Templates less than we claim.
+function notInstalled(err, name) {
+  return err.code === 'MODULE_NOT_FOUND' && String(err.message).startsWith(`Cannot find module '${name}'`);
+}
+
 let templateValidator = null;
 try {
-  templateValidator = require('@backstage/plugin-scaffolder-common').templateEntityV1beta3Validator;
+  templateValidator = require(SCAFFOLDER_COMMON).templateEntityV1beta3Validator;
+  if (!templateValidator) {
+    throw new Error(`${SCAFFOLDER_COMMON} has no templateEntityV1beta3Validator: is it a version this file knows?`);
+  }
 } catch (err) {
+  if (!notInstalled(err, SCAFFOLDER_COMMON)) throw err;
   templateValidator = null;
 }
 
