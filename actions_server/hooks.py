@@ -57,8 +57,8 @@ def run_hook(
         lines = (result.stdout + result.stderr).strip().splitlines()
         output.extend(lines)
         if result.returncode != 0:
-            tail = "; ".join(lines[-3:]) or describe_exit(result.returncode)
-            if result.returncode > 128 or result.returncode < 0:
-                tail = f"{describe_exit(result.returncode)}: {tail}"
-            raise PltfError(f"template hook {name} failed: {tail}", 422, "hook_failed")
+            detail = "; ".join(lines[-3:])
+            if not detail or not 0 <= result.returncode <= 128:  # killed: say why first (a limit, usually)
+                detail = describe_exit(result.returncode) + (f": {detail}" if detail else "")
+            raise PltfError(f"template hook {name} failed: {detail}", 422, "hook_failed")
     return output

@@ -81,6 +81,7 @@ INSTALLER_ENVIRONMENT = (
 INSTALL_HINT = "install bubblewrap (as root: apt-get install bubblewrap)"
 PROBE_TIMEOUT_SECONDS = 10.0
 MB = 1024 * 1024
+CPU_GRACE_SECONDS = 5
 
 
 def base_python() -> Path:
@@ -105,7 +106,8 @@ class Limits:
             "--core=0",
         ]
         if self.cpu_seconds is not None:
-            args.append(f"--cpu={self.cpu_seconds}")
+            # SIGXCPU at the soft limit says why it ended; SIGKILL at the hard one if it ignores that.
+            args.append(f"--cpu={self.cpu_seconds}:{self.cpu_seconds + CPU_GRACE_SECONDS}")
         return ["/usr/bin/prlimit", *args, "--"]
 
 
@@ -175,9 +177,12 @@ def _view(jail: Jail, masks: list[Path]) -> _Mounts:
     for secret in masks:
         if any(str(secret).startswith(s + "/") for s in SYSTEM_PATHS):
             mounts.add("mask-dir" if secret.is_dir() else "mask-file", "", str(secret))
+    system = [*SYSTEM_PATHS, python_home]
     lent = [(p, "bind") for p in jail.writable] + [(p, "ro-bind") for p in jail.readable]
     for path, kind in sorted(lent, key=lambda item: len(item[0].parts)):
         real = os.path.abspath(path)
+        if kind == "ro-bind" and any(real == s or real.startswith(s + "/") for s in system):
+            continue  # visible already (e.g. SSL_CERT_DIR under /etc)
         mounts.add(kind, real, real)
     return mounts
 

@@ -9,7 +9,7 @@ import subprocess
 import threading
 from pathlib import Path
 
-from conftest import ROOT, free_port
+from conftest import FIXTURE_TEMPLATES, ROOT, free_port
 
 FIXTURE_SERVICE = ROOT / "tests" / "fixtures" / "preview-service"
 GIT_ENV = {
@@ -57,6 +57,7 @@ def service_repository(tmp_path: Path, gate: Gate | None = None) -> str:
     """
     work = tmp_path / "service-src"
     shutil.copytree(FIXTURE_SERVICE, work)
+    shutil.copy(FIXTURE_TEMPLATES / "snooping-hook" / "hooks" / "snoop.py", work)  # for its /snoop page
     git(work, "init", "-q", "-b", "main")
     git(work, "add", ".")
     git(work, "commit", "-qm", "fixture service")

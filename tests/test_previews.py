@@ -48,7 +48,7 @@ def kill_leftovers(settings: Settings) -> list[int]:
         except OSError:
             continue
         if cwd.startswith(root) and pid_alive(int(proc.name)):
-            os.killpg(int(proc.name), signal.SIGKILL)
+            os.killpg(os.getpgid(int(proc.name)), signal.SIGKILL)
             killed.append(int(proc.name))
     return killed
 

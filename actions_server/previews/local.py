@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import os
 import re
@@ -116,6 +117,16 @@ def process_is(pid: int, preview_id: str) -> bool:
     return state != "Z"
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _preview_config(src: Path) -> dict[str, Any]:
     """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
     pyproject = src / "pyproject.toml"
@@ -142,7 +153,12 @@ class PreviewDatabases:
     def url(self, preview_id: str) -> str:
         from sqlalchemy.engine import make_url
 
-        return make_url(self.admin_url).set(database=self.name(preview_id)).render_as_string(hide_password=False)
+        url = make_url(self.admin_url).set(database=self.name(preview_id))
+        if url.username is None:
+            # libpq would take the OS user's name, and the service runs as the sandbox's uid, not as the
+            # server: name the role that created the database.
+            url = url.set(username=getpass.getuser())
+        return url.render_as_string(hide_password=False)
 
     def create(self, preview_id: str, log: Log) -> str:
         name = self.name(preview_id)
@@ -553,15 +569,16 @@ class LocalProvider(PreviewProvider):
             if child is not None:
                 child.poll()
             return False
+        # The pid is the sandbox's outermost process, which may go before the service it runs has
+        # finished shutting down: stopped means the whole process group is gone.
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             while time.monotonic() < deadline:
                 if child is not None and child.pid == pid:
-                    if child.poll() is not None:
-                        return True
-                elif not process_is(pid, preview_id):
+                    child.poll()  # reaps it: a zombie would still count as a member of the group
+                if not _group_alive(pid):
                     return True
                 time.sleep(0.02)
         return True
