@@ -177,11 +177,11 @@ def _view(jail: Jail, masks: list[Path]) -> _Mounts:
     for secret in masks:
         if any(str(secret).startswith(s + "/") for s in SYSTEM_PATHS):
             mounts.add("mask-dir" if secret.is_dir() else "mask-file", "", str(secret))
-    system = [*SYSTEM_PATHS, python_home]
+    visible = [*SYSTEM_PATHS, python_home]
     lent = [(p, "bind") for p in jail.writable] + [(p, "ro-bind") for p in jail.readable]
     for path, kind in sorted(lent, key=lambda item: len(item[0].parts)):
         real = os.path.abspath(path)
-        if kind == "ro-bind" and any(real == s or real.startswith(s + "/") for s in system):
+        if kind == "ro-bind" and any(real == v or real.startswith(v + "/") for v in visible):
             continue  # visible already (e.g. SSL_CERT_DIR under /etc)
         mounts.add(kind, real, real)
     return mounts
