@@ -19,6 +19,7 @@ from previews_support import service_repository
 from test_cli import pltf
 from test_previews import kill_leftovers
 
+from actions_server import template_check
 from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.sandbox import KEPT_ENVIRONMENT
@@ -205,3 +206,25 @@ def test_without_a_sandbox_hooks_are_refused_clearly_and_readyz_says_why(
         running.stop()
     shown = pltf("config", env={"PATH": str(tmp_path / "empty-bin")})
     assert "# sandbox_in_use: unavailable" in shown.stdout
+
+
+def test_template_check_runs_the_generated_service_tests_in_the_sandbox(
+    tmp_path: Path, secrets_in_environment: None
+) -> None:
+    secret = tmp_path / "secret"
+    secret.write_text("the server's")
+    service = tmp_path / "service"
+    (service / "tests").mkdir(parents=True)
+    (service / "pyproject.toml").write_text(
+        '[project]\nname = "probe"\nversion = "0.1.0"\n[tool.setuptools]\npy-modules = []\n'
+        '[build-system]\nrequires = ["setuptools"]\nbuild-backend = "setuptools.build_meta"\n'
+    )
+    (service / "requirements-dev.txt").write_text("pytest\n")
+    (service / "tests" / "test_where.py").write_text(
+        "import os\n\n\n"
+        "def test_it_sees_nothing_of_the_server():\n"
+        f"    assert not os.path.exists({str(secret)!r})\n"
+        "    assert not any(name.startswith('PLTF_') for name in os.environ)\n"
+        f"    assert os.geteuid() == {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}\n"
+    )
+    assert [str(finding) for finding in template_check.check_service_tests(service)] == []
