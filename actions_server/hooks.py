@@ -61,4 +61,14 @@ def run_hook(
             if not detail or not 0 <= result.returncode <= 128:  # killed: say why first (a limit, usually)
                 detail = describe_exit(result.returncode) + (f": {detail}" if detail else "")
             raise PltfError(f"template hook {name} failed: {detail}", 422, "hook_failed")
+        _refuse_links_out(name, cwd)
     return output
+
+
+def _refuse_links_out(name: str, directory: Path) -> None:
+    """A link the hook made to a file it cannot see would be followed by the server, which can."""
+    root = directory.resolve()
+    for path in directory.rglob("*"):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            where = path.relative_to(directory)
+            raise PltfError(f"template hook {name} made {where} a link out of its directory", 422, "hook_failed")

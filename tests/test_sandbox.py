@@ -228,3 +228,16 @@ def test_template_check_runs_the_generated_service_tests_in_the_sandbox(
         f"    assert os.geteuid() == {SANDBOX_UID if os.geteuid() == 0 else os.geteuid()}\n"
     )
     assert [str(finding) for finding in template_check.check_service_tests(service)] == []
+
+
+def test_a_hook_cannot_plant_a_link_for_the_server_to_follow(tmp_path: Path) -> None:
+    settings = secret_settings(tmp_path)
+    with server(settings) as client:
+        token_file = str(settings.generated_token_path.resolve())
+        body = {"input": {"template": "snooping-hook", "values": {"plant": token_file}}, "dryRun": True}
+        run = client.post(RENDER, json=body)
+        assert run.status_code == 422
+        assert (
+            run.json()["error"]["message"] == "template hook post_gen_project made planted a link out of its directory"
+        )
+        assert settings.generated_token_path.read_text().strip() not in run.text
