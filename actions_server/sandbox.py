@@ -289,8 +289,13 @@ def _limits(settings: Settings, cpu_seconds: int | None) -> Limits:
 def _command_line(backend: str, drop_uid: int | None, jail: Jail, masks: list[Path], limits: Limits) -> list[str]:
     """The command line that runs `jail.command` in the backend, with the limits and the uid drop."""
     inner = [*limits.prlimit()]
-    if drop_uid is not None:
-        inner += ["/usr/bin/setpriv", f"--reuid={drop_uid}", f"--regid={drop_uid}", "--clear-groups"]
+    # Root in the sandbox (the server's root, or root of unshare's user namespace) could leave a chroot
+    # or undo mounts: it drops every capability, and its uid when it has one to drop to. Unprivileged
+    # bwrap has dropped them itself.
+    if drop_uid is not None or backend == "unshare":
+        inner.append("/usr/bin/setpriv")
+        if drop_uid is not None:
+            inner += [f"--reuid={drop_uid}", f"--regid={drop_uid}", "--clear-groups"]
         inner += ["--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
     inner += jail.command
     if backend == OFF:
