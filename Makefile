@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test validators browser lint bench mutate clean
+.PHONY: run demo test validators browser lint bench mutate clean sandbox
 
 $(BIN)/pltf: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -12,8 +12,12 @@ $(BIN)/pltf: pyproject.toml
 	touch $@
 
 ## Start the action server on the embedded defaults (SQLite and local templates in ./.pltf).
-run: $(BIN)/pltf
+run: $(BIN)/pltf sandbox
 	$(BIN)/pltf serve
+
+## bubblewrap, the sandbox template hooks and previews run in (installed when root; else how to).
+sandbox:
+	@.ci/install-sandbox
 
 ## Render a first service in-process, with no server running.
 demo: $(BIN)/pltf
@@ -28,7 +32,7 @@ browser: $(BIN)/pltf
 	VENV=$(VENV) tests/browser/install.sh
 
 ## Run the whole test suite (installs what it needs first).
-test: $(BIN)/pltf validators browser
+test: $(BIN)/pltf validators browser sandbox
 	$(BIN)/pytest
 
 lint: $(BIN)/pltf

@@ -34,6 +34,7 @@ from .portal.routes import portal_router
 from .previews.api import PreviewRouter, preview_loop, preview_routes
 from .redact import Redactor
 from .runs import STATUSES, TERMINAL, RunEngine
+from .sandbox import sandbox_summary
 from .services import Services
 from .storage import storage_problem
 from .templates import find_template_or_404
@@ -221,6 +222,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redactor.add([read_generated_token(generated) or ""])
         engine = RunEngine(services, metrics)
         interrupted = await anyio.to_thread.run_sync(engine.recover, True)
+        # Probed once, here: which isolation hooks and previews get (or why they will be refused).
+        sandbox = await anyio.to_thread.run_sync(sandbox_summary, settings)
         state.update(services=services, engine=engine)
         app.state.tokens = tokens
         app.state.services = services
@@ -232,6 +235,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             database=settings.resolved_database_url.split("://", 1)[0],
             token_file=str(generated) if generated else None,
             interrupted_runs=len(interrupted),
+            **sandbox,
         )
         keep_alive = asyncio.create_task(engine.keep_alive())
         # Previews: adopt or clean up what a previous run left, then reap; stops with keep_alive.
@@ -305,16 +309,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with services().engine.connect() as conn:
                 conn.execute(text("SELECT 1"))
 
+        # A missing sandbox does not make the server unready: everything but hooks and previews works,
+        # and those fail with a clear sandbox_unavailable error. Readiness shows it, for the operator.
+        sandbox = await anyio.to_thread.run_sync(sandbox_summary, settings)
         try:
             await anyio.to_thread.run_sync(ping)
         except Exception as exc:  # noqa: BLE001 - any database failure means not ready
-            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__}, status_code=503)
+            return JSONResponse({"status": "unavailable", "reason": type(exc).__name__, **sandbox}, status_code=503)
         if time.monotonic() - storage_checked["at"] >= STORAGE_PROBE_SECONDS:
             problem = await anyio.to_thread.run_sync(storage_problem, settings)
             storage_checked.update(at=time.monotonic(), problem=problem)
         if storage_checked["problem"] is not None:
-            return JSONResponse({"status": "unavailable", "reason": storage_checked["problem"]}, status_code=503)
-        return JSONResponse({"status": "ready"})
+            return JSONResponse(
+                {"status": "unavailable", "reason": storage_checked["problem"], **sandbox}, status_code=503
+            )
+        return JSONResponse({"status": "ready", **sandbox})
 
     @app.get("/metrics", tags=["ops"], response_class=PlainTextResponse)
     async def prometheus_metrics() -> Response:

@@ -274,12 +274,21 @@ def config(
     if reference:
         typer.echo(settings_table(), nl=False)
         return
-    effective = json.loads(Settings().model_dump_json())
+    from .sandbox import sandbox_summary
+
+    settings = Settings()
+    effective = json.loads(settings.model_dump_json())
+    summary = sandbox_summary(settings)
+    in_use = {"sandbox_in_use": summary["sandbox"]}
+    if "sandboxProblem" in summary:
+        in_use["sandbox_problem"] = summary["sandboxProblem"]
     if as_json:
-        _print_json(effective)
+        _print_json({**effective, **in_use})
         return
     for name, value in effective.items():
         typer.echo(f"PLTF_{name.upper()}={'' if value is None else value}")
+    for name, value in in_use.items():
+        typer.echo(f"# {name}: {value}")
 
 
 @app.command()

@@ -74,6 +74,24 @@ class Settings(BaseSettings):
     log_level: str = Field(
         "info", description="JSON log level (the in-process CLI uses `error` and shows the run log instead)."
     )
+    # Sandbox of template hooks, preview installs and preview services (actions_server/sandbox.py)
+    sandbox: Literal["auto", "bwrap", "unshare", "off"] = Field(
+        "auto",
+        description="Isolation of code pltf did not write: auto (bwrap, else unshare), bwrap, unshare, or off "
+        "(UNSAFE: hooks and previews see the host's files). With none available, hooks and previews are refused.",
+    )
+    sandbox_uid: int = Field(
+        65534, ge=1, description="When the server runs as root, sandboxed code runs as this uid and gid (nobody)."
+    )
+    sandbox_memory_mb: int = Field(4096, ge=64, description="Address space of each sandboxed process (RLIMIT_AS).")
+    sandbox_cpu_seconds: int = Field(
+        600, ge=1, description="CPU time of each hook or dependency install process (previews end with their TTL)."
+    )
+    sandbox_max_processes: int = Field(
+        1024, ge=8, description="Processes and threads of the sandbox uid, all sandboxes together (RLIMIT_NPROC)."
+    )
+    sandbox_max_file_mb: int = Field(2048, ge=1, description="Largest file sandboxed code may write (RLIMIT_FSIZE).")
+    sandbox_max_open_files: int = Field(4096, ge=16, description="Open files per sandboxed process (RLIMIT_NOFILE).")
     # Forges (repo:create)
     forge: Literal["embedded", "github", "gitlab", "gitea"] = Field(
         "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."

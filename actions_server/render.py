@@ -23,6 +23,7 @@ from jinja2 import TemplateError
 
 from .errors import FieldError, PltfError, invalid_input
 from .hooks import POST_GENERATE, PRE_GENERATE, run_hook
+from .sandbox import Sandbox
 from .templates import Template, TemplateCatalog
 
 # cookiecutter changes the process's working directory while it generates, so
@@ -123,8 +124,12 @@ def render(
     output_dir: Path,
     hook_timeout: float = 60.0,
     log: Callable[[str], None] | None = None,
+    sandbox: Sandbox | None = None,
 ) -> Rendered:
-    """Renders `template` into `output_dir`; the caller's `values` must be validated already."""
+    """Renders `template` into `output_dir`; the caller's `values` must be validated already.
+
+    A trusted template's hooks run in `sandbox` (by default the one the environment's settings describe).
+    """
     say = log or (lambda _: None)
     context = build_context(template, values)
     directory = check_paths(template, context, values)
@@ -133,8 +138,12 @@ def render(
         "_cookiecutter": {k: v for k, v in context.items() if not k.startswith("_")},
     }
     output_dir.mkdir(parents=True, exist_ok=True)
-    if template.trusted:
-        for line in run_hook(PRE_GENERATE, template.path, output_dir, dict(context), hook_timeout):
+    if template.trusted and sandbox is None:
+        from .config import Settings
+
+        sandbox = Sandbox(Settings())
+    if template.trusted and sandbox is not None:
+        for line in run_hook(PRE_GENERATE, template.path, output_dir, dict(context), hook_timeout, sandbox):
             say(f"hook {PRE_GENERATE}: {line}")
     with _GENERATE_LOCK:
         try:
@@ -146,8 +155,8 @@ def render(
         except (CookiecutterException, TemplateError) as exc:
             shutil.rmtree(output_dir / directory, ignore_errors=True)
             raise PltfError(f"template {template.name} failed to render: {exc}", 500, "bad_template") from None
-    if template.trusted:
-        for line in run_hook(POST_GENERATE, template.path, project, dict(context), hook_timeout):
+    if template.trusted and sandbox is not None:
+        for line in run_hook(POST_GENERATE, template.path, project, dict(context), hook_timeout, sandbox):
             say(f"hook {POST_GENERATE}: {line}")
     files = sorted(str(p.relative_to(project)) for p in project.rglob("*") if p.is_file() or p.is_symlink())
     return Rendered(project_dir=project, directory=project.name, files=files)

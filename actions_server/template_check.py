@@ -598,11 +598,23 @@ def check_service_tests(directory: Path) -> list[Finding]:
         for label, command in steps:
             if label == "ruff check" and not Path(command[0]).exists():
                 continue  # ruff is not among the service's pins
-            result = run_tool(command, directory)
+            result = _run_generated_tests(command, directory, venv) if label == "pytest" else run_tool(command, directory)
             if result.returncode != 0:
                 output = (result.stdout + result.stderr).strip()
                 return [Finding("service tests", "", f"{label} failed (exit {result.returncode}):\n{output[-4000:]}")]
     return []
+
+
+def _run_generated_tests(command: list[str], directory: Path, venv: Path) -> subprocess.CompletedProcess[str]:
+    """The generated service's tests are code from a template: they run in the sandbox, like hooks do."""
+    from .config import Settings
+    from .sandbox import Jail, Sandbox
+
+    sandbox = Sandbox(Settings())
+    env = sandbox.environment(directory, {"VIRTUAL_ENV": str(venv)})
+    env["PATH"] = f"{venv / 'bin'}{os.pathsep}{env['PATH']}"
+    with sandbox.lend(directory, venv):
+        return sandbox.run(Jail(command, directory, env, writable=[directory, venv]), TOOL_TIMEOUT_SECONDS)
 
 
 # -------------------------------------------------------------------- orchestration

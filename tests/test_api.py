@@ -144,7 +144,7 @@ def test_generated_token_file_is_private(tmp_path: Path) -> None:
 def test_open_endpoints_need_no_token(client: TestClient) -> None:
     anonymous = {"Authorization": ""}
     assert client.get("/healthz", headers=anonymous).json() == {"status": "ok"}
-    assert client.get("/readyz", headers=anonymous).json() == {"status": "ready"}
+    assert client.get("/readyz", headers=anonymous).json() == {"status": "ready", "sandbox": "bwrap"}
     assert "/v1/actions/{action_id}/runs" in client.get("/openapi.json", headers=anonymous).json()["paths"]
     client.post(RENDER, json={"input": {"template": "demo"}})
     metrics = client.get("/metrics", headers=anonymous).text

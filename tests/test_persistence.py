@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import socket
+import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -17,16 +21,54 @@ from conftest import ServerProcess, make_settings, wait_until
 RENDER = "/v1/actions/cookiecutter:render/runs"
 
 
-def test_restart_keeps_runs_and_fails_interrupted_ones(tmp_path: Path, server_env: dict[str, str]) -> None:
-    marker = tmp_path / "hook-ran"
-    server = ServerProcess({**server_env, "PLTF_TEST_HOOK_MARKER": str(marker)}, tmp_path / "server.log").start()
+class HookGate:
+    """Where the blocking-hook template's hook reports each start, then waits until released.
+
+    A loopback socket rather than a marker file: the hook runs in the sandbox, where the test's files do not exist.
+    """
+
+    def __init__(self) -> None:
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        self.calls: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, _ = self.listener.accept()
+                conn.recv(64)  # the hook's pid: it has started
+                self.calls.append(conn)
+
+    def release(self) -> None:
+        for conn in self.calls:
+            conn.sendall(b"go")
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.calls:
+            conn.close()
+
+
+@pytest.fixture
+def hook_gate() -> Iterator[HookGate]:
+    gate = HookGate()
+    yield gate
+    gate.close()
+
+
+def test_restart_keeps_runs_and_fails_interrupted_ones(
+    tmp_path: Path, server_env: dict[str, str], hook_gate: HookGate
+) -> None:
+    server = ServerProcess(server_env, tmp_path / "server.log").start()
     try:
         with server.client() as http:
             keyed = {"Idempotency-Key": "survives-restarts"}
             done = http.post(RENDER, json={"input": {"template": "demo"}}, headers=keyed).json()
-            started = http.post(f"{RENDER}?wait=false", json={"input": {"template": "blocking-hook"}})
+            blocking = {"template": "blocking-hook", "values": {"gate": hook_gate.address}}
+            started = http.post(f"{RENDER}?wait=false", json={"input": blocking})
             assert started.status_code == 202
-            wait_until(marker.exists, what="the blocking hook to start")
+            wait_until(lambda: hook_gate.calls, what="the blocking hook to start")
             assert http.get(started.headers["Location"]).json()["status"] == "running"
         server.kill()
         server.start()
@@ -68,13 +110,12 @@ def test_runs_of_a_replica_that_stopped_beating_are_failed(tmp_path: Path) -> No
 
 @pytest.mark.postgres
 def test_two_replicas_share_one_postgres_and_run_a_key_once(
-    tmp_path: Path, server_env: dict[str, str], postgres_url: str
+    tmp_path: Path, server_env: dict[str, str], postgres_url: str, hook_gate: HookGate
 ) -> None:
-    marker = tmp_path / "hook-ran"
-    env = {**server_env, "PLTF_DATABASE_URL": postgres_url, "PLTF_TEST_HOOK_MARKER": str(marker)}
+    env = {**server_env, "PLTF_DATABASE_URL": postgres_url}
     first = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "a")}, tmp_path / "a.log").start()
     second = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "b")}, tmp_path / "b.log").start()
-    body = {"input": {"template": "blocking-hook"}}
+    body = {"input": {"template": "blocking-hook", "values": {"gate": hook_gate.address}}}
     headers = {"Idempotency-Key": "one-run-only"}
     try:
         with first.client() as a, second.client() as b:
@@ -85,13 +126,13 @@ def test_two_replicas_share_one_postgres_and_run_a_key_once(
 
             with ThreadPoolExecutor(max_workers=20) as pool:
                 pending = [pool.submit(send, n) for n in range(20)]
-                wait_until(marker.exists, what="the one run to start")
+                wait_until(lambda: hook_gate.calls, what="the one run to start")
                 # Every request is now either waiting on the run or about to; let it finish.
-                marker.with_suffix(".release").write_text("go")
+                hook_gate.release()
                 results = [future.result() for future in pending]
             assert {status for status, _ in results} == {200}
             assert len({run_id for _, run_id in results}) == 1
-            assert marker.read_text().count("\n") == 1  # the hook ran exactly once
+            assert len(hook_gate.calls) == 1  # the hook ran exactly once
             assert len(a.get("/v1/runs").json()["runs"]) == 1
             assert len(b.get("/v1/runs").json()["runs"]) == 1
             run_id = results[0][1]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from previews_support import pid_alive, service_repository
+from previews_support import Gate, pid_alive, service_repository
 from test_previews import kill_leftovers, preview_settings
 
 from conftest import TOKEN, ServerProcess, wait_until
@@ -26,8 +26,8 @@ def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_restart_adopts_live_previews_and_cleans_up_the_rest(tmp_path: Path, server_env: dict[str, str]) -> None:
-    gate = tmp_path / "gate"
-    gate.touch()
+    gate = Gate()
+    gate.open()
     repo = service_repository(tmp_path, gate=gate)
     env = {**server_env, "PLTF_PREVIEW_SOURCES": f"file://{tmp_path}/", "PLTF_PREVIEW_REAP_SECONDS": "0.2"}
     server = ServerProcess(env, tmp_path / "server.log").start()
@@ -51,7 +51,7 @@ def test_restart_adopts_live_previews_and_cleans_up_the_rest(tmp_path: Path, ser
 
         server.kill()
         assert pid_alive(kept_pid) and pid_alive(dropped_pid)  # previews outlive the server
-        gate.unlink()  # orders-api no longer answers /readyz 200
+        gate.close()  # orders-api no longer answers /readyz 200
 
         server.start()
         with server.client() as client:
@@ -87,6 +87,7 @@ def test_restart_adopts_live_previews_and_cleans_up_the_rest(tmp_path: Path, ser
         missing = cli(server, "previews", "destroy", "pv-nope")
         assert missing.returncode == 1 and "no preview" in missing.stderr
     finally:
+        gate.close()
         server.stop()
         assert kill_leftovers(preview_settings(tmp_path)) == []
 

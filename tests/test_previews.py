@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from fastapi.testclient import TestClient
-from previews_support import pid_alive, service_repository
+from previews_support import Gate, pid_alive, service_repository
 from sqlalchemy import create_engine, update
 
 from actions_server.app import create_app
@@ -50,14 +50,21 @@ def kill_leftovers(settings: Settings) -> list[int]:
         except OSError:
             continue
         if cwd.startswith(root) and pid_alive(int(proc.name)):
-            os.killpg(int(proc.name), signal.SIGKILL)
+            os.killpg(os.getpgid(int(proc.name)), signal.SIGKILL)
             killed.append(int(proc.name))
     return killed
 
 
 @pytest.fixture
-def repo(tmp_path: Path) -> str:
-    return service_repository(tmp_path, gate=tmp_path / "gate")
+def gate() -> Iterator[Gate]:
+    closed = Gate()
+    yield closed
+    closed.close()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, gate: Gate) -> str:
+    return service_repository(tmp_path, gate=gate)
 
 
 @contextlib.contextmanager
@@ -215,8 +222,9 @@ def test_best_effort_reports_failure_without_failing_the_run(client: TestClient,
     assert "exited" in response.json()["output"]["reason"]
 
 
-def test_the_run_answers_starting_within_its_bound_then_readiness_shows(tmp_path: Path, repo: str) -> None:
-    gate = tmp_path / "gate"
+def test_the_run_answers_starting_within_its_bound_then_readiness_shows(
+    tmp_path: Path, repo: str, gate: Gate
+) -> None:
     with running(preview_settings(tmp_path, run_wait_seconds=3.0)) as client:
         started = time.monotonic()
         response = create(client, repo, ref="gated")
@@ -229,7 +237,7 @@ def test_the_run_answers_starting_within_its_bound_then_readiness_shows(tmp_path
         starting = client.get("/healthz", headers={"Host": HOST})
         assert starting.status_code == 503 and starting.headers["retry-after"] == "2"
 
-        gate.touch()
+        gate.open()
         wait_until(lambda: client.get(f"/v1/previews/{out['previewId']}").json()["status"] == "ready", what="ready")
         run = wait_until(
             lambda: (r := client.get(f"/v1/runs/{run_id}").json())["output"]["status"] == "ready" and r,

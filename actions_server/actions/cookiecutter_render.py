@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
 from ..render import build_context, check_paths, render
+from ..sandbox import Sandbox
 from ..services import Services
 
 
@@ -55,7 +56,12 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
     values = template.validate_values(params.values)
     ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
     rendered = render(
-        template, values, ctx.workspace / "out", services.settings.hook_timeout_seconds, log=ctx.logger.info
+        template,
+        values,
+        ctx.workspace / "out",
+        services.settings.hook_timeout_seconds,
+        log=ctx.logger.info,
+        sandbox=Sandbox(services.settings),
     )
     ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
     output = RenderOutput(

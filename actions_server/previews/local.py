@@ -20,12 +20,21 @@ How it starts: `[tool.pltf.preview] command = [...]` in `pyproject.toml`
 the golden template's `src/<package>/app.py` layout. The process gets `PORT`
 and `APP_PORT`, `APP_ENVIRONMENT=preview`, and none of the server's own
 environment (so no `PLTF_*` token reaches it).
+
+The dependency install and the service run in the sandbox (actions_server/sandbox.py):
+the install sees only its cache directory (read-write); the service sees its
+checkout (read-write), its venv and the dependency cache (read-only), and
+neither the data dir nor any other preview. The service is not tied to the
+server's life (previews outlive a restart), and the sandbox passes the service's
+environment, `PLTF_PREVIEW_ID` included, to its outermost process: that is the
+pid we keep, and the one `process_is` recognises.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import getpass
 import hashlib
 import os
 import re
@@ -46,6 +55,7 @@ from ..config import Settings
 from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..redact import Redactor
+from ..sandbox import Jail, Sandbox, base_python
 from ..urls import UrlRefused, normalise_url
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
@@ -54,7 +64,6 @@ STOP_GRACE_SECONDS = 5.0
 MAX_RESTARTS = 3
 _SHA = re.compile(r"^[0-9a-f]{7,40}$")
 _PACKAGE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_KEPT_ENVIRONMENT = ("LANG", "LC_ALL", "TMPDIR", "SSL_CERT_FILE", "SSL_CERT_DIR", "TZ")
 
 
 def free_port() -> int:
@@ -109,6 +118,16 @@ def process_is(pid: int, preview_id: str) -> bool:
     return state != "Z"
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _preview_config(src: Path) -> dict[str, Any]:
     """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
     pyproject = src / "pyproject.toml"
@@ -135,7 +154,12 @@ class PreviewDatabases:
     def url(self, preview_id: str) -> str:
         from sqlalchemy.engine import make_url
 
-        return make_url(self.admin_url).set(database=self.name(preview_id)).render_as_string(hide_password=False)
+        url = make_url(self.admin_url).set(database=self.name(preview_id))
+        if url.username is None:
+            # libpq would take the OS user's name, and the service runs as the sandbox's uid, not as the
+            # server: name the role that created the database.
+            url = url.set(username=getpass.getuser())
+        return url.render_as_string(hide_password=False)
 
     def create(self, preview_id: str, log: Log) -> str:
         name = self.name(preview_id)
@@ -170,6 +194,7 @@ class LocalProvider(PreviewProvider):
         self.redactor = redactor
         self.root = root
         self.python = sys.executable
+        self.sandbox = Sandbox(settings)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.owner_key = f"{socket.gethostname()}:{root}"
         if settings.preview_database_url is not None:
@@ -181,12 +206,14 @@ class LocalProvider(PreviewProvider):
     # -- the interface ------------------------------------------------------
 
     def create(self, spec: PreviewSpec, log: Log) -> Placement:
+        self.sandbox.require()  # before anything is made that would have to be undone
         home = self.root / "envs" / spec.id
         if home.exists():
             shutil.rmtree(home)
         home.mkdir(parents=True)
         try:
             commit = self._checkout(spec, home / "src", log)
+            self.sandbox.hand_over(home / "src")  # the service's own, read-write
             started = time.monotonic()
             cache, hit = self._dependencies(home / "src", log)
             venv = self._overlay(home, cache, home / "src")
@@ -404,15 +431,20 @@ class LocalProvider(PreviewProvider):
         timeout = self.settings.preview_install_timeout_seconds
         requirements = cache.parent / f"{cache.name}.requirements.txt"
         requirements.write_text(lock)
-        # The installer keeps the host's index and TLS configuration (PIP_*, UV_*, SSL_CERT_FILE, pip.conf
-        # under HOME), but none of our own settings: building an sdist runs the package's code.
-        env = {key: value for key, value in os.environ.items() if not key.startswith("PLTF_")}
+        # Building an sdist runs the package's code: the installer runs in the sandbox, with the host's
+        # index and TLS configuration (PIP_*, UV_*, SSL_CERT_FILE, pip.conf) and nothing of ours. Its
+        # download cache lives in the sandbox's private /tmp: a build cannot poison another's.
+        env = self.sandbox.environment(Path("/tmp"), {}, installer=True)  # noqa: S108
+        readable = [requirements, *self.sandbox.installer_files()]
+        python = str(base_python())
         if installer == "pip":
-            steps = [[self.python, "-m", "venv", str(cache)]]
+            steps = [[python, "-m", "venv", str(cache)]]
             if lock.strip():
                 steps.append([str(cache / "bin" / "python"), "-m", "pip", "install", "-q", "-r", str(requirements)])
         else:
-            steps = [[installer, "venv", "-q", "--python", self.python, str(cache)]]
+            installer = os.path.realpath(installer)
+            readable.append(Path(installer))
+            steps = [[installer, "venv", "-q", "--python", python, str(cache)]]
             if lock.strip():
                 steps.append(
                     [
@@ -426,9 +458,12 @@ class LocalProvider(PreviewProvider):
                         str(requirements),
                     ]
                 )
+        cache.mkdir(parents=True)
         try:
             for step in steps:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+                jail = Jail(step, cache, env, writable=[cache], readable=readable)
+                with self.sandbox.lend(cache):
+                    done = self.sandbox.run(jail, timeout)
                 if done.returncode != 0:
                     detail = self.redactor((done.stderr or done.stdout).strip())[-1500:]
                     raise PltfError(f"installing the dependencies failed: {detail}", 422, "install_failed")
@@ -449,7 +484,8 @@ class LocalProvider(PreviewProvider):
     def _overlay(self, home: Path, cache: Path, src: Path) -> Path:
         """The preview's own venv: the shared dependencies linked in, the checkout on the path."""
         venv = home / "venv"
-        subprocess.run([self.python, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
+        python = str(base_python())
+        subprocess.run([python, "-m", "venv", "--without-pip", str(venv)], check=True, capture_output=True)
         code = src / "src" if (src / "src").is_dir() else src
         (self._site_packages(venv) / "_pltf_preview.pth").write_text(
             f"import site; site.addsitedir({str(self._site_packages(cache))!r})\n{code}\n"
@@ -483,10 +519,10 @@ class LocalProvider(PreviewProvider):
         port = free_port()
         command = [part.replace("{port}", str(port)) for part in placement.state["command"]]
         venv = home / "venv"
-        env: dict[str, Any] = {key: os.environ[key] for key in _KEPT_ENVIRONMENT if key in os.environ}
+        src = home / "src"
+        env = self.sandbox.environment(src, {})
         env.update(
-            PATH=f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
-            HOME=str(home),
+            PATH=f"{venv / 'bin'}{os.pathsep}{env['PATH']}",
             VIRTUAL_ENV=str(venv),
             PYTHONUNBUFFERED="1",
             PORT=str(port),
@@ -499,16 +535,10 @@ class LocalProvider(PreviewProvider):
         if placement.state.get("database"):
             # Built here each time, never stored: the placement is kept in the database.
             env["APP_DATABASE_URL"] = self._databases().url(spec.id)
+        cache = self.root / "cache" / placement.state["cache"]
+        jail = Jail(command, src, env, writable=[src], readable=[venv, cache])
         with (home / "service.log").open("ab") as out:
-            child = subprocess.Popen(
-                command,
-                cwd=home / "src",
-                env=env,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+            child = self.sandbox.start(jail, out)
         self._children[spec.id] = child
         (home / "pid").write_text(str(child.pid))
         log(f"started {Path(command[0]).name} {' '.join(command[1:])} (pid {child.pid})")
@@ -542,15 +572,16 @@ class LocalProvider(PreviewProvider):
             if child is not None:
                 child.poll()
             return False
+        # The pid is the sandbox's outermost process, which may go before the service it runs has
+        # finished shutting down: stopped means the whole process group is gone.
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, sig)
             deadline = time.monotonic() + STOP_GRACE_SECONDS
             while time.monotonic() < deadline:
                 if child is not None and child.pid == pid:
-                    if child.poll() is not None:
-                        return True
-                elif not process_is(pid, preview_id):
+                    child.poll()  # reaps it: a zombie would still count as a member of the group
+                if not _group_alive(pid):
                     return True
                 time.sleep(0.02)
         return True
