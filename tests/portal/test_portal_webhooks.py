@@ -98,13 +98,28 @@ def test_gitlab_needs_its_token(portal_client: TestClient, side_services: Servic
 
 
 @pytest.mark.parametrize("path", ["/webhooks/argocd", "/webhooks/alertmanager"])
-@pytest.mark.parametrize("authorization", ["", "Bearer nope", "Basic dGVzdA=="])
+@pytest.mark.parametrize(
+    "authorization", ["", "Bearer nope", "Basic dGVzdA==", f"Basic {TOKEN}", f"Token {TOKEN}", TOKEN, f"Bearer{TOKEN}"]
+)
 def test_argocd_and_alertmanager_need_a_bearer_token(
     portal_client: TestClient, side_services: Services, path: str, authorization: str
 ) -> None:
     response = portal_client.post(path, json={"alerts": []}, headers={"Authorization": authorization})
     assert response.status_code == 401
     assert raw_event_count(side_services.engine) == 0
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer  {TOKEN}"])
+def test_alertmanager_takes_the_api_token_as_rfc_6750_spells_it(
+    portal_client: TestClient, side_services: Services, authorization: str
+) -> None:
+    alert = {
+        "status": "firing",
+        "alerts": [{"status": "firing", "fingerprint": "x", "startsAt": "2024-06-01T00:00:00Z", "labels": {"job": "orders-api"}}],
+    }
+    response = portal_client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": authorization})
+    assert response.status_code == 202, response.text
+    assert raw_event_count(side_services.engine) == 1
 
 
 def test_alertmanager_accepts_its_own_token_when_configured(tmp_path: Path) -> None:
