@@ -50,6 +50,9 @@ def test_a_forged_github_webhook_is_refused_and_nothing_is_stored(
     response = github(portal_client, json.dumps(PUSH).encode(), signature)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+    unsigned = not signature or not signature.startswith("sha256=")
+    expected = "missing X-Hub-Signature-256" if unsigned else "X-Hub-Signature-256 does not match the body"
+    assert response.json()["error"]["message"] == expected
     assert raw_event_count(side_services.engine) == 0
     assert load_dataset(side_services.engine).change_times == {}
 
@@ -71,8 +74,11 @@ def test_github_webhooks_are_refused_when_no_secret_is_configured(tmp_path: Path
         body = json.dumps(PUSH).encode()
         response = github(client, body, github_signature(body))
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
-    assert "PLTF_GITHUB_WEBHOOK_SECRET" in response.json()["error"]["message"]
+    assert response.json()["error"] == {
+        "code": "unauthorized",
+        "message": "GitHub webhooks are refused: PLTF_GITHUB_WEBHOOK_SECRET is not set",
+        "status": 401,
+    }
     stored = Services.create(settings.model_copy())
     try:
         assert raw_event_count(stored.engine) == 0
@@ -106,6 +112,8 @@ def test_argocd_and_alertmanager_need_a_bearer_token(
 ) -> None:
     response = portal_client.post(path, json={"alerts": []}, headers={"Authorization": authorization})
     assert response.status_code == 401
+    what = "Argo CD notifications" if path.endswith("argocd") else "Alertmanager"
+    assert response.json()["error"]["message"] == f"{what} needs Authorization: Bearer <an API token>"
     assert raw_event_count(side_services.engine) == 0
 
 
