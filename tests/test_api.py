@@ -13,7 +13,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from actions_server.app import create_app
-from actions_server.auth import hash_token
+from actions_server.auth import TokenFileError, hash_token
 from conftest import TOKEN, make_settings
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
@@ -51,6 +51,7 @@ def test_run_renders_and_answers_with_output_and_log(client: TestClient) -> None
     assert response.status_code == 200, response.text
     run = response.json()
     assert run["status"] == "succeeded"
+    assert run["caller"] == "api-token", "a run records who started it"
     assert run["output"]["directory"] == "users-api"
     assert run["output"]["files"] == ["README.md", "run.sh", "src/users_api/__init__.py"]
     assert run["output"]["templateVersion"] == "1.2.3"
@@ -130,6 +131,38 @@ def test_only_the_bearer_scheme_carries_a_token(tmp_path: Path, authorization: s
         refused = anonymous.post(RENDER, json={"input": {"template": "demo"}}, headers={"Authorization": authorization})
         assert refused.status_code == 401
         assert anonymous.get("/v1/runs", headers={"Authorization": f"Bearer {TOKEN}"}).json()["runs"] == []
+        # RFC 6750 allows more than one space after the scheme, and the scheme in any case.
+        for accepted in (f"Bearer  {TOKEN}", f"bearer {TOKEN}"):
+            assert anonymous.get("/v1/runs", headers={"Authorization": accepted}).status_code == 200
+
+
+DIGEST = hash_token("a-real-token-123")
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "cannot read token file"),
+        ("names: [ci]\n", "must have a 'tokens' list"),
+        ("- {name: ci}\n", "must have a 'tokens' list"),
+        (f"tokens:\n  - {{sha256: {DIGEST}}}\n", "entry 0 needs a name"),
+        ("tokens:\n  - {name: ci}\n", "entry 'ci' needs a sha256 hex digest, not a token"),
+        ("tokens:\n  - {name: ci, sha256: pltf_plaintext-token-1234}\n", "needs a sha256 hex digest, not a token"),
+        (f"tokens:\n  - {{name: ci, sha256: {'g' * 64}}}\n", "needs a sha256 hex digest, not a token"),
+        (f"tokens:\n  - {{name: ci, sha256: {DIGEST}, actions: 'repo:*'}}\n", "actions must be a list of patterns"),
+    ],
+    ids=["missing", "no-tokens-key", "not-a-mapping", "no-name", "no-digest", "plaintext", "not-hex", "actions-string"],
+)
+def test_a_bad_token_file_stops_the_server_with_the_reason(tmp_path: Path, content: str | None, problem: str) -> None:
+    token_file = tmp_path / "tokens.yaml"
+    if content is not None:
+        token_file.write_text(content)
+    settings = make_settings(tmp_path, api_token=None, token_file=token_file)
+    with pytest.raises(TokenFileError) as raised, TestClient(create_app(settings)):
+        pass
+    assert str(token_file) in str(raised.value) and problem in str(raised.value)
+    assert "pltf_plaintext" not in str(raised.value), "a token pasted by mistake is not repeated"
+    assert not settings.generated_token_path.exists()
 
 
 def test_generated_token_file_is_private(tmp_path: Path) -> None:
@@ -139,6 +172,12 @@ def test_generated_token_file_is_private(tmp_path: Path) -> None:
         assert path.stat().st_mode & 0o777 == 0o600
         token = path.read_text().strip()
         assert anonymous.get("/v1/actions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    # Prefixed so secret scanners can recognise a leaked one; 32 random bytes behind it.
+    assert token.startswith("pltf_") and len(base64.urlsafe_b64decode(token[5:] + "=")) == 32
+    # A restart keeps the token the developer already has.
+    with TestClient(create_app(settings)) as restarted:
+        assert restarted.get("/v1/actions", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    assert path.read_text().strip() == token
 
 
 def test_open_endpoints_need_no_token(client: TestClient) -> None:

@@ -50,6 +50,9 @@ def test_a_forged_github_webhook_is_refused_and_nothing_is_stored(
     response = github(portal_client, json.dumps(PUSH).encode(), signature)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "unauthorized"
+    unsigned = not signature or not signature.startswith("sha256=")
+    expected = "missing X-Hub-Signature-256" if unsigned else "X-Hub-Signature-256 does not match the body"
+    assert response.json()["error"]["message"] == expected
     assert raw_event_count(side_services.engine) == 0
     assert load_dataset(side_services.engine).change_times == {}
 
@@ -71,8 +74,11 @@ def test_github_webhooks_are_refused_when_no_secret_is_configured(tmp_path: Path
         body = json.dumps(PUSH).encode()
         response = github(client, body, github_signature(body))
     assert response.status_code == 401
-    assert response.json()["error"]["code"] == "unauthorized"
-    assert "PLTF_GITHUB_WEBHOOK_SECRET" in response.json()["error"]["message"]
+    assert response.json()["error"] == {
+        "code": "unauthorized",
+        "message": "GitHub webhooks are refused: PLTF_GITHUB_WEBHOOK_SECRET is not set",
+        "status": 401,
+    }
     stored = Services.create(settings.model_copy())
     try:
         assert raw_event_count(stored.engine) == 0
@@ -98,13 +104,30 @@ def test_gitlab_needs_its_token(portal_client: TestClient, side_services: Servic
 
 
 @pytest.mark.parametrize("path", ["/webhooks/argocd", "/webhooks/alertmanager"])
-@pytest.mark.parametrize("authorization", ["", "Bearer nope", "Basic dGVzdA=="])
+@pytest.mark.parametrize(
+    "authorization", ["", "Bearer nope", "Basic dGVzdA==", f"Basic {TOKEN}", f"Token {TOKEN}", TOKEN, f"Bearer{TOKEN}"]
+)
 def test_argocd_and_alertmanager_need_a_bearer_token(
     portal_client: TestClient, side_services: Services, path: str, authorization: str
 ) -> None:
     response = portal_client.post(path, json={"alerts": []}, headers={"Authorization": authorization})
     assert response.status_code == 401
+    what = "Argo CD notifications" if path.endswith("argocd") else "Alertmanager"
+    assert response.json()["error"]["message"] == f"{what} needs Authorization: Bearer <an API token>"
     assert raw_event_count(side_services.engine) == 0
+
+
+@pytest.mark.parametrize("authorization", [f"Bearer {TOKEN}", f"bearer  {TOKEN}"])
+def test_alertmanager_takes_the_api_token_as_rfc_6750_spells_it(
+    portal_client: TestClient, side_services: Services, authorization: str
+) -> None:
+    alert = {
+        "status": "firing",
+        "alerts": [{"status": "firing", "fingerprint": "x", "startsAt": "2024-06-01T00:00:00Z", "labels": {"job": "orders-api"}}],
+    }
+    response = portal_client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": authorization})
+    assert response.status_code == 202, response.text
+    assert raw_event_count(side_services.engine) == 1
 
 
 def test_alertmanager_accepts_its_own_token_when_configured(tmp_path: Path) -> None:
