@@ -27,11 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from cookiecutter.hooks import find_hook
-from jinja2 import TemplateError
 
 from .errors import PltfError
 from .sandbox import Jail, Sandbox, base_python, describe_exit
-from .templates import Template, template_imports
+from .templates import TEMPLATE_ERRORS, Template, describe, template_imports
 
 PRE_PROMPT = "pre_prompt"
 PRE_GENERATE = "pre_gen_project"
@@ -82,9 +81,8 @@ def _render(template: Template, script: Path, context: dict[str, Any]) -> str:
         text = script.read_text(encoding="utf-8")
         with template_imports(template):
             return str(template.new_environment(context).from_string(text).render(**context))
-    except (TemplateError, UnicodeDecodeError) as exc:
-        detail = str(exc).strip() or type(exc).__name__
-        raise template.malformed(f"its hook does not render: {detail}", f"hooks/{script.name}") from None
+    except TEMPLATE_ERRORS as exc:
+        raise template.malformed(f"its hook does not render: {describe(exc)}", f"hooks/{script.name}") from None
 
 
 @contextmanager

@@ -10,22 +10,23 @@ stay inside the workspace before anything is written.
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import threading
+import traceback
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.exceptions import UndefinedVariableInTemplate
 from cookiecutter.generate import generate_files
-from jinja2 import TemplateError
 
 from .errors import FieldError, PltfError, invalid_input
 from .hooks import POST_GENERATE, PRE_GENERATE, pre_prompt, run_hook
 from .sandbox import Sandbox
-from .templates import HOOKS, Template, TemplateCatalog, template_imports
+from .templates import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, describe, template_imports
 
 # cookiecutter changes the process's working directory while it generates, so
 # two renders at once in one process must take turns.
@@ -70,9 +71,10 @@ def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str
     def rendered(key: str, value: Any) -> Any:
         try:
             return _render_variable(template, value, context)
-        except TemplateError as exc:
-            detail = str(exc).strip() or type(exc).__name__
-            raise template.malformed(f"the value of {key!r} does not render: {detail}", "cookiecutter.json") from None
+        except TEMPLATE_ERRORS as exc:
+            raise template.malformed(
+                f"the value of {key!r} does not render: {describe(exc)}", "cookiecutter.json"
+            ) from None
 
     for key, value in raw.items():
         if key.startswith("_") and not key.startswith("__"):
@@ -188,9 +190,8 @@ def _render_segment(
         return segment
     try:
         rendered = template.compile(segment).render(**context)
-    except TemplateError as exc:
-        detail = str(exc).strip() or type(exc).__name__
-        raise template.malformed(f"the path {segment!r} does not render: {detail}", segment) from None
+    except TEMPLATE_ERRORS as exc:
+        raise template.malformed(f"the path {segment!r} does not render: {describe(exc)}", segment) from None
     problem = None
     if rendered == "" and may_be_empty:
         return ""
@@ -286,7 +287,7 @@ def _generate(
                     overwrite_if_exists=True,
                     accept_hooks=False,
                 )
-            except (CookiecutterException, TemplateError) as exc:
+            except TEMPLATE_ERRORS as exc:
                 raise _render_failure(template, exc) from None
         if sandbox is not None:
             for line in run_hook(POST_GENERATE, template, project, names, hook_timeout, sandbox):
@@ -300,16 +301,32 @@ def _generate(
 
 def _render_failure(template: Template, exc: Exception) -> PltfError:
     """A generation error as the template's author needs it: which file, and what is wrong in it."""
-    cause: BaseException = exc
-    message = str(exc).strip()
-    # cookiecutter wraps Jinja's error in its own, whose message names the file only.
-    if exc.__cause__ is not None and isinstance(exc.__cause__, TemplateError):
-        cause = exc.__cause__
-        message = f"{message}: {str(cause).strip() or type(cause).__name__}"
-    file = getattr(cause, "filename", None) or getattr(cause, "name", None)
-    lineno = getattr(cause, "lineno", None)
-    where = f"{file}, line {lineno}" if file and lineno else file
-    return template.malformed(message or type(exc).__name__, where)
+    # UndefinedVariableInTemplate's own text carries the whole context, values included: its message and
+    # Jinja's are enough.
+    message = describe(exc)
+    if isinstance(exc, UndefinedVariableInTemplate):
+        message = f"{exc.message}: {exc.error.message}"
+    where = _template_frame(exc)
+    if where is not None and not os.path.isabs(where):
+        # cookiecutter names files from inside the project template; the author knows them from its root.
+        where = os.path.normpath(f"{template.layout[0].name}/{where}")
+    return template.malformed(message, where)
+
+
+def _template_frame(exc: BaseException) -> str | None:
+    """The template file and line an error came from (Jinja puts them in the traceback), if it did."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    filename = getattr(exc, "filename", None)
+    lineno = getattr(exc, "lineno", None)
+    if not filename:
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.endswith(".py")]
+        frames = [f for f in frames if not f.filename.startswith("<")]
+        if frames:
+            filename, lineno = frames[-1].filename, frames[-1].lineno
+    if not filename:
+        return None
+    return f"{os.path.normpath(filename)}, line {lineno}" if lineno else os.path.normpath(filename)
 
 
 def render_template(template_dir: Path, values: dict[str, Any], output_dir: Path) -> Path:

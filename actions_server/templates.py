@@ -157,7 +157,7 @@ class Template:
             with template_imports(self):
                 return StrictEnvironment(context=context, keep_trailing_newline=True, **settings)
         except (CookiecutterException, TemplateError, TypeError, ValueError, ImportError) as exc:
-            raise self.malformed(f"its Jinja environment cannot be made: {_describe(exc)}") from None
+            raise self.malformed(f"its Jinja environment cannot be made: {describe(exc)}") from None
 
     def malformed(self, what: str, file: str | None = None) -> PltfError:
         """The error of a template that cannot render whatever the values: the author's to fix."""
@@ -185,7 +185,7 @@ class Template:
                 "(the directory the project is generated from)"
             ) from None
         except CookiecutterException as exc:
-            raise self.malformed(_describe(exc)) from None
+            raise self.malformed(describe(exc)) from None
         segments: dict[str, bool] = {}
         for top, dirnames, filenames in os.walk(root):
             relative = os.path.relpath(top, root)
@@ -232,9 +232,21 @@ class Template:
 
 
 HOOKS = ("pre_prompt", "pre_gen_project", "post_gen_project")
+# What a template's own Jinja can raise while it renders: Jinja's and cookiecutter's errors, and those of the
+# Python its expressions call (`{{ 1 / 0 }}`, `{{ x[9] }}`, a filter given the wrong type). The template's
+# author is to fix them, so they are a 422 naming the file, not a 500.
+TEMPLATE_ERRORS = (
+    TemplateError,
+    CookiecutterException,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
 
 
-def _describe(exc: BaseException) -> str:
+def describe(exc: BaseException) -> str:
     """An exception in words, never empty (several of cookiecutter's have no message)."""
     text = str(exc).strip()
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
@@ -503,7 +515,7 @@ def _nested_template(template: Template) -> Path:
         try:
             first = template.compile(str(choices[0])).render(cookiecutter={})
         except TemplateError as exc:
-            raise template.malformed(f"its first `template` choice does not render: {_describe(exc)}") from None
+            raise template.malformed(f"its first `template` choice does not render: {describe(exc)}") from None
         found = re.search(r"\((.+)\)", first)
         relative = found.group(1) if found else None
     if not isinstance(relative, str) or not relative or os.path.isabs(relative):

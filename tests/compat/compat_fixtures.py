@@ -224,6 +224,19 @@ TEMPLATES: dict[str, dict[str, Content]] = {
         "cookiecutter.json": _json({"name": "broken"}),
         "{{cookiecutter.name}}/bad.txt": "{% if %}\n",
     },
+    "python-error-in-file": {
+        "cookiecutter.json": _json({"name": "broken"}),
+        "{{cookiecutter.name}}/bad.txt": "line one\n{{ 1 / 0 }}\n",
+    },
+    "python-error-in-default": {
+        "cookiecutter.json": _json({"name": "broken", "ratio": "{{ 1 / 0 }}"}),
+        "{{cookiecutter.name}}/README.md": "x\n",
+    },
+    "undefined-in-hook": {
+        "cookiecutter.json": _json({"name": "broken"}),
+        "hooks/pre_gen_project.py": "print('{{ cookiecutter.missing }}')\n",
+        "{{cookiecutter.name}}/README.md": "x\n",
+    },
     "undefined-in-default": {
         "cookiecutter.json": _json({"name": "{{ cookiecutter.missing }}"}),
         "{{cookiecutter.name}}/README.md": "x\n",
@@ -276,4 +289,7 @@ CASES = [
     Case("undefined variable in a file", "undefined-in-file", {}, "refused", "bad.txt"),
     Case("syntax error in a file", "syntax-error", {}, "refused", "bad.txt"),
     Case("undefined variable in a default", "undefined-in-default", {}, "refused", "cookiecutter.json"),
+    Case("Python error in a file", "python-error-in-file", {}, "refused", "bad.txt, line 2"),
+    Case("Python error in a default", "python-error-in-default", {}, "refused", "ZeroDivisionError"),
+    Case("undefined variable in a hook", "undefined-in-hook", {}, "refused", "hooks/pre_gen_project.py"),
 ]
