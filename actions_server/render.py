@@ -55,7 +55,7 @@ class _GivenKey(str):
     __slots__ = ()
 
 
-def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str, Any]:
+def build_context(template: Template, values: dict[str, Any], output_dir: Path | None = None) -> OrderedDict[str, Any]:
     """The cookiecutter context, computed as cookiecutter does without prompts, except the caller's values.
 
     cookiecutter merges the values into cookiecutter.json, then renders everything, values included;
@@ -92,6 +92,9 @@ def build_context(template: Template, values: dict[str, Any]) -> OrderedDict[str
     # In cookiecutter.json's order, as cookiecutter's update of its own dict keeps it.
     ordered: OrderedDict[str, Any] = OrderedDict((key, context[key]) for key in raw)
     ordered["_template"] = template.origin or template.source
+    if output_dir is not None:
+        ordered["_output_dir"] = str(output_dir.resolve())
+        ordered["_repo_dir"] = str(template.path)
     ordered["_checkout"] = template.checkout
     return ordered
 
@@ -263,11 +266,9 @@ def _generate(
     hook_timeout: float,
     say: Callable[[str], None],
 ) -> Rendered:
-    context = build_context(template, values)
+    context = build_context(template, values, output_dir)
     directory = check_paths(template, context, values)
     output_dir.mkdir(parents=True, exist_ok=True)
-    context["_output_dir"] = str(output_dir.resolve())
-    context["_repo_dir"] = str(template.path)
     names = full_context(template, values, context)
     project = output_dir / directory
     if project.exists():

@@ -188,7 +188,7 @@ TEMPLATES: dict[str, dict[str, Content]] = {
     },
     # What cookiecutter adds to the context: `_output_dir`, `_repo_dir`, `_checkout`, `_template`.
     "context-extras": {
-        "cookiecutter.json": _json({"name": "ctx", "_private": "{{ raw }}"}),
+        "cookiecutter.json": _json({"name": "ctx", "_private": "{{ raw }}", "later": "{{ cookiecutter.name }}-2"}),
         "{{cookiecutter.name}}/context.txt": (
             "checkout={{ cookiecutter._checkout }}\n"
             "output_dir absolute={{ cookiecutter._output_dir.startswith('/') }}\n"
@@ -196,6 +196,7 @@ TEMPLATES: dict[str, dict[str, Content]] = {
             "template={{ cookiecutter._template is string }}\n"
             "private={{ cookiecutter._private }}\n"
             "public={{ _cookiecutter | jsonify }}\n"
+            "keys={{ cookiecutter.keys() | join(',') }}\n"
         ),
     },
     # Modes, binaries, a file whose name renders empty (skipped), an empty directory.

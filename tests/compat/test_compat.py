@@ -131,6 +131,8 @@ def test_every_case_renders_as_cookiecutter_does(compared: list[Compared], capsy
     for item in compared:
         if item.case.expect in ("identical", "refused", "values-as-data"):
             assert item.verdict == item.case.expect, f"{item.case.name}: {item.verdict}"
+        if item.verdict == "identical":  # not two empty trees
+            assert item.pltf.tree and any(kind == "file" for kind, _, _ in item.pltf.tree.values()), item.case.name
 
 
 def test_cookiecutters_own_templates_are_all_there(compared: list[Compared]) -> None:
