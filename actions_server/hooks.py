@@ -132,16 +132,17 @@ def _run(
         with sandbox.lend(*writable):
             result = sandbox.run(jail, timeout)
     except subprocess.TimeoutExpired:
-        raise PltfError(f"the template's {name} hook took longer than {timeout:g}s", 504, "hook_timeout") from None
+        raise PltfError(f"template hook {name} took longer than {timeout:g}s", 504, "hook_timeout") from None
     lines = (result.stdout + result.stderr).strip().splitlines()
     if result.returncode != 0:
-        detail = "\n".join(lines[-FAILURE_LINES:])
+        # One line, as every error message: the CLI prints it last, logs keep it whole.
+        detail = "; ".join(line.strip() for line in lines[-FAILURE_LINES:] if line.strip())
         if not 0 <= result.returncode <= 128:  # killed: say why first (a limit, usually)
             cause = describe_exit(result.returncode)
         else:
             cause = f"exit status {result.returncode}"
-        output = f":\n{detail}" if detail else " and printed nothing"
-        raise PltfError(f"the template's {name} hook ({script.name}) failed ({cause}){output}", 422, "hook_failed")
+        output = f": {detail}" if detail else " and printed nothing"
+        raise PltfError(f"template hook {name} ({script.name}) failed ({cause}){output}", 422, "hook_failed")
     return lines
 
 
