@@ -37,6 +37,7 @@ PRE_GENERATE = "pre_gen_project"
 POST_GENERATE = "post_gen_project"
 # How much of a failing hook's output its error shows (the run log has all of it).
 FAILURE_LINES = 15
+FAILURE_CHARACTERS = 1500
 
 
 def run_hook(
@@ -137,6 +138,8 @@ def _run(
     if result.returncode != 0:
         # One line, as every error message: the CLI prints it last, logs keep it whole.
         detail = "; ".join(line.strip() for line in lines[-FAILURE_LINES:] if line.strip())
+        if len(detail) > FAILURE_CHARACTERS:  # the end says why (a traceback's last line): keep it
+            detail = "…" + detail[-FAILURE_CHARACTERS:]
         if not 0 <= result.returncode <= 128:  # killed: say why first (a limit, usually)
             cause = describe_exit(result.returncode)
         else:
