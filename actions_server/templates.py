@@ -12,21 +12,27 @@ Rules for the derived schema:
 
 from __future__ import annotations
 
+import contextlib
+import fnmatch
 import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
+import sys
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
 from cookiecutter.environment import StrictEnvironment
-from cookiecutter.exceptions import CookiecutterException
+from cookiecutter.exceptions import CookiecutterException, NonTemplatedInputDirException
 from cookiecutter.find import find_template
 from jinja2 import Template as JinjaTemplate
+from jinja2 import TemplateError
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .config import Settings
@@ -35,6 +41,9 @@ from .urls import AllowList, UrlRefused
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")
+# A ref that is no branch or tag of the remote may be a commit, full or abbreviated (git's minimum is 4).
+COMMIT_PREFIX = re.compile(r"^[0-9a-f]{4,40}$")
+FULL_COMMIT = re.compile(r"^[0-9a-f]{40}$")
 # Tabs and newlines are ordinary text; other control characters are never a
 # legitimate template value and break files, terminals and logs.
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
@@ -45,6 +54,35 @@ SCHEMA_KEYWORDS = {"pattern", "maxLength", "minLength", "minimum", "maximum", "f
 # are the ones it may name: Jinja's own, cookiecutter's and pltf's value filters.
 UNTRUSTED_EXTENSION_PREFIXES = ("jinja2.ext.", "cookiecutter.extensions.", "jinja2_time.")
 UNTRUSTED_EXTENSIONS = {"actions_server.template_filters.ValueFilters"}
+# Imports of a template's own modules (`local_extensions`) go through sys.path and sys.modules, which the
+# whole process shares: one template at a time, and its modules forgotten afterwards, so two templates
+# that both have a `local_extensions.py` each get their own.
+_IMPORT_LOCK = threading.RLock()
+
+
+@contextlib.contextmanager
+def template_imports(template: Template) -> Iterator[None]:
+    """While held, a trusted template's directory is on sys.path, as cookiecutter puts it there.
+
+    Importing a module of the template runs its code in the server: only a trusted template gets this
+    (an untrusted one may not name such extensions at all, see `_refuse_foreign_extensions`).
+    """
+    with _IMPORT_LOCK:
+        if not template.trusted:
+            yield
+            return
+        saved_path = list(sys.path)
+        before = set(sys.modules)
+        sys.path.append(str(template.path))
+        try:
+            yield
+        finally:
+            sys.path[:] = saved_path
+            root = str(template.path)
+            for name in set(sys.modules) - before:
+                origin = getattr(sys.modules[name], "__file__", None) or ""
+                if origin.startswith(root + os.sep):
+                    del sys.modules[name]
 
 
 def _no_control_characters(value: str) -> str:
@@ -61,6 +99,9 @@ class Template:
     source: str
     context: dict[str, Any] = field(repr=False)
     max_value_length: int = 1000
+    # For a git template: the URL and the ref asked for (cookiecutter's `_template` and `_checkout`).
+    origin: str | None = None
+    checkout: str | None = None
     _compiled: dict[str, JinjaTemplate] = field(default_factory=dict, repr=False)
     _compile_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -104,7 +145,24 @@ class Template:
 
     @cached_property
     def environment(self) -> StrictEnvironment:
-        return StrictEnvironment(context={"cookiecutter": self.context}, keep_trailing_newline=True)
+        """cookiecutter's environment for this template: its `_extensions` and `_jinja2_env_vars`."""
+        return self.new_environment({"cookiecutter": self.context})
+
+    def new_environment(self, context: dict[str, Any]) -> StrictEnvironment:
+        """A fresh Jinja environment as cookiecutter makes it for `context` (a generation needs its own)."""
+        settings = self.context.get("_jinja2_env_vars") or {}
+        if not isinstance(settings, dict):
+            raise self.malformed("_jinja2_env_vars in cookiecutter.json must be an object")
+        try:
+            with template_imports(self):
+                return StrictEnvironment(context=context, keep_trailing_newline=True, **settings)
+        except (CookiecutterException, TemplateError, TypeError, ValueError, ImportError) as exc:
+            raise self.malformed(f"its Jinja environment cannot be made: {describe(exc)}") from None
+
+    def malformed(self, what: str, file: str | None = None) -> PltfError:
+        """The error of a template that cannot render whatever the values: the author's to fix."""
+        where = f" ({file})" if file else ""
+        return PltfError(f"template {self.name} is malformed{where}: {what}", 422, "bad_template")
 
     def compile(self, source: str) -> JinjaTemplate:
         """The template's own Jinja source (defaults, path names), compiled once."""
@@ -117,19 +175,50 @@ class Template:
     @cached_property
     def layout(self) -> tuple[Path, dict[str, bool]]:
         """The generated directory, and every distinct templated path segment under it (true for directories)."""
+        environment = self.environment
         try:
-            root = Path(find_template(self.path, self.environment))
+            root = Path(find_template(self.path, environment))
+        except NonTemplatedInputDirException:
+            start, end = environment.variable_start_string, environment.variable_end_string
+            raise self.malformed(
+                f"no directory at its root has a name containing 'cookiecutter' between {start} and {end} "
+                "(the directory the project is generated from)"
+            ) from None
         except CookiecutterException as exc:
-            raise PltfError(f"template {self.name} is malformed: {exc}", 500, "bad_template") from None
+            raise self.malformed(describe(exc)) from None
         segments: dict[str, bool] = {}
-        for _, dirnames, filenames in os.walk(root):
+        for top, dirnames, filenames in os.walk(root):
+            relative = os.path.relpath(top, root)
             for name in filenames:
                 if "{" in name:
                     segments.setdefault(name, False)
-            for name in dirnames:
+            for name in list(dirnames):
                 if "{" in name:
                     segments[name] = True
+                # cookiecutter copies what `_copy_without_render` names without rendering the names inside.
+                if self.copy_only(os.path.normpath(os.path.join(relative, name))):
+                    dirnames.remove(name)
         return root, segments
+
+    def copy_only(self, path: str) -> bool:
+        """Whether cookiecutter copies `path` (relative to the project template) without rendering it."""
+        patterns = self.context.get("_copy_without_render") or []
+        return any(fnmatch.fnmatch(path, pattern) for pattern in patterns if isinstance(pattern, str))
+
+    def hooks(self) -> list[str]:
+        """The names of the cookiecutter hooks the template has."""
+        folder = self.path / "hooks"
+        if not folder.is_dir():
+            return []
+        names = {os.path.splitext(entry.name)[0] for entry in folder.iterdir() if not entry.name.endswith("~")}
+        return [hook for hook in HOOKS if hook in names]
+
+    def reloaded(self, path: Path) -> Template:
+        """The same template read again from `path` (a copy its pre_prompt hook may have changed)."""
+        context = _read_context(self.name, path)
+        return Template(
+            self.name, path, self.trusted, self.source, context, self.max_value_length, self.origin, self.checkout
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,6 +229,37 @@ class Template:
             "source": self.source,
             "schema": self.values_schema,
         }
+
+
+HOOKS = ("pre_prompt", "pre_gen_project", "post_gen_project")
+# What a template's own Jinja can raise while it renders: Jinja's and cookiecutter's errors, and those of the
+# Python its expressions call (`{{ 1 / 0 }}`, `{{ x[9] }}`, a filter given the wrong type). The template's
+# author is to fix them, so they are a 422 naming the file, not a 500.
+TEMPLATE_ERRORS = (
+    TemplateError,
+    CookiecutterException,
+    ArithmeticError,
+    LookupError,
+    TypeError,
+    ValueError,
+    AttributeError,
+)
+
+
+def describe(exc: BaseException) -> str:
+    """An exception in words, never empty (several of cookiecutter's have no message)."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _read_context(name: str, path: Path) -> dict[str, Any]:
+    try:
+        context = json.loads((path / "cookiecutter.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise PltfError(f"template {name} has an unreadable cookiecutter.json: {exc}", 422, "bad_template") from None
+    if not isinstance(context, dict):
+        raise PltfError(f"template {name}: cookiecutter.json must be an object", 422, "bad_template")
+    return context
 
 
 def _values_model(template: Template) -> type[BaseModel]:
@@ -233,22 +353,35 @@ class TemplateCatalog:
             )
         return self._load(reference, path, trusted=True, source=f"cookiecutters/{reference}")
 
-    def _load(self, name: str, path: Path, trusted: bool, source: str) -> Template:
+    def _load(
+        self,
+        name: str,
+        path: Path,
+        trusted: bool,
+        source: str,
+        origin: str | None = None,
+        checkout: str | None = None,
+        depth: int = 0,
+    ) -> Template:
         config = path / "cookiecutter.json"
         try:
             key = (path, config.stat().st_mtime_ns)
-            if key in self._loaded:
-                return self._loaded[key]
-            context = json.loads(config.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
+        except OSError as exc:
             raise PltfError(
-                f"template {name} has an unreadable cookiecutter.json: {exc}", 500, "bad_template"
+                f"template {name} has an unreadable cookiecutter.json: {exc}", 422, "bad_template"
             ) from None
-        if not isinstance(context, dict):
-            raise PltfError(f"template {name}: cookiecutter.json must be an object", 500, "bad_template")
+        if key in self._loaded:
+            return self._loaded[key]
+        context = _read_context(name, path)
         if not trusted:
             _refuse_foreign_extensions(name, context)
-        template = Template(name, path, trusted, source, context, self.settings.max_value_length)
+        template = Template(name, path, trusted, source, context, self.settings.max_value_length, origin, checkout)
+        if {"template", "templates"} & set(context):
+            # A template of templates: cookiecutter without prompts takes the first one.
+            if depth > 5:
+                raise template.malformed("its nested templates nest too deep")
+            nested = _nested_template(template)
+            return self._load(name, nested, trusted, source, origin, checkout, depth + 1)
         self._loaded[key] = template
         return template
 
@@ -272,37 +405,126 @@ class TemplateCatalog:
             raise invalid_input(
                 "invalid directory", [FieldError("directory", "must be a relative path in the repository")]
             )
-        cache_key = hashlib.sha256(f"{url}\0{ref or ''}".encode()).hexdigest()[:24]
-        checkout = (self.settings.data_dir / "template-cache" / cache_key).resolve()
-        with self._clone_lock:
-            if not (checkout / ".git").exists():
-                self._clone(url, ref, checkout)
+        checkout = self._checkout(url, ref)
         path = checkout / directory if directory else checkout
         if not (path / "cookiecutter.json").is_file():
             raise invalid_input(
-                "no cookiecutter.json at that source", [FieldError("template", "not a cookiecutter template")]
+                "no cookiecutter.json at that source",
+                [FieldError("directory" if directory else "template", "not a cookiecutter template")],
             )
         trusted = AllowList(self.settings.trusted_template_sources).match(url) is not None
         name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
-        return self._load(name, path, trusted, f"{url}@{ref}" if ref else url)
+        return self._load(name, path, trusted, f"{url}@{ref}" if ref else url, url, ref)
 
-    def _clone(self, url: str, ref: str | None, checkout: Path) -> None:
-        checkout.parent.mkdir(parents=True, exist_ok=True)
-        tmp = checkout.with_name(checkout.name + f".tmp{os.getpid()}")
-        command = ["git", "clone", "--quiet", "--depth", "1"]
-        if ref:
-            command += ["--branch", ref]
-        command += ["--", url, str(tmp)]
-        env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    def _checkout(self, url: str, ref: str | None) -> Path:
+        """The repository at `ref`, cloned once per commit.
+
+        A branch (or the default one) may have moved since the last clone, so its commit is asked of the
+        remote every time; a commit cannot move, so a cached clone of it is used without asking.
+        """
+        cache = (self.settings.data_dir / "template-cache" / hashlib.sha256(url.encode()).hexdigest()[:24]).resolve()
+        with self._clone_lock:
+            if ref is not None and FULL_COMMIT.match(ref) and (cache / ref / ".git").exists():
+                return cache / ref
+            commit = self._remote_commit(url, ref)
+            if commit is None:  # a commit, maybe abbreviated
+                cached = [p for p in cache.glob(f"{ref}*") if FULL_COMMIT.match(p.name)] if cache.is_dir() else []
+                if len(cached) == 1 and (cached[0] / ".git").exists():
+                    return cached[0]
+            elif (cache / commit / ".git").exists():
+                return cache / commit
+            return self._clone(url, ref, commit, cache)
+
+    def _remote_commit(self, url: str, ref: str | None) -> str | None:
+        """The commit the remote's branch or tag `ref` (its HEAD when None) points to; None if it has no such name."""
+        listing = _git(["ls-remote", "--", url], "could not fetch the template")
+        refs: dict[str, str] = {}
+        for line in listing.splitlines():
+            commit, _, name = line.partition("\t")
+            refs[name] = commit
+        if ref is None:
+            return refs.get("HEAD")
+        # A tag's peeled entry (^{}) names its commit; a branch is a commit already.
+        for name in (f"refs/heads/{ref}", f"refs/tags/{ref}^{{}}", f"refs/tags/{ref}"):
+            if name in refs:
+                return refs[name]
+        if not COMMIT_PREFIX.match(ref):
+            raise invalid_input(
+                f"the template repository has no branch or tag {ref!r}",
+                [FieldError("ref", "no such branch or tag, and not a commit")],
+            )
+        return None
+
+    def _clone(self, url: str, ref: str | None, commit: str | None, cache: Path) -> Path:
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = cache / f".tmp{os.getpid()}-{threading.get_ident()}"
+        shutil.rmtree(tmp, ignore_errors=True)
         try:
-            result = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env, check=False)
-        except subprocess.TimeoutExpired:
-            raise PltfError("cloning the template timed out", 504, "template_unavailable") from None
-        if result.returncode != 0:
-            subprocess.run(["rm", "-rf", str(tmp)], check=False)
-            last = (result.stderr.strip().splitlines() or ["git clone failed"])[-1]
-            raise PltfError(f"could not fetch the template: {last}", 502, "template_unavailable")
-        tmp.rename(checkout)
+            if commit is not None:
+                # A branch or tag: only its tip is needed.
+                command = ["clone", "--quiet", "--depth", "1", *(["--branch", ref] if ref else []), "--", url, str(tmp)]
+                _git(command, "could not fetch the template")
+            else:
+                # A commit: any in the history, so the whole history.
+                _git(["clone", "--quiet", "--no-checkout", "--", url, str(tmp)], "could not fetch the template")
+                try:
+                    full = _git(["-C", str(tmp), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], "")
+                except PltfError:
+                    raise invalid_input(
+                        f"the template repository has no branch, tag or commit {ref!r}",
+                        [FieldError("ref", "no such branch, tag or commit")],
+                    ) from None
+                _git(
+                    ["-C", str(tmp), "checkout", "--quiet", "--detach", full.strip()],
+                    "could not check out the template",
+                )
+            resolved = _git(["-C", str(tmp), "rev-parse", "HEAD"], "could not read the template's commit").strip()
+            target = cache / resolved
+            if (target / ".git").exists():
+                return target
+            tmp.rename(target)
+            return target
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _git(args: list[str], failure: str) -> str:
+    """Runs git without a terminal prompt; a failure is the remote's, said in git's last line."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    try:
+        result = subprocess.run(["git", *args], capture_output=True, text=True, timeout=120, env=env, check=False)
+    except subprocess.TimeoutExpired:
+        raise PltfError("fetching the template timed out", 504, "template_unavailable") from None
+    if result.returncode != 0:
+        last = (result.stderr.strip().splitlines() or [f"git {args[0]} failed"])[-1]
+        raise PltfError(f"{failure}: {last}", 502, "template_unavailable")
+    return result.stdout
+
+
+def _nested_template(template: Template) -> Path:
+    """The directory of the first of a template's nested templates, as cookiecutter chooses it without prompts."""
+    options = template.context.get("templates")
+    if options:
+        if not isinstance(options, dict) or not all(isinstance(o, dict) for o in options.values()):
+            raise template.malformed("`templates` must map names to objects with a path")
+        relative = next(iter(options.values())).get("path")
+    else:
+        choices = template.context.get("template")
+        if not isinstance(choices, list) or not choices:
+            raise template.malformed("`template` must be a non-empty list of choices")
+        try:
+            first = template.compile(str(choices[0])).render(cookiecutter={})
+        except TemplateError as exc:
+            raise template.malformed(f"its first `template` choice does not render: {describe(exc)}") from None
+        found = re.search(r"\((.+)\)", first)
+        relative = found.group(1) if found else None
+    if not isinstance(relative, str) or not relative or os.path.isabs(relative):
+        raise template.malformed("a nested template's path must be a relative path")
+    root = template.path.resolve()
+    nested = (root / relative).resolve()
+    if not nested.is_relative_to(root) or not (nested / "cookiecutter.json").is_file():
+        raise template.malformed(f"its nested template {relative!r} is not a template inside it")
+    return nested
 
 
 def _refuse_foreign_extensions(name: str, context: dict[str, Any]) -> None:
