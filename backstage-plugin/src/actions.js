@@ -29,6 +29,10 @@ const WORKSPACE_INPUTS = {
 const RUN_OUTPUTS = {
   runId: { type: 'string', description: "pltf's run" },
   runUrl: { type: 'string', description: "The run on pltf's API, with its log" },
+  replayed: {
+    type: 'boolean',
+    description: 'The run was started by an earlier attempt of this step (a retried task): its effects are there already',
+  },
 };
 
 /**
@@ -93,6 +97,7 @@ function templateAction(described, client) {
       const stepId = ctx.step?.id ?? actionId;
       // The task id survives Backstage's retries, so a retried step gets its first run back.
       const idempotencyKey = `backstage-${ctx.task.id}-${stepId}`;
+      let replayedRun = true; // unless this attempt starts it
       const runId = await ctx.checkpoint({
         key: `pltf.run.${stepId}`,
         fn: async () => {
@@ -103,11 +108,13 @@ function templateAction(described, client) {
             idempotencyKey,
           );
           ctx.logger.info(`pltf ${replayed ? 'already had' : 'started'} run ${run.id} of ${actionId}: ${client.runUrl(run.id)}`);
+          replayedRun = replayed;
           return run.id;
         },
       });
       ctx.output('runId', runId);
       ctx.output('runUrl', client.runUrl(runId));
+      ctx.output('replayed', replayedRun);
       const cancelled = new AbortController();
       /** @type {Promise<unknown> | undefined} */
       let cancelling;

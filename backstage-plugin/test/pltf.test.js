@@ -140,6 +140,8 @@ test('the module against a real pltf', { skip: !python && `no pltf Python at ${P
     const again = context(workspace, { template: 'demo', values: { name: 'users-api' }, intoWorkspace: true });
     await render.handler(again);
     assert.equal(again.outputs.runId, ctx.outputs.runId);
+    assert.equal(ctx.outputs.replayed, false);
+    assert.equal(again.outputs.replayed, true, 'a template can tell that the run did its work before');
     assert.ok(again.logs.some(([, message]) => message.startsWith(`pltf already had run ${ctx.outputs.runId}`)));
   });
 
