@@ -26,6 +26,12 @@ const WORKSPACE_INPUTS = {
     description: 'Where in the workspace the rendered files go.',
   },
 };
+// Every action's: a plan step in a real task (service:provision's findings and diff before the apply).
+const DRY_RUN_INPUT = {
+  type: 'boolean',
+  default: false,
+  description: "Run this step as a pltf dry run even in a real task (a template's plan step); always on in a dry run.",
+};
 const RUN_OUTPUTS = {
   runId: { type: 'string', description: "pltf's run" },
   runUrl: { type: 'string', description: "The run on pltf's API, with its log" },
@@ -55,6 +61,8 @@ function schemaOf(action) {
   const input = structuredClone(action.schema.input ?? { type: 'object' });
   const output = structuredClone(action.schema.output ?? { type: 'object' });
   if (action.id === RENDER) input.properties = { ...input.properties, ...WORKSPACE_INPUTS };
+  // Only where pltf's own input has no field of that name, which then keeps its meaning.
+  if (!input.properties?.dryRun) input.properties = { ...input.properties, dryRun: DRY_RUN_INPUT };
   output.properties = { ...output.properties, ...RUN_OUTPUTS };
   return { input, output };
 }
@@ -94,6 +102,11 @@ function templateAction(described, client) {
         delete input.intoWorkspace;
         delete input.targetPath;
       }
+      let dryRun = Boolean(ctx.isDryRun);
+      if (!described.schema.input?.properties?.dryRun && 'dryRun' in input) {
+        dryRun ||= Boolean(input.dryRun);
+        delete input.dryRun;
+      }
       const stepId = ctx.step?.id ?? actionId;
       // The task id survives Backstage's retries, so a retried step gets its first run back.
       const idempotencyKey = `backstage-${ctx.task.id}-${stepId}`;
@@ -104,7 +117,7 @@ function templateAction(described, client) {
           const { run, replayed } = await client.startRun(
             actionId,
             // Not ctx.secrets: they hold the initiator's Backstage token, which stays in Backstage.
-            { input, dryRun: Boolean(ctx.isDryRun) },
+            { input, dryRun },
             idempotencyKey,
           );
           ctx.logger.info(`pltf ${replayed ? 'already had' : 'started'} run ${run.id} of ${actionId}: ${client.runUrl(run.id)}`);

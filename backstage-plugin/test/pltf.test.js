@@ -156,6 +156,16 @@ test('the module against a real pltf', { skip: !python && `no pltf Python at ${P
     assert.equal(run.dryRun, true);
   });
 
+  await t.test('dryRun: true makes one step of a real task a pltf dry run (a plan step)', async () => {
+    assert.equal(render.schema.input.properties.dryRun.type, 'boolean');
+    const ctx = context(os.tmpdir(), { template: 'demo', values: { name: 'plan-api' }, dryRun: true }, { task: { id: 'plan-1' } });
+    await render.handler(ctx);
+    assert.equal(ctx.outputs.workspaceId, undefined, 'a dry run stores no workspace');
+    const run = (await runs()).find(item => item.id === ctx.outputs.runId);
+    assert.equal(run.dryRun, true);
+    assert.equal(run.input.dryRun, undefined, "the module's own input does not go to pltf");
+  });
+
   await t.test("pltf's refusal is the step's error, in one line", async () => {
     const ctx = context(os.tmpdir(), { template: 'demo', values: { name: 'x', port: 'not-a-port' } }, { task: { id: 'bad-1' } });
     await assert.rejects(render.handler(ctx), error => {
