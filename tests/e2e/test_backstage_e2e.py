@@ -609,3 +609,24 @@ def test_without_the_module_a_template_runs_a_pltf_action_with_backstages_plugin
     mine = [run for run in runs if (run.get("output") or {}).get("directory") == name]
     # Not pltf's token: Backstage's own plugin token, verified against the keys it publishes.
     assert [run["caller"] for run in mine] == ["backstage:plugin:scaffolder"]
+
+
+def test_the_provision_template_plans_with_the_module_in_a_dry_run(backstage: Backstage) -> None:
+    values = {
+        "name": "promoapi", "env": "prod", "owner": OWNER, "tier": "standard", "pii": False, "exposure": "internal",
+        "availability": 99.9, "latency_p99_ms": 500, "monthly_usd": 500, "cpu": "2", "memory": "4Gi",
+        "dependsOn": [], "secrets": [{"name": "db", "path": "prod/promoapi/db"}],
+    }  # fmt: skip
+    result = backstage.dry_run(TEMPLATES_DIR / "provision-service.yaml", values)
+    log = "\n".join(entry["body"].get("message", "") for entry in result["log"])
+    assert "failed" not in [entry["body"].get("status") for entry in result["log"]], log[-3000:]
+    assert "service:provision" in log and "pltf started run" in log, log[-3000:]
+
+
+def test_the_roadie_variant_creates_and_registers_a_service(backstage: Backstage, pltf: ServerProcess) -> None:
+    values = all_values(pltf, unique_name("roadie"), preview=False)
+    result = create_and_follow(backstage, values, "python-service-roadie")
+    assert result.status == "completed", failure_summary(result)
+    assert task_output(result)["Open in catalog"] == f"component:default/{values['name']}"
+    repo = f"{pltf.url}/git/platform-team/{values['name']}.git"
+    assert len(git("ls-remote", "--heads", repo).splitlines()) == 1
