@@ -47,6 +47,7 @@ USER_TOKEN_TYPES = frozenset({"vnd.backstage.limited-user", "vnd.backstage.user"
 PLUGIN_ID_PATTERN = re.compile(r"^[a-z0-9_-]{1,100}$", re.IGNORECASE)
 # Backstage signs with ES256 by default; only asymmetric algorithms, so a published key cannot sign.
 ALGORITHMS = ["ES256", "ES384", "ES512", "RS256", "PS256", "EdDSA"]
+MAX_KEY_SETS = 100
 # How long an invoke waits for its run: Backstage's fetch has no timeout of its own.
 INVOKE_WAIT_SECONDS = 3600.0
 
@@ -138,6 +139,9 @@ class BackstageTokens:
 
     def _key_set(self, url: str) -> jwt.PyJWKClient:
         if url not in self._keys:
+            # Each plugin a token names has its own URL: bounded, as Backstage bounds its own key stores.
+            if len(self._keys) >= MAX_KEY_SETS:
+                self._keys.pop(next(iter(self._keys)))
             self._keys[url] = jwt.PyJWKClient(url, cache_keys=True, lifespan=300, timeout=int(self.timeout))
         return self._keys[url]
 

@@ -76,3 +76,20 @@ test('files never land outside the workspace', async () => {
   assert.equal(await fs.readFile(path.join(root, 'ok.txt'), 'utf8'), 'fine');
   await assert.rejects(fs.stat(path.join(root, '..', 'escape.txt')));
 });
+
+test('a refresh updates registered actions in place and names the new ones', () => {
+  const { createPltfActions, refreshActions } = require('../src/actions');
+  const first = [
+    { id: 'cookiecutter:render', description: 'old', schema: { input: { type: 'object', properties: { template: { type: 'string' } } }, output: {} } },
+  ];
+  const registered = createPltfActions(first, /** @type {any} */ ({}));
+  const later = [
+    { id: 'cookiecutter:render', description: 'new', schema: { input: { type: 'object', properties: { template: { enum: ['a'] } } }, output: {} } },
+    { id: 'repo:create', description: 'repos', schema: { input: {}, output: {} } },
+  ];
+  assert.deepEqual(refreshActions(registered, later), ['repo:create']);
+  assert.equal(registered[0].description, 'new');
+  assert.deepEqual(registered[0].schema.input.properties.template, { enum: ['a'] });
+  assert.ok(registered[0].schema.input.properties.intoWorkspace, "the module's own inputs stay");
+  assert.deepEqual(refreshActions(registered, later, ['cookiecutter:*']), [], 'filtered-out actions are not new ones');
+});
