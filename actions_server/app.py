@@ -23,6 +23,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from . import __version__
 from .access import Authed
 from .auth import load_tokens, read_generated_token
+from .backstage_actions import backstage_actions_router
 from .catalog.api import catalog_api
 from .catalog.pages import catalog_pages
 from .config import Settings
@@ -272,6 +273,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(catalog_api(services))
     app.include_router(catalog_pages(services))
+    app.include_router(backstage_actions_router(settings, engine, services))  # Backstage's actions registry
 
     @app.exception_handler(PltfError)
     async def on_pltf_error(_: Request, exc: PltfError) -> JSONResponse:

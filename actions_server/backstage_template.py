@@ -7,12 +7,17 @@ choices, defaults, `__prompts__` descriptions, `_pltf.schema` keywords), so
 Backstage refuses what pltf would refuse before a task even starts.
 
 The steps:
-1. `http:backstage:request` (npm `@roadiehq/scaffolder-backend-module-http-request`)
-   POSTs to `service:create` through Backstage's proxy at `/proxy/pltf/...`,
-   with an `Idempotency-Key` made from the Backstage task id, so a retried
-   task gets the first run's result instead of a second repository. A failed
-   run answers 4xx/5xx with `{"error": {"message", ...}}`; the Roadie action
-   then fails the step and logs that body in the task log.
+1. `pltf:service:create`, the action of pltf's scaffolder module
+   (`backstage-plugin/`, npm `@pltf/backstage-plugin-scaffolder-backend-module-pltf`):
+   one pltf run per step, keyed by the task and step ids so a retried task gets
+   the first run back, its log streamed into the task log, cancelled with the
+   task, its outputs the step's outputs.
+   With `--roadie`, for a Backstage without the module: `http:backstage:request`
+   (npm `@roadiehq/scaffolder-backend-module-http-request`) POSTs to
+   `service:create` through Backstage's proxy at `/proxy/pltf/...`, with an
+   `Idempotency-Key` made from the Backstage task id. A failed run answers
+   4xx/5xx with `{"error": {"message", ...}}`; the Roadie action then fails the
+   step and logs that body in the task log.
 2. Backstage's own `catalog:register` reads the `catalogInfoUrl` that
    `service:create` returns (a raw file on the forge), so the component lands
    in the catalog of the Backstage that ran the template.
@@ -78,6 +83,8 @@ class TemplateOptions:
     proxy_path: str = PROXY_PATH
     # Where the generated file says it came from.
     source: str | None = None
+    # Call pltf through Roadie's http:backstage:request and the proxy instead of pltf's module.
+    roadie: bool = False
 
 
 def load_cookiecutter(directory: Path) -> Template:
@@ -249,6 +256,54 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
     body_input["preview"] = _with_default("parameters.preview", True)
     body_input["values"] = {key: _with_default(f"parameters.{key}", defaults.get(key)) for key in options_page}
 
+    steps, links = (_roadie_steps if options.roadie else _module_steps)(body_input, options)
+    source = options.source or f"cookiecutters/{template.name}"
+    return {
+        "apiVersion": API_VERSION,
+        "kind": "Template",
+        "metadata": {
+            "name": entity_name,
+            "title": _entity_title(template),
+            "description": template.description or f"Create a service from the {template.name} cookiecutter",
+            "tags": ["pltf", *_tags(template)],
+            "annotations": {
+                "pltf.dev/cookiecutter": source,
+                "pltf.dev/template-version": template.version,
+            },
+        },
+        "spec": {
+            "owner": options.owner,
+            "type": "service",
+            "parameters": parameters,
+            "steps": steps,
+            "output": {"links": links},
+        },
+    }
+
+
+def _module_steps(body_input: dict[str, Any], options: TemplateOptions) -> tuple[list[Any], list[Any]]:
+    """One `pltf:service:create` step (pltf's scaffolder module), its outputs wired to the rest."""
+    result = "steps.create.output"
+    steps: list[dict[str, Any]] = [
+        {"id": "create", "name": "Create the service with pltf", "action": "pltf:service:create", "input": body_input},
+        {
+            "id": "register",
+            "name": "Register in the catalog",
+            "action": "catalog:register",
+            "if": "${{ " + result + ".catalogInfoUrl }}",
+            "input": {
+                "catalogInfoUrl": "${{ " + result + ".catalogInfoUrl }}",
+                # A retried task gets the first run back (`replayed`); its location is registered already
+                # then, which must not fail the retry. The first time, a failed registration fails the task.
+                "optional": "${{ " + result + ".replayed }}",
+            },
+        },
+    ]
+    return steps, _links(result, "${{ " + result + ".runUrl }}")
+
+
+def _roadie_steps(body_input: dict[str, Any], options: TemplateOptions) -> tuple[list[Any], list[Any]]:
+    """`http:backstage:request` through Backstage's proxy, for a Backstage without pltf's module."""
     create = "steps.create.output.body"
     result = f"{create}.output"
     steps: list[dict[str, Any]] = [
@@ -283,37 +338,19 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
             },
         },
     ]
-    links = [
+    return steps, _links(result, "${{ " + create + ".links.self }}")
+
+
+def _links(result: str, run_url: str) -> list[dict[str, Any]]:
+    return [
         {"title": "Repository", "url": "${{ " + result + ".repoContentsUrl }}",
          "if": "${{ " + result + ".repoContentsUrl }}"},
         {"title": "Open in catalog", "icon": "catalog", "entityRef": "${{ steps.register.output.entityRef }}",
          "if": "${{ steps.register.output.entityRef }}"},
         {"title": "Preview", "url": "${{ " + result + ".previewUrl }}",
          "if": "${{ " + result + ".previewUrl }}"},
-        {"title": "pltf run log", "icon": "docs", "url": "${{ " + create + ".links.self }}"},
+        {"title": "pltf run log", "icon": "docs", "url": run_url},
     ]
-    source = options.source or f"cookiecutters/{template.name}"
-    return {
-        "apiVersion": API_VERSION,
-        "kind": "Template",
-        "metadata": {
-            "name": entity_name,
-            "title": _entity_title(template),
-            "description": template.description or f"Create a service from the {template.name} cookiecutter",
-            "tags": ["pltf", *_tags(template)],
-            "annotations": {
-                "pltf.dev/cookiecutter": source,
-                "pltf.dev/template-version": template.version,
-            },
-        },
-        "spec": {
-            "owner": options.owner,
-            "type": "service",
-            "parameters": parameters,
-            "steps": steps,
-            "output": {"links": links},
-        },
-    }
 
 
 def _entity_title(template: Template) -> str:
@@ -329,7 +366,8 @@ def render(template: Template, options: TemplateOptions | None = None) -> str:
     """The Template as YAML, with a header saying how to regenerate it."""
     options = options or TemplateOptions()
     document = generate(template, options)
-    header = "# " + GENERATED_NOTE.format(source=options.source or f"cookiecutters/{template.name}") + "\n"
+    command = (options.source or f"cookiecutters/{template.name}") + (" --roadie" if options.roadie else "")
+    header = "# " + GENERATED_NOTE.format(source=command) + "\n"
     body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=1000)
     return header + body
 

@@ -341,6 +341,13 @@ def backstage_template(
     repo_host: Annotated[
         list[str], typer.Option("--repo-host", help="RepoUrlPicker allowedHosts entry (repeatable)")
     ] = [],  # noqa: B006
+    roadie: Annotated[
+        bool,
+        typer.Option(
+            "--roadie",
+            help="Call pltf through Roadie's http:backstage:request and the proxy, for a Backstage without pltf's module",
+        ),
+    ] = False,
 ) -> None:
     """Generate a scaffolder.backstage.io/v1beta3 Template that calls service:create for a cookiecutter."""
     from pathlib import Path
@@ -349,7 +356,11 @@ def backstage_template(
 
     directory = Path(cookiecutter_dir)
     options = TemplateOptions(
-        name=name, owner=owner, repo_hosts=repo_host, source=f"cookiecutters/{directory.resolve().name}"
+        name=name,
+        owner=owner,
+        repo_hosts=repo_host,
+        source=f"cookiecutters/{directory.resolve().name}",
+        roadie=roadie,
     )
     document = render(load_cookiecutter(directory), options)
     if output:

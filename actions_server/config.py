@@ -226,6 +226,22 @@ class Settings(BaseSettings):
     catalog_argocd_url: str | None = Field(None, description="Argo CD UI base, for argocd/app-name links.")
     backstage_url: str | None = Field(None, description="A Backstage backend; when set, it is the catalog.")
     backstage_token: SecretStr | None = Field(None, description="Static token for Backstage's externalAccess.")
+    backstage_auth_url: str | None = Field(
+        None,
+        description="Backstage whose plugin tokens pltf accepts (its actions registry calls); default "
+        "`PLTF_BACKSTAGE_URL`. Keys are read from its JWKS endpoints.",
+    )
+    backstage_actions: Annotated[list[str], NoDecode] = Field(
+        default_factory=lambda: ["service:*", "cookiecutter:*"],
+        description="Comma-separated action patterns a Backstage plugin token may run.",
+    )
+
+    @field_validator("backstage_actions", mode="before")
+    @classmethod
+    def _split_backstage_actions(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
     @field_validator("catalog_file_roots", "catalog_read_hosts", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""The same "Create" two ways, through a real Backstage backend, in one run.
+"""The same "Create" three ways, through a real Backstage backend, in one run.
 
 - builtin: a Template that uses only Backstage's built-in actions for what
   Backstage can do here: `fetch:template` renders the same file tree (see
@@ -6,15 +6,20 @@
   is), then `catalog:register` reads a catalog-info.yaml over HTTP. No publish
   action can reach a forge from this machine, so this path creates no
   repository: it does less work than pltf's.
-- pltf: backstage-templates/<template>.yaml, calling `service:create` through
-  the proxy (render, repository and push on the embedded forge, pltf's
-  catalog; a preview only with --preview), then Backstage's `catalog:register`.
+- pltf module: backstage-templates/<template>.yaml, one `pltf:service:create`
+  step of pltf's scaffolder module (installed from its packed tarball): the run
+  is started at once and its log streamed into the task (render, repository and
+  push on the embedded forge, pltf's catalog; a preview only with --preview),
+  then Backstage's `catalog:register`.
+- pltf Roadie: the same template generated with `--roadie`, calling
+  `service:create` through the proxy with `http:backstage:request`, which holds
+  the request until the run ends, then `catalog:register`.
 
 Prints the p50 and p95 of sequential tasks (POST /v2/tasks to the completion
 event), and tasks per second for a burst of concurrent tasks.
 
     tests/e2e/backstage/install.sh   # once; cached
-    .venv/bin/python benchmarks/backstage.py [--runs 10] [--burst 50]
+    .venv/bin/python benchmarks/backstage.py [--runs 10] [--burst 30]
 """
 
 from __future__ import annotations
@@ -40,9 +45,11 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "tests" / "e2e"))
+sys.path.insert(0, str(ROOT))  # this checkout's actions_server, not an installed one
 
-from backstage_harness import TEMPLATES_DIR, Backstage, install  # noqa: E402
+from backstage_harness import TEMPLATES_DIR, Backstage, install, install_module  # noqa: E402
 
+from actions_server.backstage_template import TemplateOptions, load_cookiecutter, render  # noqa: E402
 from conftest import TOKEN, ServerProcess  # noqa: E402
 
 OWNER = "group:default/platform-team"
@@ -169,11 +176,13 @@ def pltf_values(forge_host: str, name: str, preview: bool) -> dict[str, Any]:
     }
 
 
-def run_sequential(backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], runs: int) -> list[float]:
+def run_sequential(
+    backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], runs: int, prefix: str
+) -> list[float]:
     samples = []
     with backstage.client() as api:
         for n in range(runs + 1):  # the first is a warm-up
-            name = f"seq-{uuid.uuid4().hex[:8]}"
+            name = f"{prefix}{uuid.uuid4().hex[:8]}"
             started = time.perf_counter()
             task_id = backstage.create_task(template, values_for(name), api)
             result = backstage.follow(task_id, timeout=180, api=api, poll=0.02)
@@ -226,8 +235,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--template", default="python-service")
     parser.add_argument("--runs", type=int, default=10, help="sequential tasks per path")
-    parser.add_argument("--burst", type=int, default=50, help="concurrent tasks per path")
-    parser.add_argument("--only", choices=["builtin", "pltf"], help="time one path only")
+    parser.add_argument("--burst", type=int, default=30, help="concurrent tasks per path")
+    parser.add_argument("--only", choices=["builtin", "module", "roadie"], help="time one path only")
     parser.add_argument(
         "--preview", action="store_true", help="let pltf start a preview per service (a process each; off by default)"
     )
@@ -255,27 +264,52 @@ def main() -> None:
     try:
         pltf.start()
         backstage.pltf_url = pltf.url
-        backstage.template_files = [TEMPLATES_DIR / f"{args.template}.yaml", builtin_template(work, pltf, args.template, catalog.host)]
+        roadie = work / f"{args.template}-roadie.yaml"
+        roadie.write_text(
+            render(
+                load_cookiecutter(ROOT / "cookiecutters" / args.template),
+                TemplateOptions(name=f"{args.template}-roadie", roadie=True),
+            )
+        )
+        backstage.template_files = [
+            TEMPLATES_DIR / f"{args.template}.yaml",
+            roadie,
+            builtin_template(work, pltf, args.template, catalog.host),
+        ]
+        backstage.modules = [install_module(work / "module")]
         backstage.start()
-        backstage.wait_for_entity("template", args.template)
-        backstage.wait_for_entity("template", f"{args.template}-builtin")
+        for name in (args.template, f"{args.template}-roadie", f"{args.template}-builtin"):
+            backstage.wait_for_entity("template", name)
         forge = urlsplit(pltf.url).netloc
-        paths: list[tuple[str, str, Callable[[str], dict[str, Any]]]] = [
-            ("builtin (fetch:template + catalog:register)", f"{args.template}-builtin", builtin_values),
-            ("pltf (service:create + catalog:register)", args.template, lambda n: pltf_values(forge, n, args.preview)),
+        paths: list[tuple[str, str, str, Callable[[str], dict[str, Any]]]] = [
+            ("builtin", "builtin (fetch:template + catalog:register)", f"{args.template}-builtin", builtin_values),
+            (
+                "module",
+                "pltf module (pltf:service:create + catalog:register)",
+                args.template,
+                lambda n: pltf_values(forge, n, args.preview),
+            ),
+            (
+                "roadie",
+                "pltf Roadie (http:backstage:request + catalog:register)",
+                f"{args.template}-roadie",
+                lambda n: pltf_values(forge, n, args.preview),
+            ),
         ]
         print(f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each")
-        for label, template, values_for in paths:
-            if args.only and not label.startswith(args.only):
+        for key, label, template, values_for in paths:
+            if args.only and key != args.only:
                 continue
-            samples = run_sequential(backstage, template, values_for, args.runs)
+            prefix = f"seq{key[0]}-"
+            samples = run_sequential(backstage, template, values_for, args.runs, prefix)
             rate, failed = run_burst(backstage, template, values_for, args.burst)
             print(
-                f"{label:<46} p50 {percentile(samples, 0.5):7.0f} ms   p95 {percentile(samples, 0.95):7.0f} ms"
+                f"{label:<56} p50 {percentile(samples, 0.5):7.0f} ms   p95 {percentile(samples, 0.95):7.0f} ms"
                 f"   mean {statistics.fmean(samples):7.0f} ms   burst of {args.burst}: {rate:5.2f} tasks/s, {failed} failed"
             )
-            if template == args.template:
-                print(f"{'':<46} of which service:create itself: p50 {pltf_run_p50(pltf, 'seq-'):7.0f} ms (sequential)")
+            if key != "builtin":
+                own = pltf_run_p50(pltf, prefix)
+                print(f"{'':<56} of which service:create itself: p50 {own:7.0f} ms (sequential)")
     finally:
         backstage.stop()
         pltf.stop()

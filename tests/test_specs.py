@@ -673,20 +673,18 @@ def test_cli_plan_apply_and_policies(tmp_path: Path, settings: Settings) -> None
 # ------------------------------------------------------------------ the Backstage form
 
 
-def test_the_backstage_template_calls_service_provision_through_the_proxy() -> None:
+def test_the_backstage_template_plans_then_applies_with_pltfs_module() -> None:
     path = Path(__file__).resolve().parent.parent / "backstage-templates" / "provision-service.yaml"
     template = yaml.safe_load(path.read_text())
     assert (template["apiVersion"], template["kind"]) == ("scaffolder.backstage.io/v1beta3", "Template")
     plan, apply = template["spec"]["steps"]
     for step, dry_run in ((plan, True), (apply, False)):
-        assert step["action"] == "http:backstage:request"
-        assert step["input"]["path"] == "/proxy/pltf/v1/actions/service:provision/runs"
-        assert step["input"]["body"]["dryRun"] is dry_run
-        assert step["input"]["timeout"] < 60000
-    assert plan["input"]["body"]["input"]["spec"] == apply["input"]["body"]["input"]["spec"]
-    assert "idempotency-key" in apply["input"]["headers"]
+        # The module keys each step's run by task and step id: a retried task never applies twice.
+        assert step["action"] == "pltf:service:provision"
+        assert step["input"].get("dryRun", False) is dry_run
+    assert plan["input"]["spec"] == apply["input"]["spec"]
     # Every value goes into the spec JSON-encoded (`| dump`): data, never YAML syntax.
-    spec_lines = [line for line in apply["input"]["body"]["input"]["spec"].splitlines() if "${{" in line]
+    spec_lines = [line for line in apply["input"]["spec"].splitlines() if "${{" in line]
     assert spec_lines and all(line.count("${{") == line.count("| dump }}") for line in spec_lines)
     # With the form's defaults filled in, the spec it builds is valid.
     form = {
@@ -697,7 +695,7 @@ def test_the_backstage_template_calls_service_provision_through_the_proxy() -> N
     rendered = re.sub(
         r"\$\{\{ \(?parameters\.(\w+)[^}]*\}\}|\$\{\{ \(\{[^}]*\} if [^}]*\}\) \| dump \}\}",
         lambda m: json.dumps(form[m.group(1)] if m.group(1) else form["annotations"]),
-        apply["input"]["body"]["input"]["spec"],
+        apply["input"]["spec"],
     )
     (spec,) = parse_specs(rendered, "backstage-form.yaml")
     assert spec.name == "promoapi" and spec.secrets[0].path == "prod/promoapi/db"

@@ -8,6 +8,7 @@ locations, and talks to the scaffolder and catalog REST APIs.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -27,6 +28,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 BACKSTAGE_DIR = ROOT / "tests" / "e2e" / "backstage"
 TEMPLATES_DIR = ROOT / "backstage-templates"
+PLUGIN_DIR = ROOT / "backstage-plugin"
+MODULE_NAME = "@pltf/backstage-plugin-scaffolder-backend-module-pltf"
 BACKSTAGE_TOKEN = "backstage-e2e-static-token-0123456789"
 
 
@@ -54,11 +57,48 @@ def install(timeout: float = 900) -> str:
     return result.stdout.strip()
 
 
+def install_module(workdir: Path, timeout: float = 300) -> Path:
+    """pltf's scaffolder module as an adopter gets it: `npm pack`, then `npm install <tarball>`.
+
+    Installed on its own (it has no dependencies; Backstage's packages are peers), and loaded by
+    backend.js from the returned directory; Node finds the peers through NODE_PATH.
+    """
+    packed = workdir / "packed"
+    prefix = workdir / "module"
+    packed.mkdir(parents=True, exist_ok=True)
+    prefix.mkdir(parents=True, exist_ok=True)
+    npm = ["npm", "--no-audit", "--no-fund", "--loglevel=error"]
+    pack = subprocess.run(
+        [*npm, "pack", "--pack-destination", str(packed), "--json"],
+        cwd=PLUGIN_DIR, capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if pack.returncode != 0:
+        raise RuntimeError(f"npm pack failed:\n{pack.stdout[-2000:]}\n{pack.stderr[-2000:]}")
+    tarball = packed / json.loads(pack.stdout)[0]["filename"].replace("@", "").replace("/", "-")
+    install = subprocess.run(
+        [*npm, "install", "--offline", "--legacy-peer-deps", "--prefix", str(prefix), str(tarball)],
+        capture_output=True, text=True, timeout=timeout, check=False,
+    )
+    if install.returncode != 0:
+        raise RuntimeError(f"npm install {tarball.name} failed:\n{install.stdout[-2000:]}\n{install.stderr[-2000:]}")
+    return prefix / "node_modules" / MODULE_NAME
+
+
+def merged(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`extra` over `base`, mappings merged key by key as Backstage merges its config files."""
+    out = dict(base)
+    for key, value in extra.items():
+        out[key] = merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
+    return out
+
+
 @dataclass
 class TaskResult:
     id: str
     status: str  # the task's: completed, failed or cancelled
     events: list[dict[str, Any]]
+    # For each event, the number of the poll that brought it: what arrived while the task ran.
+    polls: list[int] = field(default_factory=list)
 
     @property
     def log(self) -> str:
@@ -86,6 +126,8 @@ class Backstage:
     extra_config: dict[str, Any] = field(default_factory=dict)
     # More `host:port`s that Backstage may read (backend.reading.allow), besides pltf's forge.
     reading_hosts: Iterable[str] = ()
+    # Installed backend modules (directories) that backend.js adds: pltf's, from install_module().
+    modules: Iterable[Path] = ()
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -107,9 +149,7 @@ class Backstage:
             "catalog": {"locations": locations},
             "backend": {"reading": {"allow": [{"host": host} for host in hosts]}},
         }
-        for key, value in self.extra_config.items():
-            config[key] = value
-        return config
+        return merged(config, self.extra_config)
 
     def start(self, timeout: float = 120) -> Backstage:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -124,6 +164,9 @@ class Backstage:
             "PLTF_FORGE_HOST": urlsplit(self.pltf_url).netloc,
             "NODE_ENV": "development",
             "NODE_OPTIONS": "--no-deprecation",
+            "PLTF_BACKSTAGE_MODULES": os.pathsep.join(str(path) for path in self.modules),
+            # A module installed on its own finds Backstage's packages (its peers) here.
+            "NODE_PATH": str(BACKSTAGE_DIR / "node_modules"),
         }
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
@@ -205,24 +248,28 @@ class Backstage:
     ) -> TaskResult:
         """Polls the task's events until its completion (or cancellation) event."""
         events: list[dict[str, Any]] = []
+        polls: list[int] = []
         after: int | None = None
         deadline = time.monotonic() + timeout
         own = api is None
         api = api or self.client()
         try:
-            while time.monotonic() < deadline:
+            for poll in itertools.count():
+                if time.monotonic() >= deadline:
+                    break
                 params = {"after": str(after)} if after is not None else {}
                 response = api.get(f"/scaffolder/v2/tasks/{task_id}/events", params=params)
                 response.raise_for_status()
                 batch = response.json()
                 for event in batch:
                     events.append(event)
+                    polls.append(poll)
                     after = int(event["id"])
                     if event.get("type") in ("completion", "cancelled"):
                         # The completion event carries the output; the task carries the status.
                         task = api.get(f"/scaffolder/v2/tasks/{task_id}")
                         task.raise_for_status()
-                        return TaskResult(task_id, str(task.json()["status"]), events)
+                        return TaskResult(task_id, str(task.json()["status"]), events, polls)
                 if not batch:
                     time.sleep(poll)
         finally:
@@ -230,13 +277,26 @@ class Backstage:
                 api.close()
         raise AssertionError(f"task {task_id} did not finish in {timeout:.0f} s: {json.dumps(events)[-2000:]}")
 
+    def cancel(self, task_id: str) -> None:
+        with self.client() as api:
+            response = api.post(f"/scaffolder/v2/tasks/{task_id}/cancel", json={})
+            response.raise_for_status()
+
+    def actions(self) -> dict[str, dict[str, Any]]:
+        """The scaffolder's template actions by id (`GET /api/scaffolder/v2/actions`)."""
+        with self.client() as api:
+            response = api.get("/scaffolder/v2/actions")
+            response.raise_for_status()
+            return {action["id"]: action for action in response.json()}
+
     def retry(self, task_id: str) -> None:
         with self.client() as api:
             response = api.post(f"/scaffolder/v2/tasks/{task_id}/retry", json={})
             response.raise_for_status()
 
-    def dry_run(self, template_file: Path, values: dict[str, Any]) -> dict[str, Any]:
-        template = yaml.safe_load(template_file.read_text())
+    def dry_run(self, template_file: Path | dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:
+        """`POST /v2/dry-run` of a template file or document: its log, output and workspace files."""
+        template = yaml.safe_load(template_file.read_text()) if isinstance(template_file, Path) else template_file
         with self.client() as api:
             response = api.post(
                 "/scaffolder/v2/dry-run",

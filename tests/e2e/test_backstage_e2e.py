@@ -1,8 +1,11 @@
 """End to end through a real Backstage backend: the Create button, minus the browser.
 
 A headless Backstage (catalog, scaffolder, proxy, Roadie's http:backstage:request;
-tests/e2e/backstage/) runs our checked-in `backstage-templates/` against a real
-`pltf serve` on the embedded defaults, through Backstage's own REST API.
+tests/e2e/backstage/) with pltf's scaffolder module installed from its packed
+tarball (backstage-plugin/) runs our checked-in `backstage-templates/` and the
+Roadie variant against a real `pltf serve` on the embedded defaults, through
+Backstage's own REST API. A second Backstage, without the module, reaches pltf
+through its actions registry with app-config only.
 
 Opt-in, because the npm install takes minutes the first time:
 
@@ -14,6 +17,7 @@ missing Node or a failed install fails the tests rather than skipping them.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
@@ -27,8 +31,18 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 import yaml
-from backstage_harness import TEMPLATES_DIR, Backstage, TaskRefused, TaskResult, install, node_available
+from backstage_harness import (
+    TEMPLATES_DIR,
+    Backstage,
+    TaskRefused,
+    TaskResult,
+    free_port,
+    install,
+    install_module,
+    node_available,
+)
 
+from actions_server.backstage_template import TemplateOptions, load_cookiecutter, render
 from conftest import ROOT, TOKEN, ServerProcess, need, wait_until
 
 ENABLED = os.environ.get("PLTF_E2E_BACKSTAGE") == "1"
@@ -39,16 +53,28 @@ pytestmark = [
 
 TEMPLATE_FILE = TEMPLATES_DIR / "python-service.yaml"
 OWNER = "group:default/platform-team"
+RENDER_VALUES = {
+    "description": "Rendered through Backstage",
+    "owner": OWNER,
+    "system": "payments",
+}
 
 
 @pytest.fixture(scope="module")
-def pltf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+def registry_port() -> int:
+    """The port of the Backstage without the module, chosen early: pltf trusts its plugin tokens."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def pltf(tmp_path_factory: pytest.TempPathFactory, registry_port: int) -> Iterator[ServerProcess]:
     work = tmp_path_factory.mktemp("pltf")
     server = ServerProcess(
         {
             "PLTF_DATA_DIR": str(work / "data"),
             "PLTF_TEMPLATES_DIR": str(ROOT / "cookiecutters"),
             "PLTF_API_TOKEN": TOKEN,
+            "PLTF_BACKSTAGE_AUTH_URL": f"http://127.0.0.1:{registry_port}",
         },
         work / "pltf.log",
     )
@@ -57,15 +83,109 @@ def pltf(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     server.stop()
 
 
+def template_document(name: str, steps: list[dict[str, Any]], output: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": "scaffolder.backstage.io/v1beta3",
+        "kind": "Template",
+        "metadata": {"name": name, "title": name},
+        "spec": {
+            "owner": OWNER,
+            "type": "service",
+            "parameters": [{"required": ["name"], "properties": {"name": {"type": "string"}}}],
+            "steps": steps,
+            "output": output,
+        },
+    }
+
+
+def render_step(**extra: Any) -> dict[str, Any]:
+    values = {"name": "${{ parameters.name }}", **RENDER_VALUES}
+    return {
+        "id": "render",
+        "name": "Render with pltf",
+        "action": "pltf:cookiecutter:render",
+        "input": {"template": "python-service", "values": values, **extra},
+    }
+
+
+# Backstage's own steps after pltf's render: the files are in the task's workspace.
+INTO_WORKSPACE = template_document(
+    "pltf-render-into-workspace",
+    [
+        render_step(intoWorkspace=True),
+        {"id": "list", "name": "List the workspace", "action": "fs:readdir", "input": {"paths": ["."]}},
+        {
+            "id": "rename",
+            "name": "Rename a file",
+            "action": "fs:rename",
+            "input": {"files": [{"from": "README.md", "to": "README.rendered.md"}]},
+        },
+        {"id": "again", "name": "List it again", "action": "fs:readdir", "input": {"paths": ["."]}},
+    ],
+    {"before": "${{ steps.list.output.files }}", "after": "${{ steps.again.output.files }}"},
+)
+REGISTRY_RENDER = template_document(
+    "pltf-render-through-the-registry",
+    [render_step()],
+    {"directory": "${{ steps.render.output.directory }}", "files": "${{ steps.render.output.files }}"},
+)
+
+
+def write_templates(directory: Path, *documents: dict[str, Any]) -> list[Path]:
+    paths = []
+    for document in documents:
+        path = directory / f"{document['metadata']['name']}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        paths.append(path)
+    return paths
+
+
 @pytest.fixture(scope="module")
-def backstage(pltf: ServerProcess, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backstage]:
+def roadie_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The Roadie variant (`pltf backstage template --roadie`), for a Backstage without the module."""
+    path = tmp_path_factory.mktemp("roadie") / "python-service-roadie.yaml"
+    options = TemplateOptions(name="python-service-roadie", roadie=True)
+    path.write_text(render(load_cookiecutter(ROOT / "cookiecutters" / "python-service"), options))
+    return path
+
+
+@pytest.fixture(scope="module")
+def backstage(
+    pltf: ServerProcess, roadie_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backstage]:
     assert node_available(), "node and npm are needed for the Backstage end-to-end test (Node 20+)"
     install()
-    instance = Backstage(pltf.url, TOKEN, tmp_path_factory.mktemp("backstage"), sorted(TEMPLATES_DIR.glob("*.yaml")))
+    work = tmp_path_factory.mktemp("backstage")
+    module = install_module(work)
+    templates = [*sorted(TEMPLATES_DIR.glob("*.yaml")), roadie_template, *write_templates(work, INTO_WORKSPACE)]
+    instance = Backstage(pltf.url, TOKEN, work, templates, modules=[module])
     instance.start()
     try:
         # The backend is ready a moment before the catalog has read its locations.
-        instance.wait_for_entity("template", "python-service")
+        for name in ("python-service", "python-service-roadie", "pltf-render-into-workspace"):
+            instance.wait_for_entity("template", name)
+        yield instance
+    finally:
+        instance.stop()
+
+
+@pytest.fixture(scope="module")
+def registry_backstage(
+    pltf: ServerProcess, registry_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Backstage]:
+    """Backstage without pltf's module: pltf is plugin `pltf` of its actions registry, by app-config only."""
+    install()
+    work = tmp_path_factory.mktemp("backstage-registry")
+    registry_config = {
+        "discovery": {"endpoints": [{"target": pltf.url, "plugins": ["pltf"]}]},
+        "backend": {"actions": {"pluginSources": ["pltf"]}},
+    }
+    instance = Backstage(
+        pltf.url, TOKEN, work, write_templates(work, REGISTRY_RENDER), extra_config=registry_config, port=registry_port
+    )
+    instance.start()
+    try:
+        instance.wait_for_entity("template", "pltf-render-through-the-registry")
         yield instance
     finally:
         instance.stop()
@@ -117,8 +237,8 @@ def pltf_actions(pltf: ServerProcess) -> set[str]:
         return {action["id"] for action in response.json()["actions"]}
 
 
-def create_and_follow(backstage: Backstage, values: dict[str, Any]) -> TaskResult:
-    return backstage.follow(backstage.create_task("python-service", values), timeout=150)
+def create_and_follow(backstage: Backstage, values: dict[str, Any], template: str = "python-service") -> TaskResult:
+    return backstage.follow(backstage.create_task(template, values), timeout=150)
 
 
 def error_bodies(result: TaskResult) -> list[dict[str, Any]]:
@@ -169,7 +289,7 @@ def test_every_checked_in_template_is_accepted_by_backstage(backstage: Backstage
 
 def test_the_template_is_a_valid_backstage_template(backstage: Backstage) -> None:
     entity = backstage.wait_for_entity("template", "python-service")
-    assert entity["spec"]["steps"][0]["action"] == "http:backstage:request"
+    assert entity["spec"]["steps"][0]["action"] == "pltf:service:create"
     with backstage.client() as api:
         schema = api.get("/scaffolder/v2/templates/default/template/python-service/parameter-schema")
     assert schema.status_code == 200, schema.text
@@ -177,9 +297,11 @@ def test_the_template_is_a_valid_backstage_template(backstage: Backstage) -> Non
     assert {"name", "owner", "system", "repoUrl", "preview", "python_version", "database"} <= fields
 
 
-def test_dry_run_renders_input_that_pltf_accepts(backstage: Backstage, pltf: ServerProcess) -> None:
+def test_the_roadie_variants_dry_run_renders_input_that_pltf_accepts(
+    backstage: Backstage, pltf: ServerProcess, roadie_template: Path
+) -> None:
     values = all_values(pltf, unique_name("dry"))
-    result = backstage.dry_run(TEMPLATE_FILE, values)
+    result = backstage.dry_run(roadie_template, values)
     statuses = [entry["body"].get("status") for entry in result["log"]]
     assert "failed" not in statuses, json.dumps(result["log"], indent=1)[-3000:]
     # The scaffolder logs each step's rendered input in a dry run; the Roadie action sends no POST then.
@@ -303,12 +425,12 @@ def test_an_invalid_name_is_refused_by_backstage_before_anything_runs(
     assert "name" in json.dumps(refused.value.body) and "pattern" in json.dumps(refused.value.body)
 
 
-def test_a_value_only_pltf_can_judge_fails_the_task_with_our_message(
+def test_through_roadie_a_value_only_pltf_can_judge_fails_the_task_with_our_message(
     backstage: Backstage, pltf: ServerProcess
 ) -> None:
     # Backstage accepts any entity ref from the EntityPicker; pltf's template wants a DNS-style system name.
     values = all_values(pltf, unique_name("bad"), system="system:default/Payments_Core")
-    result = create_and_follow(backstage, values)
+    result = create_and_follow(backstage, values, "python-service-roadie")
     assert result.status == "failed"
     bodies = error_bodies(result)
     assert bodies, f"no error body in the task log:\n{result.log[-3000:]}"
@@ -318,14 +440,193 @@ def test_a_value_only_pltf_can_judge_fails_the_task_with_our_message(
     assert error["message"] in result.log
 
 
-def test_a_name_that_is_taken_fails_the_task_with_our_message(
+def test_through_roadie_a_name_that_is_taken_fails_the_task_with_our_message(
     backstage: Backstage, pltf: ServerProcess, created: tuple[dict[str, Any], TaskResult]
 ) -> None:
     values, _ = created
-    result = create_and_follow(backstage, {**values})
+    result = create_and_follow(backstage, {**values}, "python-service-roadie")
     assert result.status == "failed"
     bodies = error_bodies(result)
     assert bodies, f"no error body in the task log:\n{result.log[-3000:]}"
     error = bodies[0]["error"]
     assert error["status"] == 409, error
     assert values["name"] in error["message"] and error["message"] in result.log
+
+
+# -- pltf's scaffolder module --------------------------------------------------------
+
+
+def test_the_module_offers_every_pltf_action_with_its_input_schema(backstage: Backstage, pltf: ServerProcess) -> None:
+    offered = backstage.actions()
+    with pltf.client() as client:
+        ours = {action["id"]: action for action in client.get("/v1/actions").json()["actions"]}
+    for action_id, action in ours.items():
+        template_action = offered.get(f"pltf:{action_id}")
+        assert template_action is not None, f"pltf:{action_id} is not among Backstage's actions: {sorted(offered)}"
+        schema = template_action["schema"]["input"]
+        assert set(action["schema"]["input"]["properties"]) <= set(schema["properties"]), action_id
+        assert template_action["description"] == action["description"]
+    assert offered["pltf:cookiecutter:render"]["schema"]["input"]["properties"]["intoWorkspace"]["type"] == "boolean"
+
+
+def pltf_lines(result: TaskResult) -> list[tuple[int, str]]:
+    """pltf's own log lines in the task log, with their step names (`[render] …`), and the poll that brought each."""
+    lines = []
+    for event, poll in zip(result.events, result.polls, strict=True):
+        # Backstage's task logger writes `<level>: <message>`, the level in ANSI colours.
+        message = re.sub(r"\x1b\[[0-9;]*m", "", str(event["body"].get("message", "")))
+        message = re.sub(r"^[a-z]+: ", "", message)
+        if event.get("type") == "log" and re.match(r"\[(render|publish|catalog|preview)\] ", message):
+            lines.append((poll, message))
+    return lines
+
+
+def test_the_task_log_shows_pltfs_steps_while_the_task_runs(created: tuple[dict[str, Any], TaskResult]) -> None:
+    _, result = created
+    lines = pltf_lines(result)
+    steps = {message.split("]", 1)[0] + "]" for _, message in lines}
+    assert {"[render]", "[publish]", "[preview]"} <= steps, result.log[-3000:]
+    finished = result.polls[-1]
+    # The preview takes seconds after the render: its lines were read from a task still running.
+    first_render = next(poll for poll, message in lines if message.startswith("[render]"))
+    assert first_render < finished, "pltf's lines arrived only with the task's end"
+
+
+def started_run_id(result: TaskResult) -> str | None:
+    found = re.search(r"pltf (?:started|already had) run ([0-9a-f-]{36})", result.log)
+    return found.group(1) if found else None
+
+
+def test_cancelling_the_task_cancels_the_pltf_run(backstage: Backstage, pltf: ServerProcess) -> None:
+    values = all_values(pltf, unique_name("cancel"))
+    task_id = backstage.create_task("python-service", values)
+    seen: dict[str, str] = {}
+
+    def run_started() -> bool:
+        # Cancel once pltf is in its steps: the run exists and is busy.
+        with backstage.client() as api:
+            events = api.get(f"/scaffolder/v2/tasks/{task_id}/events").json()
+        log = "\n".join(str(event["body"].get("message", "")) for event in events if event.get("type") == "log")
+        run_id = started_run_id(TaskResult(task_id, "", events))
+        if run_id and "[render]" in log:
+            seen["run"] = run_id
+            return True
+        return False
+
+    wait_until(run_started, timeout=60, what="pltf's run to start rendering")
+    backstage.cancel(task_id)
+    with backstage.client() as api:
+        # The "cancelled" event comes first; the task settles once its step has given up.
+        status = wait_until(
+            lambda: (found := api.get(f"/scaffolder/v2/tasks/{task_id}").json()["status"]) != "processing" and found,
+            timeout=120,
+            what="the task to stop",
+        )
+        events = api.get(f"/scaffolder/v2/tasks/{task_id}/events").json()
+    log = TaskResult(task_id, status, events).log
+    # Backstage 4.3 marks a cancelled task whose step stopped "failed" (its cancel event says cancelled).
+    assert status in ("cancelled", "failed"), status
+    assert any(event.get("type") == "cancelled" for event in events)
+    assert f"cancelling pltf run {seen['run']}" in log, log[-3000:]
+    with pltf.client() as client:
+        run = wait_until(
+            lambda: (found := client.get(f"/v1/runs/{seen['run']}").json())["status"] != "running" and found,
+            timeout=90,
+            what="the pltf run to stop",
+        )
+    assert run["status"] == "cancelled", run.get("error")
+
+
+def test_through_the_module_a_name_that_is_taken_fails_with_pltfs_message_in_one_line(
+    backstage: Backstage, created: tuple[dict[str, Any], TaskResult]
+) -> None:
+    values, _ = created
+    result = create_and_follow(backstage, {**values, "preview": False})
+    assert result.status == "failed"
+    message = f"repository platform-team/{values['name']} already exists"
+    assert message in result.log, result.log[-3000:]
+    assert "Response body" not in result.log and '{"error"' not in result.log
+
+
+def test_through_the_module_a_value_only_pltf_can_judge_names_the_field(backstage: Backstage, pltf: ServerProcess) -> None:
+    values = all_values(pltf, unique_name("bad"), system="system:default/Payments_Core")
+    result = create_and_follow(backstage, values)
+    assert result.status == "failed"
+    assert "values.system" in result.log and '{"error"' not in result.log, result.log[-3000:]
+
+
+def test_a_dry_run_of_the_template_is_a_pltf_dry_run(backstage: Backstage, pltf: ServerProcess) -> None:
+    result = backstage.dry_run(TEMPLATE_FILE, all_values(pltf, unique_name("dry")))
+    log = "\n".join(entry["body"].get("message", "") for entry in result["log"])
+    assert "failed" not in [entry["body"].get("status") for entry in result["log"]], log[-3000:]
+    assert "repository: skipped on a dry run" in log, log[-3000:]
+
+
+def test_a_dry_run_of_cookiecutter_render_returns_the_rendered_files(backstage: Backstage) -> None:
+    name = unique_name("dryfiles")
+    template = template_document("dry-render", [render_step()], {})
+    result = backstage.dry_run(template, {"name": name})
+    files = {entry["path"]: base64.b64decode(entry["base64Content"]).decode() for entry in result["directoryContents"]}
+    assert "catalog-info.yaml" in files and "Dockerfile" in files, sorted(files)
+    assert f"name: \"{name}\"" in files["catalog-info.yaml"]
+
+
+def test_render_into_the_workspace_then_backstages_own_steps(backstage: Backstage) -> None:
+    name = unique_name("ws")
+    result = backstage.follow(backstage.create_task("pltf-render-into-workspace", {"name": name}), timeout=120)
+    assert result.status == "completed", result.log[-3000:]
+    before = {entry["path"] for entry in result.output["before"]}
+    after = {entry["path"] for entry in result.output["after"]}
+    assert {"README.md", "catalog-info.yaml", "Dockerfile"} <= before, sorted(before)
+    assert "README.rendered.md" in after and "README.md" not in after
+
+
+# -- pltf on Backstage's actions registry, without the module ---------------------------------
+
+
+def test_without_the_module_backstage_lists_pltf_actions_from_the_registry(
+    registry_backstage: Backstage, pltf: ServerProcess
+) -> None:
+    offered = registry_backstage.actions()
+    with pltf.client() as client:
+        ours = {action["id"]: action for action in client.get("/v1/actions").json()["actions"]}
+    assert {f"pltf:{action_id}" for action_id in ours} <= set(offered), sorted(offered)
+    render_schema = offered["pltf:cookiecutter:render"]["schema"]["input"]
+    assert render_schema["properties"] == ours["cookiecutter:render"]["schema"]["input"]["properties"]
+
+
+def test_without_the_module_a_template_runs_a_pltf_action_with_backstages_plugin_token(
+    registry_backstage: Backstage, pltf: ServerProcess
+) -> None:
+    name = unique_name("registry")
+    result = registry_backstage.follow(
+        registry_backstage.create_task("pltf-render-through-the-registry", {"name": name}), timeout=120
+    )
+    assert result.status == "completed", result.log[-3000:]
+    assert result.output["directory"] == name and "catalog-info.yaml" in result.output["files"]
+    with pltf.client() as client:
+        runs = client.get("/v1/runs", params={"action": "cookiecutter:render", "limit": 500}).json()["runs"]
+    mine = [run for run in runs if (run.get("output") or {}).get("directory") == name]
+    # Not pltf's token: Backstage's own plugin token, verified against the keys it publishes.
+    assert [run["caller"] for run in mine] == ["backstage:plugin:scaffolder"]
+
+
+def test_the_provision_template_plans_with_the_module_in_a_dry_run(backstage: Backstage) -> None:
+    values = {
+        "name": "promoapi", "env": "prod", "owner": OWNER, "tier": "standard", "pii": False, "exposure": "internal",
+        "availability": 99.9, "latency_p99_ms": 500, "monthly_usd": 500, "cpu": "2", "memory": "4Gi",
+        "dependsOn": [], "secrets": [{"name": "db", "path": "prod/promoapi/db"}],
+    }  # fmt: skip
+    result = backstage.dry_run(TEMPLATES_DIR / "provision-service.yaml", values)
+    log = "\n".join(entry["body"].get("message", "") for entry in result["log"])
+    assert "failed" not in [entry["body"].get("status") for entry in result["log"]], log[-3000:]
+    assert "service:provision" in log and "pltf started run" in log, log[-3000:]
+
+
+def test_the_roadie_variant_creates_and_registers_a_service(backstage: Backstage, pltf: ServerProcess) -> None:
+    values = all_values(pltf, unique_name("roadie"), preview=False)
+    result = create_and_follow(backstage, values, "python-service-roadie")
+    assert result.status == "completed", failure_summary(result)
+    assert task_output(result)["Open in catalog"] == f"component:default/{values['name']}"
+    repo = f"{pltf.url}/git/platform-team/{values['name']}.git"
+    assert len(git("ls-remote", "--heads", repo).splitlines()) == 1
