@@ -154,9 +154,7 @@ class RequestContextMiddleware:
             try:
                 message = await asyncio.wait_for(receive(), seconds)
             except TimeoutError:
-                raise PltfError(
-                    f"no part of the request body arrived for {seconds:g} s", 408, "body_timeout"
-                ) from None
+                raise PltfError(f"no part of the request body arrived for {seconds:g} s", 408, "body_timeout") from None
             body_done = message["type"] != "http.request" or not message.get("more_body", False)
             return message
 
@@ -202,8 +200,6 @@ class RequestContextMiddleware:
             return {"type": "http.request", "body": body, "more_body": False}
 
         return replay
-
-
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:

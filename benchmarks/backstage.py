@@ -194,7 +194,9 @@ def run_sequential(
     return samples
 
 
-def run_burst(backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], count: int) -> tuple[float, int]:
+def run_burst(
+    backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], count: int
+) -> tuple[float, int]:
     """Starts `count` tasks at once; returns tasks/second until the last finished, and the failures."""
     names = [f"burst-{uuid.uuid4().hex[:8]}" for _ in range(count)]
     started = time.perf_counter()
@@ -296,7 +298,9 @@ def main() -> None:
                 lambda n: pltf_values(forge, n, args.preview),
             ),
         ]
-        print(f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each")
+        print(
+            f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each"
+        )
         for key, label, template, values_for in paths:
             if args.only and key != args.only:
                 continue

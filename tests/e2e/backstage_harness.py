@@ -70,14 +70,21 @@ def install_module(workdir: Path, timeout: float = 300) -> Path:
     npm = ["npm", "--no-audit", "--no-fund", "--loglevel=error"]
     pack = subprocess.run(
         [*npm, "pack", "--pack-destination", str(packed), "--json"],
-        cwd=PLUGIN_DIR, capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=PLUGIN_DIR,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if pack.returncode != 0:
         raise RuntimeError(f"npm pack failed:\n{pack.stdout[-2000:]}\n{pack.stderr[-2000:]}")
     tarball = packed / json.loads(pack.stdout)[0]["filename"].replace("@", "").replace("/", "-")
     install = subprocess.run(
         [*npm, "install", "--offline", "--legacy-peer-deps", "--prefix", str(prefix), str(tarball)],
-        capture_output=True, text=True, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
     if install.returncode != 0:
         raise RuntimeError(f"npm install {tarball.name} failed:\n{install.stdout[-2000:]}\n{install.stderr[-2000:]}")
@@ -102,9 +109,7 @@ class TaskResult:
 
     @property
     def log(self) -> str:
-        return "\n".join(
-            str(event["body"].get("message", "")) for event in self.events if event.get("type") == "log"
-        )
+        return "\n".join(str(event["body"].get("message", "")) for event in self.events if event.get("type") == "log")
 
     @property
     def output(self) -> dict[str, Any]:

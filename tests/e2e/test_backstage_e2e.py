@@ -344,9 +344,7 @@ def test_create_makes_a_repository_with_the_rendered_files(
 
 def pltf_run(result: TaskResult) -> dict[str, Any]:
     """The service:create run that the task's "pltf run log" link points at."""
-    response = httpx.get(
-        task_output(result)["pltf run log"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-    )
+    response = httpx.get(task_output(result)["pltf run log"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     response.raise_for_status()
     return dict(response.json())
 
@@ -548,7 +546,9 @@ def test_through_the_module_a_name_that_is_taken_fails_with_pltfs_message_in_one
     assert "Response body" not in result.log and '{"error"' not in result.log
 
 
-def test_through_the_module_a_value_only_pltf_can_judge_names_the_field(backstage: Backstage, pltf: ServerProcess) -> None:
+def test_through_the_module_a_value_only_pltf_can_judge_names_the_field(
+    backstage: Backstage, pltf: ServerProcess
+) -> None:
     values = all_values(pltf, unique_name("bad"), system="system:default/Payments_Core")
     result = create_and_follow(backstage, values)
     assert result.status == "failed"
@@ -568,7 +568,7 @@ def test_a_dry_run_of_cookiecutter_render_returns_the_rendered_files(backstage: 
     result = backstage.dry_run(template, {"name": name})
     files = {entry["path"]: base64.b64decode(entry["base64Content"]).decode() for entry in result["directoryContents"]}
     assert "catalog-info.yaml" in files and "Dockerfile" in files, sorted(files)
-    assert f"name: \"{name}\"" in files["catalog-info.yaml"]
+    assert f'name: "{name}"' in files["catalog-info.yaml"]
 
 
 def test_render_into_the_workspace_then_backstages_own_steps(backstage: Backstage) -> None:
