@@ -56,7 +56,6 @@ from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..redact import Redactor
 from ..sandbox import Jail, Sandbox, base_python
-from ..urls import UrlRefused, normalise_url
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
 LOG_TAIL_LINES = 20
@@ -320,16 +319,11 @@ class LocalProvider(PreviewProvider):
 
     def _fetch_url(self, url: str) -> str:
         """The embedded forge's repositories are read from disk: no round trip (or server) needed."""
-        try:
-            rest = normalise_url(url).relative_to(normalise_url(f"{self.settings.base_url}/git/"))
-        except UrlRefused:
-            rest = None
-        if rest is not None and len(rest) == 2:
-            from ..forges.embedded import git_root, repository_dir
+        from ..forges.embedded import repository_at
 
-            path = repository_dir(git_root(self.settings), rest[0], rest[1].removesuffix(".git"))
-            if path is not None and (path / "HEAD").is_file():
-                return str(path)
+        path = repository_at(self.settings, url)
+        if path is not None and (path / "HEAD").is_file():
+            return str(path)
         return url
 
     def _checkout(self, spec: PreviewSpec, src: Path, log: Log) -> str:
