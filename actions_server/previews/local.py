@@ -33,6 +33,7 @@ pid we keep, and the one `process_is` recognises.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import getpass
 import hashlib
@@ -41,6 +42,7 @@ import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -127,13 +129,36 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _checkout_file(src: Path, name: str) -> str | None:
+    """The text of a file at the top of the checkout, None when there is no such regular file.
+
+    The server reads it with its own rights, outside the sandbox: a symbolic link in the repository
+    would make it read (and report, in an install error) any file of the host.
+    """
+    path = src / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PltfError(
+                f"{name} is a symbolic link; previews read it only as a file of the repository",
+                422,
+                "invalid_repository",
+            ) from None
+        raise
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as file:
+        return file.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
 def _preview_config(src: Path) -> dict[str, Any]:
     """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
-    pyproject = src / "pyproject.toml"
-    if not pyproject.is_file():
+    text = _checkout_file(src, "pyproject.toml")
+    if text is None:
         return {}
     try:
-        config = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pltf", {}).get("preview", {})
+        config = tomllib.loads(text).get("tool", {}).get("pltf", {}).get("preview", {})
     except tomllib.TOMLDecodeError:
         return {}
     return config if isinstance(config, dict) else {}
@@ -380,13 +405,13 @@ class LocalProvider(PreviewProvider):
 
     def _lock(self, src: Path) -> tuple[str, str]:
         """The dependency lock's text, and what it came from."""
-        requirements = src / "requirements.txt"
-        if requirements.is_file():
-            return requirements.read_text(), "requirements.txt"
-        pyproject = src / "pyproject.toml"
-        if pyproject.is_file():
+        requirements = _checkout_file(src, "requirements.txt")
+        if requirements is not None:
+            return requirements, "requirements.txt"
+        pyproject = _checkout_file(src, "pyproject.toml")
+        if pyproject is not None:
             try:
-                project = tomllib.loads(pyproject.read_text()).get("project", {})
+                project = tomllib.loads(pyproject).get("project", {})
             except tomllib.TOMLDecodeError as exc:
                 raise PltfError(f"pyproject.toml is not valid TOML: {exc}", 422, "invalid_repository") from None
             dependencies = project.get("dependencies", [])
