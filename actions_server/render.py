@@ -9,14 +9,16 @@ stay inside the workspace before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cookiecutter.generate
 from cookiecutter.exceptions import CookiecutterException
 from cookiecutter.generate import generate_files
 from jinja2 import TemplateError
@@ -29,6 +31,25 @@ from .templates import Template, TemplateCatalog
 # cookiecutter changes the process's working directory while it generates, so
 # two renders at once in one process must take turns.
 _GENERATE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment_of(template: Template) -> Iterator[None]:
+    """cookiecutter builds its Jinja environment itself: for an untrusted template, the sandboxed one.
+
+    Only under _GENERATE_LOCK, which every generate_files call holds.
+    """
+    original = cookiecutter.generate.create_env_with_context
+
+    def create(context: dict[str, Any]) -> Any:
+        variables = context.get("cookiecutter", {}).get("_jinja2_env_vars", {})
+        return template.environment_class(context=context, keep_trailing_newline=True, **variables)
+
+    cookiecutter.generate.create_env_with_context = create
+    try:
+        yield
+    finally:
+        cookiecutter.generate.create_env_with_context = original
 
 
 @dataclass
@@ -145,7 +166,7 @@ def render(
     if template.trusted and sandbox is not None:
         for line in run_hook(PRE_GENERATE, template.path, output_dir, dict(context), hook_timeout, sandbox):
             say(f"hook {PRE_GENERATE}: {line}")
-    with _GENERATE_LOCK:
+    with _GENERATE_LOCK, _environment_of(template):
         try:
             project = Path(
                 generate_files(

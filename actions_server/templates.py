@@ -27,6 +27,7 @@ from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import CookiecutterException
 from cookiecutter.find import find_template
 from jinja2 import Template as JinjaTemplate
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .config import Settings
@@ -51,6 +52,14 @@ def _no_control_characters(value: str) -> str:
     if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
+
+
+class SandboxedStrictEnvironment(StrictEnvironment, SandboxedEnvironment):  # type: ignore[misc]
+    """cookiecutter's environment inside Jinja's sandbox, for templates that are not trusted.
+
+    Their own Jinja (file contents, paths, defaults) is code: without the sandboxing
+    `{{ cycler.__init__.__globals__.os.popen(...) }}` would run on the host, outside any sandbox.
+    """
 
 
 @dataclass
@@ -102,9 +111,13 @@ class Template:
             ) from None
         return {key: getattr(model, key) for key in model.model_fields_set}
 
+    @property
+    def environment_class(self) -> type[StrictEnvironment]:
+        return StrictEnvironment if self.trusted else SandboxedStrictEnvironment
+
     @cached_property
     def environment(self) -> StrictEnvironment:
-        return StrictEnvironment(context={"cookiecutter": self.context}, keep_trailing_newline=True)
+        return self.environment_class(context={"cookiecutter": self.context}, keep_trailing_newline=True)
 
     def compile(self, source: str) -> JinjaTemplate:
         """The template's own Jinja source (defaults, path names), compiled once."""

@@ -4,15 +4,18 @@ HTTP API and real git against a real server: two teams' tokens and an admin's (s
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from test_forge_embedded import git
 from test_forge_permissions import TEAM_A, TEAM_B, basic, clone, create, run
 from test_forge_permissions import server as permissions_server
 
-from conftest import ServerProcess, need
+from actions_server.app import create_app
+from conftest import TOKEN, ServerProcess, make_settings, need
 
 server = permissions_server
 
@@ -72,3 +75,46 @@ def test_a_preview_checkout_cannot_make_the_server_read_a_file_through_a_link(
     assert answer.json()["status"] == "failed"
     assert answer.json()["error"]["status"] == 422
     assert link in answer.json()["error"]["message"]
+
+
+def template_repository(directory: Path, files: dict[str, str], links: dict[str, str] | None = None) -> Path:
+    """A real git repository holding a template of an allow-listed (not trusted) source."""
+    directory.mkdir(parents=True)
+    for name, text in files.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_text(text)
+    for name, target in (links or {}).items():
+        (directory / name).symlink_to(target)
+    assert git("init", "--quiet", "-b", "main", str(directory)).returncode == 0
+    assert git("add", ".", cwd=directory).returncode == 0
+    assert git("commit", "--quiet", "-m", "template", cwd=directory).returncode == 0
+    return directory
+
+
+def untrusted_client(tmp_path: Path) -> TestClient:
+    settings = make_settings(tmp_path, template_sources=[f"file://{tmp_path}/sources/"])
+    return TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"})
+
+
+RENDER = "/v1/actions/cookiecutter:render/runs"
+
+
+@pytest.mark.parametrize("where", ["file", "path", "default"])
+def test_an_untrusted_templates_own_jinja_cannot_run_code_on_the_host(tmp_path: Path, where: str) -> None:
+    pwned = tmp_path / "pwned"
+    # No slash in the code itself, so it also fits in a file name.
+    code = "{{ cycler.__init__.__globals__.os.popen('touch ' + cookiecutter.target).read() }}"
+    context = {"name": "svc", "target": str(pwned)}
+    files = {"cookiecutter.json": json.dumps(context), "{{cookiecutter.name}}/README.md": "hello\n"}
+    if where == "file":
+        files["{{cookiecutter.name}}/README.md"] = code
+    elif where == "path":
+        files[f"{{{{cookiecutter.name}}}}/{code}.txt"] = "x\n"
+    else:
+        files["cookiecutter.json"] = json.dumps({**context, "motto": code})
+    repo = template_repository(tmp_path / "sources" / "evil", files)
+
+    with untrusted_client(tmp_path) as client:
+        answer = client.post(RENDER, json={"input": {"template": f"file://{repo}"}, "dryRun": True})
+    assert not pwned.exists(), "the template's Jinja ran a command on the host"
+    assert answer.status_code >= 400 or answer.json()["status"] == "failed", answer.text
