@@ -67,8 +67,15 @@ def run_hook(
 
 def _refuse_links_out(name: str, directory: Path) -> None:
     """A link the hook made to a file it cannot see would be followed by the server, which can."""
+    where = link_out_of(directory)
+    if where is not None:
+        raise PltfError(f"template hook {name} made {where} a link out of its directory", 422, "hook_failed")
+
+
+def link_out_of(directory: Path) -> Path | None:
+    """The first symbolic link under `directory` that leads out of it (relative to it), if any."""
     root = directory.resolve()
     for path in directory.rglob("*"):
         if path.is_symlink() and not path.resolve().is_relative_to(root):
-            where = path.relative_to(directory)
-            raise PltfError(f"template hook {name} made {where} a link out of its directory", 422, "hook_failed")
+            return path.relative_to(directory)
+    return None

@@ -32,6 +32,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from .config import Settings
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+from .hooks import link_out_of
 from .urls import AllowList, UrlRefused
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
@@ -290,6 +291,13 @@ class TemplateCatalog:
         with self._clone_lock:
             if not (checkout / ".git").exists():
                 self._clone(url, ref, checkout)
+        # cookiecutter reads the template with the server's rights: a link could copy any file of the host.
+        leaving = link_out_of(checkout)
+        if leaving is not None:
+            raise invalid_input(
+                f"template {url} has a symbolic link leading out of its repository: {leaving}",
+                [FieldError("template", "a template's links must stay inside its repository")],
+            )
         path = checkout / directory if directory else checkout
         if not (path / "cookiecutter.json").is_file():
             raise invalid_input(

@@ -118,3 +118,17 @@ def test_an_untrusted_templates_own_jinja_cannot_run_code_on_the_host(tmp_path: 
         answer = client.post(RENDER, json={"input": {"template": f"file://{repo}"}, "dryRun": True})
     assert not pwned.exists(), "the template's Jinja ran a command on the host"
     assert answer.status_code >= 400 or answer.json()["status"] == "failed", answer.text
+
+
+def test_an_untrusted_template_cannot_copy_a_host_file_through_a_link(tmp_path: Path) -> None:
+    secret = tmp_path / "host-secret"
+    secret.write_text("template-linked-host-secret-4242\n")
+    secret.chmod(0o600)
+    files = {"cookiecutter.json": json.dumps({"name": "svc"}), "{{cookiecutter.name}}/README.md": "hello\n"}
+    repo = template_repository(tmp_path / "sources" / "linker", files, {"{{cookiecutter.name}}/leak.txt": str(secret)})
+
+    with untrusted_client(tmp_path) as client:
+        answer = client.post(RENDER, json={"input": {"template": f"file://{repo}"}, "dryRun": True})
+    assert "host-secret-4242" not in answer.text
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"]["fields"][0]["field"] == "template"
