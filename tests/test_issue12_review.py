@@ -7,11 +7,14 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 from test_forge_embedded import git
-from test_forge_permissions import TEAM_A, TEAM_B, basic, clone, create, run
+from test_forge_permissions import CATALOG_INFO, TEAM_A, TEAM_B, api, basic, clone, commit, create, run
 from test_forge_permissions import server as permissions_server
 
 from actions_server.app import create_app
@@ -132,3 +135,40 @@ def test_an_untrusted_template_cannot_copy_a_host_file_through_a_link(tmp_path: 
     assert "host-secret-4242" not in answer.text
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"]["fields"][0]["field"] == "template"
+
+
+def push_file(token: str, remote: str, work: Path, name: str, text: str) -> None:
+    if not work.exists():
+        clone(remote, work, token)
+    commit(work, name, text)
+    assert git("push", "origin", "main", cwd=work, authorization=basic(token)).returncode == 0
+
+
+def test_refreshing_a_location_cannot_publish_a_private_file_its_caller_cannot_read(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    private = create(server, TEAM_A, "team-a", "vault", visibility="private")
+    secret_entity = {**CATALOG_INFO, "metadata": {"name": "vault", "description": "team-a-private-4242"}}
+    push_file(TEAM_A, private["remoteUrl"], tmp_path / "a", "catalog-info.yaml", yaml.safe_dump(secret_entity))
+
+    public = create(server, TEAM_B, "team-b", "index")
+    location: dict[str, Any] = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Location",
+        "metadata": {"name": "everything"},
+        "spec": {"targets": []},
+    }
+    push_file(TEAM_B, public["remoteUrl"], tmp_path / "b", "catalog-info.yaml", yaml.safe_dump(location))
+    registered = run(
+        server, TEAM_B, "catalog:register", {"input": {"catalogInfoUrl": public["rawUrlBase"] + "/catalog-info.yaml"}}
+    )
+    assert registered.json()["status"] == "succeeded", registered.text
+    # Registered harmless, then pointed at the private file: registration's check is behind it now.
+    location["spec"]["targets"] = [f"{private['rawUrlBase']}/catalog-info.yaml"]
+    push_file(TEAM_B, public["remoteUrl"], tmp_path / "b", "catalog-info.yaml", yaml.safe_dump(location))
+
+    with api(server, TEAM_B) as client:
+        refreshed = client.post("/api/catalog/refresh", json={"entityRef": "location:default/everything"})
+    assert refreshed.status_code == 422, refreshed.text
+    assert "team-a-private-4242" not in refreshed.text
+    assert httpx.get(f"{server.url}/api/catalog/entities/by-name/component/default/vault").status_code == 404
