@@ -172,3 +172,15 @@ def test_refreshing_a_location_cannot_publish_a_private_file_its_caller_cannot_r
     assert refreshed.status_code == 422, refreshed.text
     assert "team-a-private-4242" not in refreshed.text
     assert httpx.get(f"{server.url}/api/catalog/entities/by-name/component/default/vault").status_code == 404
+
+
+def test_no_token_can_create_the_gitops_repository_before_pltf_does(server: ServerProcess) -> None:
+    # Argo CD applies whatever that repository holds; pltf makes it on its first apply.
+    for token in (TEAM_B, TOKEN):
+        rendered = run(server, token, "cookiecutter:render", {"input": {"template": "demo", "values": {"name": "x"}}})
+        workspace = rendered.json()["output"]["workspaceId"]
+        body = {"input": {"workspaceId": workspace, "owner": "platform", "name": "gitops"}}
+        refused = run(server, token, "repo:create", body)
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["fields"] == [{"field": "input.name", "message": "the GitOps repository's name"}]
+    assert httpx.get(f"{server.url}/git/platform/gitops", auth=("x", TOKEN)).status_code == 404
