@@ -184,3 +184,23 @@ def test_no_token_can_create_the_gitops_repository_before_pltf_does(server: Serv
         assert refused.status_code == 403, refused.text
         assert refused.json()["error"]["fields"] == [{"field": "input.name", "message": "the GitOps repository's name"}]
     assert httpx.get(f"{server.url}/git/platform/gitops", auth=("x", TOKEN)).status_code == 404
+
+
+def test_a_location_or_target_that_is_not_a_url_is_a_422_not_a_500(server: ServerProcess, tmp_path: Path) -> None:
+    with api(server, TEAM_B) as client:
+        direct = client.post("/api/catalog/locations", json={"type": "url", "target": "http://[::1/catalog-info.yaml"})
+    assert direct.status_code == 422, direct.text
+    assert direct.json()["error"]["code"] == "location_unreadable"
+
+    public = create(server, TEAM_B, "team-b", "index")
+    location = {
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Location",
+        "metadata": {"name": "broken"},
+        "spec": {"targets": ["http://[::1/catalog-info.yaml"]},
+    }
+    push_file(TEAM_B, public["remoteUrl"], tmp_path / "b", "catalog-info.yaml", yaml.safe_dump(location))
+    body = {"input": {"catalogInfoUrl": public["rawUrlBase"] + "/catalog-info.yaml"}}
+    refused = run(server, TEAM_B, "catalog:register", body)
+    assert refused.json()["status"] == "failed", refused.text
+    assert refused.json()["error"]["status"] == 422, refused.text
