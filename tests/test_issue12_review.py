@@ -10,15 +10,18 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
 from test_forge_embedded import git
 from test_forge_permissions import CATALOG_INFO, TEAM_A, TEAM_B, api, basic, clone, commit, create, run
 from test_forge_permissions import server as permissions_server
+from test_previews import preview_settings, running
 
 from actions_server.app import create_app
-from conftest import TOKEN, ServerProcess, make_settings, need
+from actions_server.config import PROJECT_ROOT
+from conftest import POSTGRES_URL, TOKEN, ServerProcess, make_settings, need
 
 server = permissions_server
 
@@ -204,3 +207,44 @@ def test_a_location_or_target_that_is_not_a_url_is_a_422_not_a_500(server: Serve
     refused = run(server, TEAM_B, "catalog:register", body)
     assert refused.json()["status"] == "failed", refused.text
     assert refused.json()["error"]["status"] == 422, refused.text
+
+
+def preview_environment(preview_id: str) -> dict[str, str]:
+    """The environment of the preview's outermost process, read as the host sees it."""
+    marker = f"PLTF_PREVIEW_ID={preview_id}\0".encode()
+    for proc in Path("/proc").iterdir():
+        try:
+            environ = (proc / "environ").read_bytes() if proc.name.isdigit() else b""
+        except OSError:
+            continue
+        if marker in environ:
+            pairs = (item.split("=", 1) for item in environ.decode().split("\0") if "=" in item)
+            return dict(pairs)
+    raise AssertionError(f"no process of preview {preview_id}")
+
+
+@pytest.mark.postgres
+def test_a_preview_database_url_carries_a_role_of_its_own_not_the_admins(tmp_path: Path, postgres_url: str) -> None:
+    settings = preview_settings(
+        tmp_path,
+        templates_dir=PROJECT_ROOT / "cookiecutters",
+        preview_database_url=POSTGRES_URL,
+        run_wait_seconds=120.0,
+    )
+    with running(settings) as client:
+        body = {"input": {"name": "orders-api", "owner": "group:default/team-a", "values": {"database": "postgres"}}}
+        created = client.post("/v1/actions/service:create/runs", json=body).json()
+        assert created["status"] == "succeeded", created["error"]
+        assert created["output"]["previewStatus"] == "ready"
+        (preview,) = client.get("/v1/previews", params={"status": "active"}).json()["previews"]
+        given = preview_environment(preview["id"])["APP_DATABASE_URL"]
+        with psycopg.connect(POSTGRES_URL) as admin:
+            admin_role = admin.execute("SELECT current_user").fetchone()
+        with psycopg.connect(given, autocommit=True) as conn:
+            role, superuser, creates = conn.execute(
+                "SELECT rolname, rolsuper, rolcreatedb FROM pg_roles WHERE rolname = current_user"
+            ).fetchone() or (None, None, None)
+            assert (role,) != admin_role and superuser is False and creates is False
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute(f"COPY (SELECT 1) TO PROGRAM 'touch {tmp_path}/pwned'")
+        assert not (tmp_path / "pwned").exists()

@@ -35,8 +35,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import getpass
 import hashlib
+import hmac
 import os
 import re
 import shutil
@@ -165,7 +165,12 @@ def _preview_config(src: Path) -> dict[str, Any]:
 
 
 class PreviewDatabases:
-    """One empty PostgreSQL database per preview, on the server PLTF_PREVIEW_DATABASE_URL names."""
+    """One empty PostgreSQL database per preview, on the server PLTF_PREVIEW_DATABASE_URL names.
+
+    Each is owned by a login role of its own (same name, no other rights), and that role is what the
+    preview gets: the admin URL's role could read or drop every other preview's database, and a
+    superuser could run programs on the database host (`COPY ... TO PROGRAM`), outside the sandbox.
+    """
 
     def __init__(self, admin_url: str, redactor: Redactor) -> None:
         self.admin_url = admin_url
@@ -175,26 +180,36 @@ class PreviewDatabases:
     def name(preview_id: str) -> str:
         return "pltf_" + re.sub(r"[^a-z0-9_]", "_", preview_id.lower())[:50]
 
+    def _password(self, preview_id: str) -> str:
+        # Derived, not stored: a restart (which respawns the service) computes the same one.
+        return hmac.new(self.admin_url.encode(), f"preview-role:{preview_id}".encode(), hashlib.sha256).hexdigest()
+
     def url(self, preview_id: str) -> str:
         from sqlalchemy.engine import make_url
 
-        url = make_url(self.admin_url).set(database=self.name(preview_id))
-        if url.username is None:
-            # libpq would take the OS user's name, and the service runs as the sandbox's uid, not as the
-            # server: name the role that created the database.
-            url = url.set(username=getpass.getuser())
+        name = self.name(preview_id)
+        url = make_url(self.admin_url).set(database=name, username=name, password=self._password(preview_id))
         return url.render_as_string(hide_password=False)
 
     def create(self, preview_id: str, log: Log) -> str:
         name = self.name(preview_id)
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
-        log(f"created database {name} for the preview (APP_DATABASE_URL)")
+        self.redactor.add([self._password(preview_id)])
+        self._execute(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'DROP ROLE IF EXISTS "{name}"',
+            f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{self._password(preview_id)}' "
+            "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+            f'GRANT "{name}" TO CURRENT_USER',  # CREATE DATABASE ... OWNER needs it when the admin is no superuser
+            f'CREATE DATABASE "{name}" OWNER "{name}"',
+            f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC',
+        )
+        log(f"created database {name} for the preview (APP_DATABASE_URL), owned by a role of its own")
         return name
 
     def drop(self, preview_id: str, log: Log | None) -> None:
         name = self.name(preview_id)
         with contextlib.suppress(PltfError):
-            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{name}"')
             if log is not None:
                 log(f"dropped database {name}")
 
