@@ -14,9 +14,11 @@ import psycopg
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from previews_support import service_repository
 from test_forge_embedded import git
 from test_forge_permissions import CATALOG_INFO, TEAM_A, TEAM_B, api, basic, clone, commit, create, run
 from test_forge_permissions import server as permissions_server
+from test_previews import HOST as PREVIEW_HOST
 from test_previews import preview_settings, running
 
 from actions_server.app import create_app
@@ -248,3 +250,21 @@ def test_a_preview_database_url_carries_a_role_of_its_own_not_the_admins(tmp_pat
             with pytest.raises(psycopg.errors.InsufficientPrivilege):
                 conn.execute(f"COPY (SELECT 1) TO PROGRAM 'touch {tmp_path}/pwned'")
         assert not (tmp_path / "pwned").exists()
+
+
+def test_a_client_cannot_tell_a_preview_who_it_is_through_forwarding_headers(tmp_path: Path) -> None:
+    with running(preview_settings(tmp_path)) as client:
+        body = {"input": {"repoUrl": service_repository(tmp_path), "service": "users-api"}}
+        assert client.post("/v1/actions/preview:create/runs", json=body).status_code == 200
+        spoofed = {
+            "Forwarded": "for=6.6.6.6;host=admin.example;proto=https",
+            "X-Real-IP": "6.6.6.6",
+            "X-Forwarded-For": "6.6.6.6",
+            "X-Forwarded-Host": "admin.example",
+            "X-Forwarded-Proto": "https",
+        }
+        for path, host in (("/echo", {"Host": PREVIEW_HOST}), ("/previews/users-api/echo", {})):
+            received = client.get(path, headers={**spoofed, **host}).json()["headers"]
+            assert "forwarded" not in received and "x-real-ip" not in received, path
+            assert "6.6.6.6" not in str(received) and "admin.example" not in str(received), path
+            assert received["x-forwarded-proto"] == "http", path
