@@ -268,3 +268,47 @@ def test_a_client_cannot_tell_a_preview_who_it_is_through_forwarding_headers(tmp
             assert "forwarded" not in received and "x-real-ip" not in received, path
             assert "6.6.6.6" not in str(received) and "admin.example" not in str(received), path
             assert received["x-forwarded-proto"] == "http", path
+
+
+# A build backend of its own (nothing to download): building the package runs this, in the install sandbox,
+# where the only writable directory is the dependency cache being built.
+PLANTING_BACKEND = """
+import os
+import zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    for line in open("/proc/self/mountinfo"):
+        mount = line.split()[4]
+        if "/cache/" in mount and "." not in os.path.basename(mount):
+            os.symlink(TARGET, os.path.join(mount, ".complete"))
+    name = "planter-1-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as wheel:
+        wheel.writestr("planter-1.dist-info/METADATA", "Metadata-Version: 2.1\\nName: planter\\nVersion: 1\\n")
+        wheel.writestr("planter-1.dist-info/WHEEL", "Wheel-Version: 1.0\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n")
+        wheel.writestr("planter-1.dist-info/RECORD", "")
+    return name
+"""
+
+
+def test_a_dependency_build_cannot_make_the_server_create_a_file_where_it_points(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    need(shutil.which("bwrap") is not None or shutil.which("unshare") is not None, "a sandbox (bwrap or unshare)")
+    planted = tmp_path / "planted-as-root"
+    package = create(server, TEAM_B, "team-b", "planter")["remoteUrl"]
+    work = clone(package, tmp_path / "planter", TEAM_B)
+    (work / "backend.py").write_text(f"TARGET = {str(planted)!r}\n{PLANTING_BACKEND}")
+    build = '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    (work / "pyproject.toml").write_text(build + '[project]\nname = "planter"\nversion = "1"\n')
+    assert git("add", ".", cwd=work).returncode == 0
+    commit(work, "README.md", "a package whose build plants a link\n")
+    assert git("push", "origin", "main", cwd=work, authorization=basic(TEAM_B)).returncode == 0
+    service = create(server, TEAM_B, "team-b", "victim")["remoteUrl"]
+    push_file(TEAM_B, service, tmp_path / "victim", "requirements.txt", f"planter @ git+{package}\n")
+
+    answer = run(server, TEAM_B, "preview:create", {"input": {"repoUrl": service, "service": "victim"}}).json()
+    assert "installing dependencies" in str(answer["log"]), answer
+    assert not planted.exists() and not planted.is_symlink(), "the server created the file the build's link named"

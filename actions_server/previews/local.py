@@ -152,6 +152,11 @@ def _checkout_file(src: Path, name: str) -> str | None:
         return file.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
 
 
+def _is_marker(marker: Path) -> bool:
+    """Whether the dependency cache's completion marker is there: a file of our own, never a link."""
+    return marker.is_file() and not marker.is_symlink()
+
+
 def _preview_config(src: Path) -> dict[str, Any]:
     """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
     text = _checkout_file(src, "pyproject.toml")
@@ -449,16 +454,22 @@ class LocalProvider(PreviewProvider):
         key = hashlib.sha256(f"{version}\n{Path(installer).name}\n{lock}".encode()).hexdigest()[:24]
         cache = self.root / "cache" / key
         marker = cache / ".complete"
-        if marker.is_file():
-            marker.touch()
+        if _is_marker(marker):
+            os.utime(marker, follow_symlinks=False)
             return cache, True
         with file_lock(self.root / "cache" / f"{key}.lock"):
-            if marker.is_file():
+            if _is_marker(marker):
                 return cache, True
             shutil.rmtree(cache, ignore_errors=True)
             log(f"installing dependencies from {source} (cache key {key[:12]})")
             self._build(cache, lock, installer)
-            marker.touch()
+            # The installer (a package's build code, as the sandbox's uid) could leave a link here pointing
+            # anywhere on the host; touch() would follow it and create or stamp that file as the server.
+            if marker.is_dir() and not marker.is_symlink():
+                shutil.rmtree(marker)
+            else:
+                marker.unlink(missing_ok=True)
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         return cache, False
 
     def _build(self, cache: Path, lock: str, installer: str) -> None:
