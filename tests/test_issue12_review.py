@@ -312,3 +312,24 @@ def test_a_dependency_build_cannot_make_the_server_create_a_file_where_it_points
     answer = run(server, TEAM_B, "preview:create", {"input": {"repoUrl": service, "service": "victim"}}).json()
     assert "installing dependencies" in str(answer["log"]), answer
     assert not planted.exists() and not planted.is_symlink(), "the server created the file the build's link named"
+
+
+def test_a_team_cannot_provision_another_teams_service_by_naming_it_the_owner(server: ServerProcess) -> None:
+    spec = "kind: service\nname: payapi\nenv: prod\npolicy: pii=false\nexposure: internal\n"
+    mine = run(server, TEAM_A, "service:provision", {"input": {"spec": spec}}).json()
+    assert mine["status"] == "succeeded", mine
+    manifests = f"{server.url}/git/platform/gitops/raw/main/envs/prod/payapi/namespace.yaml"
+    before = httpx.get(manifests, auth=("x", TOKEN))
+    assert before.status_code == 200 and "group:default/team-a" in before.text
+
+    hijack = spec.replace("exposure: internal", "owner: group:default/team-a\nexposure: public")
+    for dry_run in (True, False):
+        refused = run(server, TEAM_B, "service:provision", {"input": {"spec": hijack}, "dryRun": dry_run})
+        assert refused.status_code == 403, refused.text
+        assert refused.json()["error"]["fields"][0]["field"] == "owner"
+    assert httpx.get(manifests, auth=("x", TOKEN)).text == before.text
+    # Its own team, spelt short, is its own.
+    again = run(
+        server, TEAM_A, "service:provision", {"input": {"spec": spec.replace("env: prod", "env: prod\nowner: team-a")}}
+    )
+    assert again.json()["status"] == "succeeded", again.text
