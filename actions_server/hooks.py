@@ -46,6 +46,7 @@ def run_hook(
             sandbox.environment(cwd, {"PLTF_CONTEXT_FILE": context_file}),
             writable=[cwd],
             readable=[Path(script).parent],
+            network=False,
         )
         try:
             with sandbox.lend(cwd):

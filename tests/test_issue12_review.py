@@ -4,8 +4,10 @@ HTTP API and real git against a real server: two teams' tokens and an admin's (s
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -333,3 +335,39 @@ def test_a_team_cannot_provision_another_teams_service_by_naming_it_the_owner(se
         server, TEAM_A, "service:provision", {"input": {"spec": spec.replace("env: prod", "env: prod\nowner: team-a")}}
     )
     assert again.json()["status"] == "succeeded", again.text
+
+
+NETWORK_HOOK = """
+import json, os, pathlib, socket
+
+context = json.loads(pathlib.Path(os.environ["PLTF_CONTEXT_FILE"]).read_text())
+try:
+    socket.create_connection(("127.0.0.1", int(context["port"])), timeout=5).close()
+    reached = "reached"
+except OSError as exc:
+    reached = f"unreachable: {exc}"
+pathlib.Path("network.txt").write_text(reached)
+"""
+
+
+def test_a_hook_cannot_reach_the_hosts_loopback_services(tmp_path: Path) -> None:
+    need(shutil.which("bwrap") is not None or shutil.which("unshare") is not None, "a sandbox (bwrap or unshare)")
+    template = tmp_path / "templates" / "network-hook"
+    (template / "hooks").mkdir(parents=True)
+    (template / "{{cookiecutter.name}}").mkdir()
+    (template / "{{cookiecutter.name}}" / "README.md").write_text("x\n")
+    (template / "cookiecutter.json").write_text(json.dumps({"name": "svc", "port": "0"}))
+    (template / "hooks" / "post_gen_project.py").write_text(NETWORK_HOOK)
+    # A service on the host's loopback, as pltf's API or a PostgreSQL that trusts local connections are.
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        settings = make_settings(tmp_path, templates_dir=tmp_path / "templates")
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+            body = {"input": {"template": "network-hook", "values": {"port": str(port)}}, "dryRun": True}
+            answer = client.post(RENDER, json=body)
+    assert answer.status_code == 200, answer.text
+    files = {item["path"]: item["base64Content"] for item in answer.json()["output"]["directoryContents"]}
+    seen = base64.b64decode(files["network.txt"]).decode()
+    assert seen.startswith("unreachable"), seen
