@@ -161,8 +161,9 @@ class Settings(BaseSettings):
     )
     preview_database_url: SecretStr | None = Field(
         None,
-        description="A PostgreSQL server (admin URL) where previews of services that ask for a database "
-        '([tool.pltf.preview] database = "postgres") each get an empty database of their own.',
+        description="A PostgreSQL server (admin URL: a role that may create databases and roles) where previews of "
+        'services that ask for a database ([tool.pltf.preview] database = "postgres") each get an empty database '
+        "and a login role of their own.",
     )
     preview_ttl_seconds: int = Field(4 * 3600, ge=60, description="TTL of a preview when the request names none.")
     preview_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest TTL a request may ask for.")

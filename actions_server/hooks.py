@@ -30,7 +30,7 @@ from cookiecutter.hooks import find_hook
 
 from .errors import PltfError
 from .sandbox import Jail, Sandbox, base_python, describe_exit
-from .templates import TEMPLATE_ERRORS, Template, describe, template_imports
+from .templates import TEMPLATE_ERRORS, Template, describe, link_out_of, template_imports
 
 PRE_PROMPT = "pre_prompt"
 PRE_GENERATE = "pre_gen_project"
@@ -128,7 +128,15 @@ def _run(
     sandbox: Sandbox,
 ) -> list[str]:
     command = [str(base_python()), str(script)] if script.suffix == ".py" else [str(script)]
-    jail = Jail(command, cwd, sandbox.environment(cwd, extra_env), writable=writable, readable=[script.parent])
+    # No network: a hook has no need of one, and loopback services (a trusting PostgreSQL) would be in reach.
+    jail = Jail(
+        command,
+        cwd,
+        sandbox.environment(cwd, extra_env),
+        writable=writable,
+        readable=[script.parent],
+        network=False,
+    )
     try:
         with sandbox.lend(*writable):
             result = sandbox.run(jail, timeout)
@@ -151,8 +159,6 @@ def _run(
 
 def _refuse_links_out(name: str, directory: Path) -> None:
     """A link the hook made to a file it cannot see would be followed by the server, which can."""
-    root = directory.resolve()
-    for path in directory.rglob("*"):
-        if path.is_symlink() and not path.resolve().is_relative_to(root):
-            where = path.relative_to(directory)
-            raise PltfError(f"template hook {name} made {where} a link out of its directory", 422, "hook_failed")
+    where = link_out_of(directory)
+    if where is not None:
+        raise PltfError(f"template hook {name} made {where} a link out of its directory", 422, "hook_failed")

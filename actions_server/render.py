@@ -9,17 +9,19 @@ stay inside the workspace before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
 import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import cookiecutter.generate
 from cookiecutter.exceptions import UndefinedVariableInTemplate
 from cookiecutter.generate import generate_files
 
@@ -31,6 +33,25 @@ from .templates import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, descri
 # cookiecutter changes the process's working directory while it generates, so
 # two renders at once in one process must take turns.
 _GENERATE_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _environment_of(template: Template) -> Iterator[None]:
+    """cookiecutter makes its Jinja environment itself: for an untrusted template, Jinja's sandboxed one.
+
+    An untrusted template's files, paths and defaults are code of its author's choosing; in a plain
+    environment `{{ cycler.__init__.__globals__.os.popen(...) }}` in any of them would run on the server.
+    Only under _GENERATE_LOCK, which every generate_files call holds.
+    """
+    if template.trusted:
+        yield
+        return
+    original = cookiecutter.generate.create_env_with_context
+    cookiecutter.generate.create_env_with_context = template.new_environment
+    try:
+        yield
+    finally:
+        cookiecutter.generate.create_env_with_context = original
 
 
 @dataclass
@@ -279,7 +300,7 @@ def _generate(
             # Inside the project directory, which exists and is empty, as cookiecutter runs it.
             for line in run_hook(PRE_GENERATE, template, project, names, hook_timeout, sandbox):
                 say(f"hook {PRE_GENERATE}: {line}")
-        with _GENERATE_LOCK, template_imports(template):
+        with _GENERATE_LOCK, template_imports(template), _environment_of(template):
             try:
                 generate_files(
                     repo_dir=str(template.path),

@@ -18,8 +18,11 @@ What the code sees:
   root. The limit counts every process of that uid, so it bounds all sandboxes
   together; a fork bomb stops there instead of taking the host.
 
-The network is shared: previews listen on a loopback port the server proxies
-to, and installs need the package index.
+Hooks get a network of their own (nothing but an empty loopback): on the
+host's, they would reach every loopback service (pltf's API, a PostgreSQL
+that trusts local connections). Previews and installs share the host's:
+previews listen on a loopback port the server proxies to, and installs need
+the package index.
 
 Backends: bubblewrap (`bwrap`), else util-linux `unshare` with a mount and pid
 namespace built by a small shell script, else none: then hooks and previews are
@@ -122,6 +125,9 @@ class Jail:
     readable: list[Path] = field(default_factory=list)
     # A hook dies with the server; a preview outlives it (a restart adopts it).
     outlive_server: bool = False
+    # Previews listen on loopback for the proxy, installs reach the index; a hook needs no network, and on a
+    # shared one it would reach every loopback service of the host (pltf's API, a trusting PostgreSQL).
+    network: bool = True
 
 
 def _masks(settings: Settings) -> list[Path]:
@@ -304,6 +310,8 @@ def _command_line(backend: str, drop_uid: int | None, jail: Jail, masks: list[Pa
     if backend == "bwrap":
         args = [shutil.which("bwrap") or "bwrap", *_bwrap_args(mounts), "--chdir", str(jail.workdir)]
         args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+        if not jail.network:
+            args.append("--unshare-net")
         if not jail.outlive_server:
             args.append("--die-with-parent")
         return [*args, "--", *inner]
@@ -320,6 +328,8 @@ def _command_line(backend: str, drop_uid: int | None, jail: Jail, masks: list[Pa
         "--propagation",
         "private",
     ]
+    if not jail.network:
+        args.append("--net")
     if os.geteuid() != 0:
         args += ["--user", "--map-root-user"]
     if not jail.outlive_server:

@@ -33,6 +33,7 @@ from cookiecutter.exceptions import CookiecutterException, NonTemplatedInputDirE
 from cookiecutter.find import find_template
 from jinja2 import Template as JinjaTemplate
 from jinja2 import TemplateError
+from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
 from .config import Settings
@@ -89,6 +90,11 @@ def _no_control_characters(value: str) -> str:
     if CONTROL_CHARACTERS.search(value):
         raise ValueError("must not contain control characters")
     return value
+
+
+class SandboxedStrictEnvironment(StrictEnvironment, SandboxedEnvironment):  # type: ignore[misc]
+    """cookiecutter's environment with Jinja's sandbox: an untrusted template's own Jinja (its files, paths
+    and defaults) is code of its author's choosing, so it may not reach Python's internals from the server."""
 
 
 @dataclass
@@ -148,6 +154,10 @@ class Template:
         """cookiecutter's environment for this template: its `_extensions` and `_jinja2_env_vars`."""
         return self.new_environment({"cookiecutter": self.context})
 
+    @property
+    def environment_class(self) -> type[StrictEnvironment]:
+        return StrictEnvironment if self.trusted else SandboxedStrictEnvironment
+
     def new_environment(self, context: dict[str, Any]) -> StrictEnvironment:
         """A fresh Jinja environment as cookiecutter makes it for `context` (a generation needs its own)."""
         settings = self.context.get("_jinja2_env_vars") or {}
@@ -155,7 +165,7 @@ class Template:
             raise self.malformed("_jinja2_env_vars in cookiecutter.json must be an object")
         try:
             with template_imports(self):
-                return StrictEnvironment(context=context, keep_trailing_newline=True, **settings)
+                return self.environment_class(context=context, keep_trailing_newline=True, **settings)
         except (CookiecutterException, TemplateError, TypeError, ValueError, ImportError) as exc:
             raise self.malformed(f"its Jinja environment cannot be made: {describe(exc)}") from None
 
@@ -406,6 +416,13 @@ class TemplateCatalog:
                 "invalid directory", [FieldError("directory", "must be a relative path in the repository")]
             )
         checkout = self._checkout(url, ref)
+        # cookiecutter reads the template with the server's rights: a link could copy any file of the host.
+        leaving = link_out_of(checkout)
+        if leaving is not None:
+            raise invalid_input(
+                f"template {url} has a symbolic link leading out of its repository: {leaving}",
+                [FieldError("template", "a template's links must stay inside its repository")],
+            )
         path = checkout / directory if directory else checkout
         if not (path / "cookiecutter.json").is_file():
             raise invalid_input(
@@ -548,6 +565,15 @@ def _refuse_foreign_extensions(name: str, context: dict[str, Any]) -> None:
                 )
             ],
         )
+
+
+def link_out_of(directory: Path) -> Path | None:
+    """The first symbolic link under `directory` that leads out of it (relative to it), if any."""
+    root = directory.resolve()
+    for path in directory.rglob("*"):
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            return path.relative_to(directory)
+    return None
 
 
 def find_template_or_404(catalog: TemplateCatalog, name: str) -> Template:

@@ -29,7 +29,7 @@ from ..action import Action, Example, RunCancelled, RunContext
 from ..errors import FieldError, PltfError, invalid_input
 from ..forges import PROVIDERS, CreatedRepository, Forge, GitAuthor, RepositorySpec
 from ..forges.base import check_spec_fields
-from ..forges.permissions import team_ref
+from ..forges.permissions import is_gitops_repository, team_ref
 from ..names import ENTITY_REF
 from ..services import Services
 
@@ -188,6 +188,14 @@ def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, Reposi
     ]
     if errors:
         raise invalid_input(f"{spec.owner}/{spec.name} cannot be created on {forge.title}", errors)
+    if target.provider == "embedded" and is_gitops_repository(spec.owner, spec.name, services.settings):
+        # Made by pltf on its first apply: a repository created here first would hand Argo CD its content.
+        raise PltfError(
+            f"{spec.owner}/{spec.name} is the GitOps repository: only pltf creates and writes it",
+            403,
+            "forbidden",
+            [FieldError(f"input.{target.name_field}", "the GitOps repository's name")],
+        )
     return forge, spec
 
 

@@ -145,7 +145,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
             parse_ref(body.entityRef)
         except ValueError as exc:
             raise invalid_input(str(exc), [FieldError("entityRef", str(exc))]) from None
-        await anyio.to_thread.run_sync(services().catalog.refresh, body.entityRef)
+        await anyio.to_thread.run_sync(services().catalog.refresh, body.entityRef, who)
         return JSONResponse({"entityRef": body.entityRef, "refreshed": True})
 
     return router

@@ -128,7 +128,7 @@ class BackstageCatalog(Catalog):
             found.append(entity or document)
         return found
 
-    def refresh(self, entity_ref: str) -> None:
+    def refresh(self, entity_ref: str, caller: Caller | None = None) -> None:
         response = self._call("POST", "/refresh", json={"entityRef": entity_ref})
         if response.status_code not in (200, 204):
             raise self._error(response, f"refreshing {entity_ref}")

@@ -80,8 +80,12 @@ class Catalog(ABC):
         return self.register(target, dry_run=True, caller=caller).entities
 
     @abstractmethod
-    def refresh(self, entity_ref: str) -> None:
-        """Re-reads the location an entity came from, now. 404 if there is no such entity."""
+    def refresh(self, entity_ref: str, caller: Caller | None = None) -> None:
+        """Re-reads the location an entity came from, now. 404 if there is no such entity.
+
+        With a caller, only what that caller may read: a location's file may have changed since it was
+        registered, e.g. to a Location whose target is a private repository the caller cannot read.
+        """
 
     @abstractmethod
     def entity(self, kind: str, namespace: str, name: str) -> dict[str, Any] | None:

@@ -260,7 +260,7 @@ class EmbeddedCatalog(Catalog):
             conn.execute(delete(catalog_entities).where(catalog_entities.c.location_id == location_id))
         return {row.ref: row.uid for row in rows}
 
-    def refresh(self, entity_ref: str) -> None:
+    def refresh(self, entity_ref: str, caller: Caller | None = None) -> None:
         ref = _parse_ref_or_422(entity_ref, "entityRef")
         with self.engine.connect() as conn:
             row = (
@@ -274,12 +274,12 @@ class EmbeddedCatalog(Catalog):
             )
         if row is None:
             raise not_found(f"no entity {ref} in the catalog")
-        self.refresh_location(row["id"])
+        self.refresh_location(row["id"], caller)
 
-    def refresh_location(self, location_id: str) -> list[dict[str, Any]]:
+    def refresh_location(self, location_id: str, caller: Caller | None = None) -> list[dict[str, Any]]:
         """Re-reads a location and replaces its entities at once; on any error nothing changes."""
         target = self.location(location_id)["target"]
-        entities = self.read_location(target)
+        entities = self.read_location(target, caller)
         now = time.time()
         with self.engine.begin() as conn:
             self._check_claims(entities, location_id, conn)

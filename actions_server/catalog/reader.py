@@ -35,7 +35,7 @@ import subprocess
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, unquote, urljoin, urlsplit
+from urllib.parse import SplitResult, quote, unquote, urljoin, urlsplit
 
 import httpx
 import yaml
@@ -110,7 +110,7 @@ class LocationReader:
         if url.startswith(self.forge_prefix):
             forge_file = self.forge_file(url)
             return f"{self.forge_prefix}{forge_file.owner}/{forge_file.name}/"
-        parts = urlsplit(url)
+        parts = _split(url)
         scheme = parts.scheme.lower()
         if scheme == "file":
             path = self.file_path(url)
@@ -135,7 +135,10 @@ class LocationReader:
         repository; without (a Location's targets, which are locations of their
         own, as in Backstage), it need only be a location we may read.
         """
-        resolved = urljoin(base, reference)
+        try:
+            resolved = urljoin(base, reference)
+        except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+            raise LocationError(f"{reference!r} (from {base}) is not a URL: {exc}") from None
         if resolved.startswith("file:") and not _GLOB.search(resolved):
             # Symlinks must not lead out of the directory either.
             resolved = self.file_path(resolved).as_uri()
@@ -198,7 +201,7 @@ class LocationReader:
         return True
 
     def file_path(self, url: str) -> Path:
-        parts = urlsplit(url)
+        parts = _split(url)
         if parts.netloc not in ("", "localhost"):
             raise LocationError(f"{url}: file locations must be on this machine")
         raw = unquote(parts.path)
@@ -287,7 +290,7 @@ class LocationReader:
 
     def _http_raw_url(self, url: str) -> str:
         """The raw-file URL behind a browse URL, as Backstage's integrations read them."""
-        parts = urlsplit(url)
+        parts = _split(url)
         host = (parts.hostname or "").lower()
         segments = parts.path.split("/")
         if host == "github.com" and len(segments) > 4 and segments[3] in ("blob", "tree"):
@@ -362,6 +365,13 @@ class LocationReader:
             return json.loads(text) if key == "$json" else load_documents(text)[0] if text.strip() else None
         except (ValueError, yaml.YAMLError, IndexError) as exc:
             raise SubstitutionError(where, f"{key} {reference} is not valid {key[1:].upper()}: {exc}") from None
+
+
+def _split(url: str) -> SplitResult:
+    try:
+        return urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise LocationError(f"{url!r} is not a URL: {exc}") from None
 
 
 class SubstitutionError(Exception):

@@ -35,6 +35,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import FieldError, PltfError, conflict
 from ..redact import Redactor
+from ..urls import UrlRefused, normalise_url
 from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec, name_rule
 from .gitpush import git_environment, run_git
 
@@ -56,6 +57,18 @@ def repository_dir(root: Path, owner: str, name: str) -> Path | None:
     if not (SEGMENT.match(owner) and SEGMENT.match(name)):
         return None
     return root / owner / f"{name}.git"
+
+
+def repository_at(settings: Settings, url: str) -> Path | None:
+    """The bare repository a clone URL of this server's forge names, in any spelling git would fetch
+    (`HTTP://`, `%6C`, `a/../b`), or None when the URL is not one of ours."""
+    try:
+        rest = normalise_url(url).relative_to(normalise_url(f"{settings.base_url}/git/"))
+    except UrlRefused:
+        return None
+    if rest is None or len(rest) != 2:
+        return None
+    return repository_dir(git_root(settings), rest[0], rest[1].removesuffix(".git"))
 
 
 def read_metadata(repo_dir: Path) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from typing import Any
 from ..auth import Caller
 from ..catalog.model import RefError, parse_ref
 from ..config import Settings
-from .embedded import git_root, read_metadata, repository_dir
+from .embedded import read_metadata, repository_at
 
 PUSH_PERMISSION = "repo:create"
 
@@ -86,11 +86,7 @@ def may_read_url(caller: Caller, url: str, settings: Settings) -> bool:
 
     For the actions that read our repositories from disk (previews), where no HTTP check stands between.
     """
-    prefix = f"{settings.base_url}/git/"
-    if not url.startswith(prefix):
-        return True
-    owner, _, name = url[len(prefix) :].rstrip("/").removesuffix(".git").partition("/")
-    path = repository_dir(git_root(settings), owner, name)
+    path = repository_at(settings, url)
     if path is None or not path.is_dir():
-        return True  # nothing to protect; the caller's own lookup reports what is missing
+        return True  # not ours, or nothing to protect; the caller's own lookup reports what is missing
     return may_read(caller, read_metadata(path), settings)

@@ -33,14 +33,16 @@ pid we keep, and the one `process_is` recognises.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
-import getpass
 import hashlib
+import hmac
 import os
 import re
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -56,7 +58,6 @@ from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..redact import Redactor
 from ..sandbox import Jail, Sandbox, base_python
-from ..urls import UrlRefused, normalise_url
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
 
 LOG_TAIL_LINES = 20
@@ -128,20 +129,53 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
+def _checkout_file(src: Path, name: str) -> str | None:
+    """The text of a file at the top of the checkout, None when there is no such regular file.
+
+    The server reads it with its own rights, outside the sandbox: a symbolic link in the repository
+    would make it read (and report, in an install error) any file of the host.
+    """
+    path = src / name
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise PltfError(
+                f"{name} is a symbolic link; previews read it only as a file of the repository",
+                422,
+                "invalid_repository",
+            ) from None
+        raise
+    with os.fdopen(fd, encoding="utf-8", errors="replace") as file:
+        return file.read() if stat.S_ISREG(os.fstat(fd).st_mode) else None
+
+
+def _is_marker(marker: Path) -> bool:
+    """Whether the dependency cache's completion marker is there: a file of our own, never a link."""
+    return marker.is_file() and not marker.is_symlink()
+
+
 def _preview_config(src: Path) -> dict[str, Any]:
     """The service's `[tool.pltf.preview]` table: start command, readiness path, database."""
-    pyproject = src / "pyproject.toml"
-    if not pyproject.is_file():
+    text = _checkout_file(src, "pyproject.toml")
+    if text is None:
         return {}
     try:
-        config = tomllib.loads(pyproject.read_text()).get("tool", {}).get("pltf", {}).get("preview", {})
+        config = tomllib.loads(text).get("tool", {}).get("pltf", {}).get("preview", {})
     except tomllib.TOMLDecodeError:
         return {}
     return config if isinstance(config, dict) else {}
 
 
 class PreviewDatabases:
-    """One empty PostgreSQL database per preview, on the server PLTF_PREVIEW_DATABASE_URL names."""
+    """One empty PostgreSQL database per preview, on the server PLTF_PREVIEW_DATABASE_URL names.
+
+    Each is owned by a login role of its own (same name, no other rights), and that role is what the
+    preview gets: the admin URL's role could read or drop every other preview's database, and a
+    superuser could run programs on the database host (`COPY ... TO PROGRAM`), outside the sandbox.
+    """
 
     def __init__(self, admin_url: str, redactor: Redactor) -> None:
         self.admin_url = admin_url
@@ -151,26 +185,36 @@ class PreviewDatabases:
     def name(preview_id: str) -> str:
         return "pltf_" + re.sub(r"[^a-z0-9_]", "_", preview_id.lower())[:50]
 
+    def _password(self, preview_id: str) -> str:
+        # Derived, not stored: a restart (which respawns the service) computes the same one.
+        return hmac.new(self.admin_url.encode(), f"preview-role:{preview_id}".encode(), hashlib.sha256).hexdigest()
+
     def url(self, preview_id: str) -> str:
         from sqlalchemy.engine import make_url
 
-        url = make_url(self.admin_url).set(database=self.name(preview_id))
-        if url.username is None:
-            # libpq would take the OS user's name, and the service runs as the sandbox's uid, not as the
-            # server: name the role that created the database.
-            url = url.set(username=getpass.getuser())
+        name = self.name(preview_id)
+        url = make_url(self.admin_url).set(database=name, username=name, password=self._password(preview_id))
         return url.render_as_string(hide_password=False)
 
     def create(self, preview_id: str, log: Log) -> str:
         name = self.name(preview_id)
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'CREATE DATABASE "{name}"')
-        log(f"created database {name} for the preview (APP_DATABASE_URL)")
+        self.redactor.add([self._password(preview_id)])
+        self._execute(
+            f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)',
+            f'DROP ROLE IF EXISTS "{name}"',
+            f"CREATE ROLE \"{name}\" LOGIN PASSWORD '{self._password(preview_id)}' "
+            "NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS",
+            f'GRANT "{name}" TO CURRENT_USER',  # CREATE DATABASE ... OWNER needs it when the admin is no superuser
+            f'CREATE DATABASE "{name}" OWNER "{name}"',
+            f'REVOKE ALL ON DATABASE "{name}" FROM PUBLIC',
+        )
+        log(f"created database {name} for the preview (APP_DATABASE_URL), owned by a role of its own")
         return name
 
     def drop(self, preview_id: str, log: Log | None) -> None:
         name = self.name(preview_id)
         with contextlib.suppress(PltfError):
-            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)', f'DROP ROLE IF EXISTS "{name}"')
             if log is not None:
                 log(f"dropped database {name}")
 
@@ -320,16 +364,11 @@ class LocalProvider(PreviewProvider):
 
     def _fetch_url(self, url: str) -> str:
         """The embedded forge's repositories are read from disk: no round trip (or server) needed."""
-        try:
-            rest = normalise_url(url).relative_to(normalise_url(f"{self.settings.base_url}/git/"))
-        except UrlRefused:
-            rest = None
-        if rest is not None and len(rest) == 2:
-            from ..forges.embedded import git_root, repository_dir
+        from ..forges.embedded import repository_at
 
-            path = repository_dir(git_root(self.settings), rest[0], rest[1].removesuffix(".git"))
-            if path is not None and (path / "HEAD").is_file():
-                return str(path)
+        path = repository_at(self.settings, url)
+        if path is not None and (path / "HEAD").is_file():
+            return str(path)
         return url
 
     def _checkout(self, spec: PreviewSpec, src: Path, log: Log) -> str:
@@ -386,13 +425,13 @@ class LocalProvider(PreviewProvider):
 
     def _lock(self, src: Path) -> tuple[str, str]:
         """The dependency lock's text, and what it came from."""
-        requirements = src / "requirements.txt"
-        if requirements.is_file():
-            return requirements.read_text(), "requirements.txt"
-        pyproject = src / "pyproject.toml"
-        if pyproject.is_file():
+        requirements = _checkout_file(src, "requirements.txt")
+        if requirements is not None:
+            return requirements, "requirements.txt"
+        pyproject = _checkout_file(src, "pyproject.toml")
+        if pyproject is not None:
             try:
-                project = tomllib.loads(pyproject.read_text()).get("project", {})
+                project = tomllib.loads(pyproject).get("project", {})
             except tomllib.TOMLDecodeError as exc:
                 raise PltfError(f"pyproject.toml is not valid TOML: {exc}", 422, "invalid_repository") from None
             dependencies = project.get("dependencies", [])
@@ -415,16 +454,22 @@ class LocalProvider(PreviewProvider):
         key = hashlib.sha256(f"{version}\n{Path(installer).name}\n{lock}".encode()).hexdigest()[:24]
         cache = self.root / "cache" / key
         marker = cache / ".complete"
-        if marker.is_file():
-            marker.touch()
+        if _is_marker(marker):
+            os.utime(marker, follow_symlinks=False)
             return cache, True
         with file_lock(self.root / "cache" / f"{key}.lock"):
-            if marker.is_file():
+            if _is_marker(marker):
                 return cache, True
             shutil.rmtree(cache, ignore_errors=True)
             log(f"installing dependencies from {source} (cache key {key[:12]})")
             self._build(cache, lock, installer)
-            marker.touch()
+            # The installer (a package's build code, as the sandbox's uid) could leave a link here pointing
+            # anywhere on the host; touch() would follow it and create or stamp that file as the server.
+            if marker.is_dir() and not marker.is_symlink():
+                shutil.rmtree(marker)
+            else:
+                marker.unlink(missing_ok=True)
+            os.close(os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
         return cache, False
 
     def _build(self, cache: Path, lock: str, installer: str) -> None:

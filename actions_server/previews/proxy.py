@@ -16,6 +16,8 @@ A preview runs code from a repository, so it is not trusted with what reaches pl
   Backstage's proxy, which adds pltf's token to each request, the preview would
   otherwise receive that token. So a preview cannot rely on cookies or an
   `Authorization` header of its own through this proxy.
+- who the client is comes from the proxy alone: a client's `Forwarded`,
+  `X-Forwarded-*` and `X-Real-IP` are dropped and the proxy sets its own.
 - a path-based URL (`/previews/<id>/`) is on the API's own origin, so its
   answers lose `Set-Cookie` (it would set cookies for the API) and gain
   `Content-Security-Policy: sandbox allow-scripts allow-forms allow-popups`:
@@ -67,13 +69,23 @@ HOP_BY_HOP = frozenset(
 # Credentials meant for pltf (or Backstage), never for a preview; and anything named X-Pltf-*.
 CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key", "x-auth-token"})
 PLTF_HEADER_PREFIX = "x-pltf-"
+# Who the client is and how it came: the proxy says so itself, so a client cannot make a preview believe
+# another address, host or scheme (the first of two X-Forwarded-For values is the one most apps read).
+FORWARDING_HEADERS = frozenset(
+    {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix", "x-real-ip"}
+)
 PATH_BASED_CSP = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-popups")
 
 
 def forwarded(name: str) -> bool:
     """Whether a request header goes on to the preview."""
     name = name.lower()
-    return name not in HOP_BY_HOP and name not in CREDENTIAL_HEADERS and not name.startswith(PLTF_HEADER_PREFIX)
+    return (
+        name not in HOP_BY_HOP
+        and name not in CREDENTIAL_HEADERS
+        and name not in FORWARDING_HEADERS
+        and not name.startswith(PLTF_HEADER_PREFIX)
+    )
 
 
 def _json(

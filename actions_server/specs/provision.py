@@ -177,6 +177,7 @@ def plan_service(
 ) -> ServicePlan:
     spec = doc.spec
     owner, source, catalog_owner = resolve_owner(services, spec, submitter)
+    refuse_another_teams(spec, owner, submitter)
     facts: dict[str, Any] = {
         "spec": spec.model_dump(mode="json", exclude_none=True),
         "owner": {},
@@ -270,6 +271,27 @@ def resolve_owner(services: Any, spec: Spec, submitter: Submitter) -> tuple[str 
             except ValueError as exc:
                 raise PltfError(str(exc), 422, "invalid_input", [FieldError("owner", str(exc))]) from None
     return None, None, catalog_owner
+
+
+def refuse_another_teams(spec: Spec, owner: str | None, submitter: Submitter) -> None:
+    """A team's token plans and writes its own team's services only (admin tokens have no team).
+
+    Naming another owner in the spec would otherwise rewrite that team's manifests in the GitOps
+    repository: the collision check only compares the spec's owner with earlier claims.
+    """
+    if submitter.team is None or owner is None:
+        return
+    try:
+        team = normalise_owner(submitter.team)
+    except ValueError:
+        team = submitter.team
+    if owner != team:
+        raise PltfError(
+            f"{spec.key} belongs to {owner}; a token of {team} may provision only its own team's services",
+            403,
+            "forbidden",
+            [FieldError("owner", f"not this token's team ({team})")],
+        )
 
 
 def catalog_entity_owner(services: Any, name: str) -> str | None:
