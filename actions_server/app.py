@@ -21,7 +21,7 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from . import __version__
-from .access import Authed
+from .api.deps import Authed
 from .auth import load_tokens, read_generated_token
 from .catalog.api import catalog_api
 from .catalog.pages import catalog_pages
@@ -37,7 +37,7 @@ from .runs import STATUSES, TERMINAL, RunEngine
 from .sandbox import sandbox_summary
 from .services import Services
 from .storage import storage_problem
-from .templates import find_template_or_404
+from .templates.catalog import find_template_or_404
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

@@ -15,7 +15,7 @@ from .db import connect
 from .forges import ForgeRegistry
 from .previews import PreviewHub
 from .redact import Redactor
-from .templates import TemplateCatalog
+from .templates.catalog import TemplateCatalog
 from .workspaces import WorkspaceStore
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic import SecretStr as _SecretStr
 
-from ..access import Authed
+from ..api.deps import Authed
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
 from . import normalize

@@ -21,10 +21,10 @@ from cookiecutter.exceptions import CookiecutterException
 from cookiecutter.generate import generate_files
 from jinja2 import TemplateError
 
-from .errors import FieldError, PltfError, invalid_input
+from ..errors import FieldError, PltfError, invalid_input
+from ..sandbox import Sandbox
+from .catalog import Template, TemplateCatalog
 from .hooks import POST_GENERATE, PRE_GENERATE, run_hook
-from .sandbox import Sandbox
-from .templates import Template, TemplateCatalog
 
 # cookiecutter changes the process's working directory while it generates, so
 # two renders at once in one process must take turns.
@@ -139,7 +139,7 @@ def render(
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     if template.trusted and sandbox is None:
-        from .config import Settings
+        from ..config import Settings
 
         sandbox = Sandbox(Settings())
     if template.trusted and sandbox is not None:
@@ -164,7 +164,7 @@ def render(
 
 def render_template(template_dir: Path, values: dict[str, Any], output_dir: Path) -> Path:
     """Renders a template folder with validated values; the programmatic entry point."""
-    from .config import Settings
+    from ..config import Settings
 
     template_dir = template_dir.resolve()
     catalog = TemplateCatalog(Settings(templates_dir=template_dir.parent))

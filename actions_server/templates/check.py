@@ -26,7 +26,7 @@ import yaml
 from .hostile_values import TOOL as HOSTILE_TOOL
 from .hostile_values import HostileReport, hostile_values_check
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_VALIDATORS = REPO_ROOT / "tools" / "validators"
 INSTALL_HINT = "run `make validators` (.ci/install-validators)"
 KUBERNETES_VERSION = "1.33.0"
@@ -607,8 +607,8 @@ def check_service_tests(directory: Path) -> list[Finding]:
 
 def _run_generated_tests(command: list[str], directory: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     """The generated service's tests are code from a template: they run in the sandbox, like hooks do."""
-    from .config import Settings
-    from .sandbox import Jail, Sandbox
+    from ..config import Settings
+    from ..sandbox import Jail, Sandbox
 
     sandbox = Sandbox(Settings())
     env = sandbox.environment(directory, {"VIRTUAL_ENV": str(venv)})
@@ -671,7 +671,7 @@ Render = Callable[[Path, dict[str, Any], Path], Path]
 def default_render() -> Render:
     """The action server's renderer when it is there (user values as data), else plain cookiecutter."""
     try:
-        from actions_server.render import render_template
+        from actions_server.templates.render import render_template
     except ImportError:
         return cookiecutter_render
     return render_template
@@ -737,7 +737,7 @@ def check_hostile_values(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m actions_server.template_check [NAME ...] [--fast]`; exit 1 on any error finding."""
+    """`python -m actions_server.templates.check [NAME ...] [--fast]`; exit 1 on any error finding."""
     import argparse
 
     parser = argparse.ArgumentParser(prog="pltf templates check", description=main.__doc__)

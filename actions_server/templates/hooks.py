@@ -21,8 +21,8 @@ from typing import Any
 
 from cookiecutter.hooks import find_hook
 
-from .errors import PltfError
-from .sandbox import Jail, Sandbox, base_python, describe_exit
+from ..errors import PltfError
+from ..sandbox import Jail, Sandbox, base_python, describe_exit
 
 PRE_GENERATE = "pre_gen_project"
 POST_GENERATE = "post_gen_project"

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from .auth import Caller, TokenRegistry
-from .errors import PltfError
+from ..auth import Caller, TokenRegistry
+from ..errors import PltfError
 
 
 def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
