@@ -227,6 +227,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         state.update(services=services, engine=engine)
         app.state.tokens = tokens
         app.state.services = services
+        app.state.actions = engine.actions
         log = get_logger(replica=engine.replica)
         log.info(
             "pltf started",
@@ -333,7 +334,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @app.get("/v1/actions", tags=["actions"])
     async def list_actions(_: Authed) -> dict[str, Any]:
-        found = services().actions.values()
+        found = engine().actions.values()
         return {"actions": await anyio.to_thread.run_sync(lambda: [a.describe(services()) for a in found])}
 
     @app.get("/v1/actions/{action_id}", tags=["actions"])

@@ -123,6 +123,7 @@ class LocalBackend:
     """Runs actions in this process, on the embedded defaults, with no server."""
 
     def __init__(self, settings: Settings) -> None:
+        from .actions import discover
         from .logs import configure_logging
         from .services import Services
 
@@ -131,11 +132,12 @@ class LocalBackend:
             # this process's runs for its own leftovers.
             settings.replica_id = f"cli-{os.getpid()}"
         self.services = Services.create(settings)
+        self.registry = discover()
         # The CLI shows the run's own log as progress; the JSON log is for servers.
         configure_logging(self.services.redactor, os.environ.get("PLTF_LOG_LEVEL", "error"))
 
     def actions(self) -> list[dict[str, Any]]:
-        return [action.describe(self.services) for action in self.services.actions.values()]
+        return [action.describe(self.services) for action in self.registry.values()]
 
     def templates(self) -> list[dict[str, Any]]:
         return [template.to_json() for template in self.services.templates.list()]
@@ -160,7 +162,7 @@ class LocalBackend:
     ) -> dict[str, Any]:
         from .runs import RunEngine
 
-        engine = RunEngine(self.services)
+        engine = RunEngine(self.services, actions=self.registry)
         prepared = engine.prepare(action, {"input": input, "dryRun": dry_run})
         run_id, _ = await engine.submit(prepared, Caller("cli"), idempotency_key)
         async for kind, body in engine.events(run_id):

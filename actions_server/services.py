@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .action import Action
-from .actions import discover
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .db import connect
@@ -28,7 +25,6 @@ class Services:
     workspaces: WorkspaceStore
     forges: ForgeRegistry
     catalog: Catalog
-    actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
     previews: PreviewHub = field(default_factory=PreviewHub)
 
     @classmethod
@@ -52,7 +48,6 @@ class Services:
             workspaces=WorkspaceStore(engine, settings.workspace_dir),
             catalog=open_catalog(settings, engine, redactor),
             forges=ForgeRegistry(settings, redactor),
-            actions=discover(),
         )
 
     def close(self) -> None:

@@ -46,11 +46,10 @@ from ..config import Settings
 from ..errors import PltfError
 from ..forges.base import GitAuthor
 from ..forges.gitpush import git_environment
-from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
+from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
 
 if TYPE_CHECKING:
     from ..gitops import GitOpsRepository
-    from ..services import Services
 
 AUTHOR = GitAuthor("pltf", "pltf@localhost")
 IN_CLUSTER = "https://kubernetes.default.svc"
@@ -414,7 +413,7 @@ def _named(items: Any, name: Any, what: str) -> dict[str, Any]:
 class KubernetesProvider(PreviewProvider):
     name = "kubernetes"
 
-    def __init__(self, services: Services, root: Path, kube: KubeClient | None = None) -> None:
+    def __init__(self, services: PreviewParts, root: Path, kube: KubeClient | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.root = root
