@@ -27,6 +27,7 @@ from .catalog.api import catalog_api
 from .catalog.pages import catalog_pages
 from .config import Settings
 from .errors import FieldError, PltfError, invalid_input, pydantic_field_errors
+from .events import EventBus
 from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
@@ -213,10 +214,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         redactor.add([settings.api_token.get_secret_value()])
     configure_logging(redactor, settings.log_level)
     state: dict[str, Any] = {}
+    events = EventBus()
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = Services.create(settings, redactor)
+        services = Services.create(settings, redactor, events)
         tokens, generated = load_tokens(settings)
         if generated is not None:  # the local token is as secret as a configured one
             redactor.add([read_generated_token(generated) or ""])
@@ -258,7 +260,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
-    app.mount("/git", git_routes(settings))
+    app.mount("/git", git_routes(settings, events))
     # Previews: clean URLs (by Host), /previews/<id>/, /v1/previews.
     app.add_middleware(PreviewRouter, settings=settings, state=state)
     app.include_router(preview_routes(state))

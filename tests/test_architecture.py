@@ -101,3 +101,14 @@ def test_the_import_graph_sees_relative_lazy_and_type_checking_imports() -> None
 
 def test_no_module_of_actions_server_imports_itself_in_a_circle() -> None:
     assert cycles(import_graph()) == []
+
+
+def test_only_the_composition_root_imports_the_portal() -> None:
+    """The forge, the actions and the specs publish events (events.py); the portal subscribes at start-up."""
+    importers = {
+        module
+        for module, imported in import_graph().items()
+        if not module.startswith("actions_server.portal")
+        and any(target.startswith("actions_server.portal") for target in imported)
+    }
+    assert importers <= {"actions_server.app", "actions_server.services"}

@@ -263,7 +263,7 @@ def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
         _clean_up(ctx, forge, repository, where, exc)
         raise
     ctx.logger.info(f"repository ready: {repository.contents_url}")
-    _tell_the_portal(ctx, spec.owner, spec.name, repository.default_branch, sha)
+    _publish_creation(ctx, spec.owner, spec.name, repository.default_branch, sha)
     return _output(repository, spec, commitHash=sha, warnings=warnings)
 
 
@@ -296,18 +296,14 @@ def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, wher
 EXAMPLE_WORKSPACE = "${{ steps['cookiecutter:render'].output.workspaceId }}"
 
 
-def _tell_the_portal(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
-    """The new repository and its first commit become platform events (lead time starts at that commit)."""
+def _publish_creation(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
+    """The new repository and its first commit, as platform events (the portal's lead time starts at that commit)."""
     from datetime import UTC, datetime
 
-    from ..portal.events import record_platform_event
-
-    record_platform_event(
-        ctx.services, "repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"}
-    )
+    events = ctx.services.events
+    events.publish("repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"})
     now = datetime.now(UTC).isoformat()
-    record_platform_event(
-        ctx.services,
+    events.publish(
         "forge.push",
         {
             "name": name,

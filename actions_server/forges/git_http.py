@@ -56,6 +56,7 @@ from starlette.types import Receive, Scope, Send
 
 from ..auth import Caller, TokenRegistry
 from ..config import Settings
+from ..events import EventBus
 from ..logs import get_logger
 from .embedded import git_root, list_repositories, read_metadata, repository_dir
 from .gitpush import git_environment
@@ -205,8 +206,9 @@ class _PipedResponse(StreamingResponse):
 
 
 class GitHttp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, events: EventBus) -> None:
         self.settings = settings
+        self.events = events
         self.log = get_logger(component="git-http")
 
     @property
@@ -278,11 +280,9 @@ class GitHttp:
         on_success = None
         if action == "git-receive-pack":
             before = await asyncio.to_thread(_branch_heads, repo_dir)
-            services = getattr(request.app.state, "services", None)
 
             async def on_success() -> None:
-                if services is not None:
-                    await asyncio.to_thread(_record_push, services, owner, name, repo_dir, before)
+                await asyncio.to_thread(_publish_push, self.events, owner, name, repo_dir, before)
 
         return await self._backend(request, repo_dir, remote_user, on_success, hook_env)
 
@@ -533,10 +533,8 @@ def _branch_heads(repo: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in listed.stdout.decode().splitlines() if " " in line)
 
 
-def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[str, str]) -> None:
-    """Tells the portal what a push brought: each updated branch with its new commits and their times."""
-    from ..portal.events import record_platform_event
-
+def _publish_push(events: EventBus, owner: str, name: str, repo: Path, before: dict[str, str]) -> None:
+    """Publishes what a push brought: each updated branch with its new commits and their times."""
     for ref, after in _branch_heads(repo).items():
         if before.get(ref) == after:
             continue
@@ -546,8 +544,7 @@ def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[
             {"sha": sha, "timestamp": when}
             for sha, _, when in (line.partition(" ") for line in listed.stdout.decode().splitlines())
         ]
-        record_platform_event(
-            services,
+        events.publish(
             "forge.push",
             {
                 "name": name,
@@ -560,13 +557,13 @@ def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[
         )
 
 
-def git_routes(settings: Settings) -> Router:
-    """The /git/ routes, to mount on the app: `app.mount("/git", git_routes(settings))`.
+def git_routes(settings: Settings, events: EventBus) -> Router:
+    """The /git/ routes, to mount on the app: `app.mount("/git", git_routes(settings, events))`.
 
     A Router rather than an app of its own, so `request.app` stays the main app
     and its token registry (`app.state.tokens`) is the one used here.
     """
-    git = GitHttp(settings)
+    git = GitHttp(settings, events)
     return Router(
         routes=[
             Route("/", git.index),
