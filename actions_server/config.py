@@ -93,7 +93,8 @@ class Settings(BaseSettings):
     sandbox_max_file_mb: int = Field(2048, ge=1, description="Largest file sandboxed code may write (RLIMIT_FSIZE).")
     sandbox_max_open_files: int = Field(4096, ge=16, description="Open files per sandboxed process (RLIMIT_NOFILE).")
     # Forges (repo:create)
-    forge: Literal["embedded", "github", "gitlab", "gitea"] = Field(
+    # Provider names are checked against forges/hosts.py's registry when the forges are built.
+    forge: str = Field(
         "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."
     )
     git_dir: Path | None = Field(
@@ -181,7 +182,7 @@ class Settings(BaseSettings):
     preview_ingress_namespace: str = Field("ingress-nginx", description="(kubernetes) allowed in by the NetworkPolicy.")
     preview_quota_cpu: str = "2"
     preview_quota_memory: str = "2Gi"
-    preview_pr_generator: Literal["auto", "github", "gitlab", "gitea"] = Field(
+    preview_pr_generator: str = Field(
         "auto", description="(kubernetes) ApplicationSet pull-request generator; auto picks by the repository's host."
     )
     preview_pr_labels: Annotated[list[str], NoDecode] = Field(

@@ -33,7 +33,6 @@ from ..forges.permissions import team_ref
 from ..names import ENTITY_REF
 from ..services import Services
 
-Provider = Literal["embedded", "github", "gitlab", "gitea"]
 DEFAULT_AUTHOR = GitAuthor("pltf", "pltf@localhost")
 
 
@@ -56,8 +55,10 @@ class RepoCreateInput(BaseModel):
         description="Backstage RepoUrlPicker form: host?owner=o&repo=r. Or give provider, owner and name.",
         examples=["github.com?owner=platform-team&repo=users-api"],
     )
-    provider: Provider | None = Field(
-        None, description="embedded, github, gitlab or gitea; default: from repoUrl's host, else PLTF_FORGE."
+    provider: str | None = Field(
+        None,
+        description=f"{', '.join(PROVIDERS)}; default: from repoUrl's host, else PLTF_FORGE.",
+        json_schema_extra={"enum": list(PROVIDERS)},
     )
     owner: str | None = Field(None, max_length=255, description="Org, user or group (GitLab: group/subgroup).")
     name: str | None = Field(None, max_length=100, description="Repository name.")
@@ -83,6 +84,13 @@ class RepoCreateInput(BaseModel):
         "may push. Default: the calling token's team. Only an admin token may name another team.",
         examples=["group:default/platform-team"],
     )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, provider: str | None) -> str | None:
+        if provider is not None and provider not in PROVIDERS:
+            raise ValueError(f"must be one of {', '.join(PROVIDERS)}")
+        return provider
 
     @field_validator("team")
     @classmethod

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..forges.embedded import read_metadata
+from ..forges.embedded import git_root, read_metadata, repository_dirs
 from ..logs import get_logger
 from .model import service_name
 from .normalize import _team
@@ -111,21 +111,8 @@ class ServiceView:
         return None
 
 
-def git_root(services: Services) -> Path:
-    settings = services.settings
-    return Path(getattr(settings, "git_dir", None) or settings.data_dir / "git").resolve()
-
-
 def embedded_repositories(services: Services) -> list[tuple[str, str, Path]]:
-    root = git_root(services)
-    if not root.is_dir():
-        return []
-    return [
-        (owner.name, repo.name[: -len(".git")], repo)
-        for owner in sorted(root.iterdir())
-        if owner.is_dir() and not owner.name.startswith(".")
-        for repo in sorted(owner.glob("*.git"))
-    ]
+    return repository_dirs(git_root(services.settings))
 
 
 def components(text: str | None) -> list[dict[str, Any]]:

@@ -46,6 +46,7 @@ from ..config import Settings
 from ..errors import PltfError
 from ..forges.base import GitAuthor
 from ..forges.gitpush import git_environment
+from ..forges.hosts import pr_generator
 from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
 
 if TYPE_CHECKING:
@@ -196,43 +197,8 @@ def root_application(settings: Settings, gitops_url: str) -> dict[str, Any]:
 
 
 def scm_generator(repo_url: str, settings: Settings) -> dict[str, Any]:
-    """The pull-request generator for the repository's host: GitHub, GitLab or Gitea."""
-    url = urlsplit(repo_url)
-    host = (url.hostname or "").lower()
-    owner, _, repo = url.path.strip("/").removesuffix(".git").rpartition("/")
-    kind = settings.preview_pr_generator
-    if kind == "auto":
-        github_api = urlsplit(settings.github_url).hostname or ""
-        gitlab = urlsplit(settings.gitlab_url).hostname or ""
-        if host == "github.com" or (host and host == github_api):
-            kind = "github"
-        elif host == "gitlab.com" or (host and host == gitlab) or "gitlab" in host:
-            kind = "gitlab"
-        else:
-            kind = "gitea"  # Gitea, Forgejo, and the embedded forge's own shape
-    token = {"secretName": settings.preview_scm_secret, "key": "token"}
-    labels = list(settings.preview_pr_labels)
-    if kind == "github":
-        github: dict[str, Any] = {"owner": owner, "repo": repo, "tokenRef": token}
-        if settings.github_url != "https://api.github.com":
-            github["api"] = settings.github_url
-        if labels:
-            github["labels"] = labels
-        return {"github": github}
-    if kind == "gitlab":
-        gitlab_spec: dict[str, Any] = {
-            "project": f"{owner}/{repo}",
-            "api": f"{url.scheme}://{url.netloc}/" if host != "gitlab.com" else "https://gitlab.com/",
-            "tokenRef": token,
-            # Only open merge requests; GitLab's generator has no draft flag, so drafts are
-            # left out by label: require a label (PLTF_PREVIEW_PR_LABELS) for opt-in previews.
-            "pullRequestState": "opened",
-        }
-        if labels:
-            gitlab_spec["labels"] = labels
-        return {"gitlab": gitlab_spec}
-    api = settings.gitea_url or f"{url.scheme}://{url.netloc}"
-    return {"gitea": {"owner": owner, "repo": repo, "api": api, "tokenRef": token}}
+    """The pull-request generator for the repository's forge (forges/hosts.py knows which)."""
+    return pr_generator(repo_url, settings)
 
 
 def applicationset(
