@@ -6,14 +6,13 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from ..auth import Caller, TokenRegistry
+from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..errors import PltfError
 
 
 def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
-    scheme, _, token = (authorization or "").partition(" ")
     tokens: TokenRegistry = request.app.state.tokens
-    found = tokens.authenticate(token.strip()) if scheme.lower() == "bearer" else None
+    found = tokens.authenticate(token_from_authorization(authorization))
     if found is None:
         raise PltfError("a valid API token is required (Authorization: Bearer <token>)", 401, "unauthorized")
     return found

@@ -36,8 +36,6 @@ Who may do what (the rules are in `permissions`):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import re
@@ -54,7 +52,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from ..auth import Caller, TokenRegistry
+from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..config import Settings
 from ..events import EventBus
 from ..logs import get_logger
@@ -142,23 +140,9 @@ code,pre{font:13px ui-monospace,monospace}pre{background:#f6f8fa;padding:1em;ove
 _pages = Environment(loader=DictLoader(PAGES), autoescape=select_autoescape(default=True, default_for_string=True))
 
 
-def _token_from(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        # The token is the password; a token given as the user name (curl -u TOKEN:) works too.
-        return password or user or None
-    return None
-
-
 def _caller(request: Request) -> Caller | None:
     tokens: TokenRegistry = request.app.state.tokens
-    return tokens.authenticate(_token_from(request))
+    return tokens.authenticate(token_from_authorization(request.headers.get("authorization"), basic=True))
 
 
 def _challenge(message: str) -> Response:
