@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         "`http://127.0.0.1:<port>`. Set it to the address users reach behind a proxy or ingress.",
     )
     api_token: SecretStr | None = Field(None, description="One full-access token, for simple setups and CI.")
+    url: str | None = Field(
+        None, description="The action server the CLI talks to (sending PLTF_API_TOKEN); unset: it works in-process."
+    )
     token_file: Path | None = Field(
         None, description="YAML file of named tokens (hashed) and the actions each may run; see Tokens."
     )
