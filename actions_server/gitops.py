@@ -38,7 +38,7 @@ from .config import Settings
 from .errors import PltfError, invalid_input
 from .forges.base import GitAuthor, RepositorySpec
 from .forges.embedded import EmbeddedForge, git_root, repository_dir
-from .forges.gitpush import basic_authorization, git_environment, run_git
+from .forges.gitpush import as_text, basic_authorization, git, git_environment, run_git
 from .redact import Redactor
 
 __all__ = ["Changes", "Diff", "FileChange", "GitAuthor", "GitOpsRepository"]
@@ -241,14 +241,8 @@ class GitOpsRepository:
                 self._reset(None)
                 return
         env = git_environment(authorization=self.authorization)
-        done = subprocess.run(
-            ["git", "ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
+        done = as_text(
+            git(["ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"], cwd=self.workdir, env=env, timeout=self.timeout)
         )
         if done.returncode != 0:
             detail = self.redactor((done.stderr or done.stdout).strip())
@@ -319,14 +313,8 @@ class GitOpsRepository:
     def _push(self, author: GitAuthor) -> bool:
         """True when pushed; False when the remote moved on (a non-fast-forward), to retry."""
         env = git_environment(author, self.authorization)
-        done = subprocess.run(
-            ["git", "push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
+        done = as_text(
+            git(["push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"], cwd=self.workdir, env=env, timeout=self.timeout)
         )
         if done.returncode == 0:
             return True

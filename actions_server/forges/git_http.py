@@ -57,7 +57,7 @@ from ..config import Settings
 from ..events import EventBus
 from ..logs import get_logger
 from .embedded import git_root, list_repositories, read_metadata, repository_dir
-from .gitpush import git_environment
+from .gitpush import git, git_environment
 from .permissions import may_read, push_refusal
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
@@ -164,9 +164,7 @@ def _safe_path(path: str) -> str | None:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["git", "--git-dir", str(repo), *args], env=git_environment(), capture_output=True, timeout=30, check=False
-    )
+    return git(args, git_dir=repo, timeout=30)
 
 
 class _PipedResponse(StreamingResponse):

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from ..forges.embedded import git_root, read_metadata, repository_dirs
+from ..forges.gitpush import git
 from ..logs import get_logger
 from .model import service_name
 from .normalize import _team
@@ -49,12 +50,7 @@ class RepoFiles:
 
     def _git(self, *args: str) -> str:
         try:
-            done = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), *args],
-                capture_output=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
+            done = git(args, git_dir=self.git_dir, timeout=GIT_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return done.stdout[:MAX_FILE_BYTES].decode("utf-8", "replace") if done.returncode == 0 else ""

@@ -45,7 +45,7 @@ import yaml
 from ..config import Settings
 from ..errors import PltfError
 from ..forges.base import GitAuthor
-from ..forges.gitpush import git_environment
+from ..forges.gitpush import as_text, git
 from ..forges.hosts import pr_generator
 from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
 
@@ -419,14 +419,7 @@ class KubernetesProvider(PreviewProvider):
         pull = f"refs/pull/{spec.pull_request}/head" if spec.pull_request is not None else None
         revision = pull or spec.ref or "HEAD"
         try:
-            done = subprocess.run(
-                ["git", "ls-remote", "--", spec.repo_url, revision],
-                capture_output=True,
-                text=True,
-                timeout=self.settings.git_timeout_seconds,
-                env=git_environment(),
-                check=False,
-            )
+            done = as_text(git(["ls-remote", "--", spec.repo_url, revision], timeout=self.settings.git_timeout_seconds))
         except subprocess.TimeoutExpired:
             return revision, None
         sha = done.stdout.split("\t", 1)[0].strip() if done.returncode == 0 and done.stdout.strip() else None
