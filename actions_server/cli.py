@@ -328,13 +328,17 @@ def tokens_new(
 
 # -- pltf backstage: Backstage software templates generated from cookiecutters --------------
 
-backstage_app = typer.Typer(help="Backstage integration: software templates for the Create button.", no_args_is_help=True)
+backstage_app = typer.Typer(
+    help="Backstage integration: software templates for the Create button.", no_args_is_help=True
+)
 app.add_typer(backstage_app, name="backstage")
 
 
 @backstage_app.command("template")
 def backstage_template(
-    cookiecutter_dir: Annotated[str, typer.Argument(help="A cookiecutter directory, e.g. cookiecutters/python-service")],
+    cookiecutter_dir: Annotated[
+        str, typer.Argument(help="A cookiecutter directory, e.g. cookiecutters/python-service")
+    ],
     output: Annotated[str | None, typer.Option("-o", "--output", help="Write to this file instead of stdout")] = None,
     name: Annotated[str | None, typer.Option(help="Template entity name [default: the directory name]")] = None,
     owner: Annotated[str, typer.Option(help="Owner of the Template entity")] = "group:default/platform-team",

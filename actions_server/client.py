@@ -110,7 +110,9 @@ class RemoteBackend:
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"input": input, "dryRun": dry_run}
-        response = self._call("POST", f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers)
+        response = self._call(
+            "POST", f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers
+        )
         run_id = response.json()["id"]
         self._follow(run_id, on_log)
         return dict(self._call("GET", f"/v1/runs/{run_id}").json())

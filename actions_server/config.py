@@ -129,6 +129,7 @@ class Settings(BaseSettings):
             pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
             return {host.strip().lower(): provider.strip() for host, provider in pairs}
         return value
+
     # Service specs (service:provision, pltf plan/apply) and the shared GitOps repository
     gitops_url: str | None = Field(
         None,
@@ -165,7 +166,7 @@ class Settings(BaseSettings):
     preview_database_url: SecretStr | None = Field(
         None,
         description="A PostgreSQL server (admin URL) where previews of services that ask for a database "
-        "([tool.pltf.preview] database = \"postgres\") each get an empty database of their own.",
+        '([tool.pltf.preview] database = "postgres") each get an empty database of their own.',
     )
     preview_ttl_seconds: int = Field(4 * 3600, ge=60, description="TTL of a preview when the request names none.")
     preview_max_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="Longest TTL a request may ask for.")
@@ -242,7 +243,9 @@ class Settings(BaseSettings):
     github_webhook_secret: SecretStr | None = Field(
         None, description="Secret of GitHub webhooks (X-Hub-Signature-256); unset refuses them."
     )
-    gitlab_webhook_token: SecretStr | None = Field(None, description="X-Gitlab-Token of GitLab webhooks; unset refuses them.")
+    gitlab_webhook_token: SecretStr | None = Field(
+        None, description="X-Gitlab-Token of GitLab webhooks; unset refuses them."
+    )
     argocd_webhook_token: SecretStr | None = Field(
         None, description="Bearer token of Argo CD notifications; unset: any valid API token."
     )

@@ -242,7 +242,12 @@ class GitOpsRepository:
                 return
         env = git_environment(authorization=self.authorization)
         done = as_text(
-            git(["ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"], cwd=self.workdir, env=env, timeout=self.timeout)
+            git(
+                ["ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"],
+                cwd=self.workdir,
+                env=env,
+                timeout=self.timeout,
+            )
         )
         if done.returncode != 0:
             detail = self.redactor((done.stderr or done.stdout).strip())
@@ -314,7 +319,12 @@ class GitOpsRepository:
         """True when pushed; False when the remote moved on (a non-fast-forward), to retry."""
         env = git_environment(author, self.authorization)
         done = as_text(
-            git(["push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"], cwd=self.workdir, env=env, timeout=self.timeout)
+            git(
+                ["push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"],
+                cwd=self.workdir,
+                env=env,
+                timeout=self.timeout,
+            )
         )
         if done.returncode == 0:
             return True

@@ -254,9 +254,7 @@ class RunEngine:
 
     # -- execution ----------------------------------------------------------
 
-    async def _execute(
-        self, run_id: str, prepared: PreparedRun, caller: Caller, cancelled: threading.Event
-    ) -> None:
+    async def _execute(self, run_id: str, prepared: PreparedRun, caller: Caller, cancelled: threading.Event) -> None:
         try:
             async with self._slots:
                 await anyio.to_thread.run_sync(self._run_sync, run_id, prepared, caller, cancelled)

@@ -169,7 +169,9 @@ def pltf_values(forge_host: str, name: str, preview: bool) -> dict[str, Any]:
     }
 
 
-def run_sequential(backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], runs: int) -> list[float]:
+def run_sequential(
+    backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], runs: int
+) -> list[float]:
     samples = []
     with backstage.client() as api:
         for n in range(runs + 1):  # the first is a warm-up
@@ -185,7 +187,9 @@ def run_sequential(backstage: Backstage, template: str, values_for: Callable[[st
     return samples
 
 
-def run_burst(backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], count: int) -> tuple[float, int]:
+def run_burst(
+    backstage: Backstage, template: str, values_for: Callable[[str], dict[str, Any]], count: int
+) -> tuple[float, int]:
     """Starts `count` tasks at once; returns tasks/second until the last finished, and the failures."""
     names = [f"burst-{uuid.uuid4().hex[:8]}" for _ in range(count)]
     started = time.perf_counter()
@@ -255,7 +259,10 @@ def main() -> None:
     try:
         pltf.start()
         backstage.pltf_url = pltf.url
-        backstage.template_files = [TEMPLATES_DIR / f"{args.template}.yaml", builtin_template(work, pltf, args.template, catalog.host)]
+        backstage.template_files = [
+            TEMPLATES_DIR / f"{args.template}.yaml",
+            builtin_template(work, pltf, args.template, catalog.host),
+        ]
         backstage.start()
         backstage.wait_for_entity("template", args.template)
         backstage.wait_for_entity("template", f"{args.template}-builtin")
@@ -264,7 +271,9 @@ def main() -> None:
             ("builtin (fetch:template + catalog:register)", f"{args.template}-builtin", builtin_values),
             ("pltf (service:create + catalog:register)", args.template, lambda n: pltf_values(forge, n, args.preview)),
         ]
-        print(f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each")
+        print(
+            f"Backstage {backstage.url}, pltf {pltf.url}; {args.runs} sequential tasks and a burst of {args.burst} each"
+        )
         for label, template, values_for in paths:
             if args.only and not label.startswith(args.only):
                 continue

@@ -51,7 +51,9 @@ def measure(label: str, runs: int, once: Callable[[int], None]) -> list[float]:
 
 
 def start_server(settings: Settings) -> uvicorn.Server:
-    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="error"))
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="error")
+    )
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30
     while not server.started:

@@ -33,7 +33,9 @@ def write_cookiecutter(tmp_path: Path, context: dict[str, Any], name: str = "tin
     return directory
 
 
-@pytest.mark.parametrize("cookiecutter", sorted(p.name for p in COOKIECUTTERS.iterdir() if (p / "cookiecutter.json").is_file()))
+@pytest.mark.parametrize(
+    "cookiecutter", sorted(p.name for p in COOKIECUTTERS.iterdir() if (p / "cookiecutter.json").is_file())
+)
 def test_checked_in_templates_are_current(cookiecutter: str) -> None:
     """Each cookiecutter has a Create button, regenerated whenever the cookiecutter changes."""
     checked_in = CHECKED_IN / f"{cookiecutter}.yaml"
@@ -113,7 +115,11 @@ def test_types_choices_descriptions_and_pattern_from_cookiecutter_json(tmp_path:
     assert fields["name"]["pattern"] == "^[a-z]+$" and fields["name"]["maxLength"] == 20
     assert "default" not in fields["name"], "every service needs its own name"
     assert fields["replicas"] == {
-        "title": "Replicas", "type": "integer", "description": "How many pods", "default": 2, "maximum": 9,
+        "title": "Replicas",
+        "type": "integer",
+        "description": "How many pods",
+        "default": 2,
+        "maximum": 9,
     }
     assert fields["ratio"]["type"] == "number" and fields["public"]["type"] == "boolean"
     assert fields["public"]["default"] is False

@@ -222,9 +222,7 @@ def test_best_effort_reports_failure_without_failing_the_run(client: TestClient,
     assert "exited" in response.json()["output"]["reason"]
 
 
-def test_the_run_answers_starting_within_its_bound_then_readiness_shows(
-    tmp_path: Path, repo: str, gate: Gate
-) -> None:
+def test_the_run_answers_starting_within_its_bound_then_readiness_shows(tmp_path: Path, repo: str, gate: Gate) -> None:
     with running(preview_settings(tmp_path, run_wait_seconds=3.0)) as client:
         started = time.monotonic()
         response = create(client, repo, ref="gated")

@@ -69,7 +69,12 @@ def git(
     """
     command = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
     return subprocess.run(
-        command, cwd=cwd, env=git_environment() if env is None else env, capture_output=True, timeout=timeout, check=False
+        command,
+        cwd=cwd,
+        env=git_environment() if env is None else env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
     )
 
 

@@ -158,7 +158,9 @@ def chart_requests(view: ServiceView) -> dict[str, dict[str, Any]]:
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in extra.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -198,14 +200,36 @@ def service_cost(
             budget = (plan.get(env) or {}).get("budget")
             covered = item["hours"] if item["hours"] > 0 else hours
             per_hour = item["totalCost"] / covered if covered > 0 else 0.0
-            envs.append(_row(env, item["namespace"], item["experiment"], None, None, item["totalCost"], per_hour * month, budget, "opencost"))
+            envs.append(
+                _row(
+                    env,
+                    item["namespace"],
+                    item["experiment"],
+                    None,
+                    None,
+                    item["totalCost"],
+                    per_hour * month,
+                    budget,
+                    "opencost",
+                )
+            )
     else:
         source = "requests"
         for env, row in sorted(plan.items()):
             cpu, memory = row.get("cpu") or 0.0, row.get("memoryGiB") or 0.0
             per_hour = cpu * sheet["cpuCoreHour"] + memory * sheet["memoryGiBHour"]
             envs.append(
-                _row(env, row.get("namespace"), row.get("experiment"), cpu, memory, per_hour * hours, per_hour * month, row.get("budget"), row.get("source"))
+                _row(
+                    env,
+                    row.get("namespace"),
+                    row.get("experiment"),
+                    cpu,
+                    memory,
+                    per_hour * hours,
+                    per_hour * month,
+                    row.get("budget"),
+                    row.get("source"),
+                )
             )
     budgets = [e["budget"] for e in envs if e["budget"] is not None]
     forecast = sum(e["forecastMonthly"] for e in envs)
@@ -273,7 +297,9 @@ async def opencost_allocations(base: str, window: str, client: httpx.AsyncClient
         if own:
             await http.aclose()
     if response.status_code != 200 or not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise PltfError(f"OpenCost answered {response.status_code} without allocation data", 502, "opencost_unavailable")
+        raise PltfError(
+            f"OpenCost answered {response.status_code} without allocation data", 502, "opencost_unavailable"
+        )
     totals: dict[tuple[str, str, str], dict[str, Any]] = defaultdict(lambda: {"totalCost": 0.0, "hours": 0.0})
     for allocation_set in body["data"]:
         if not isinstance(allocation_set, dict):
@@ -306,4 +332,7 @@ def aggregate(reports: list[dict[str, Any]], by: str) -> list[dict[str, Any]]:
             key = {"env": env["env"], "service": report["service"], "experiment": env["experiment"] or "(none)"}[by]
             sums[key]["cost"] += env["cost"]
             sums[key]["forecastMonthly"] += env["forecastMonthly"]
-    return [{by: key, "cost": round(v["cost"], 4), "forecastMonthly": round(v["forecastMonthly"], 4)} for key, v in sorted(sums.items())]
+    return [
+        {by: key, "cost": round(v["cost"], 4), "forecastMonthly": round(v["forecastMonthly"], 4)}
+        for key, v in sorted(sums.items())
+    ]

@@ -213,7 +213,9 @@ def metric_levels(figures: Figures, version: str | None = None) -> dict[str, str
 
     bucket, lead, cfr, ttr = figures.bucket, figures.lead_time_hours, figures.change_failure_rate, figures.restore_hours
     return {
-        "deploymentFrequency": None if bucket is None else grade("deploymentFrequency", lambda r: bucket in r["buckets"]),
+        "deploymentFrequency": None
+        if bucket is None
+        else grade("deploymentFrequency", lambda r: bucket in r["buckets"]),
         "leadTimeForChanges": None if lead is None else grade("leadTimeForChanges", lambda r: lead < r["below"]),
         "changeFailureRate": None if cfr is None else grade("changeFailureRate", lambda r: cfr <= r["atMost"]),
         "timeToRestore": None if ttr is None else grade("timeToRestore", lambda r: ttr < r["below"]),

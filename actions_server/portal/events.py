@@ -68,9 +68,7 @@ def record(
     except IntegrityError:
         with engine.connect() as conn:
             seen = conn.execute(
-                select(raw_events.c.id).where(
-                    and_(raw_events.c.source == source, raw_events.c.delivery_id == delivery)
-                )
+                select(raw_events.c.id).where(and_(raw_events.c.source == source, raw_events.c.delivery_id == delivery))
             ).first()
         if seen is None:
             raise

@@ -94,9 +94,11 @@ def probe_uptime(services: Services, service: str, now: float) -> dict[str, Any]
             ).one()
             total, up = int(row[0] or 0), int(row[1] or 0)
             out[label] = {"ratio": up / total if total else None, "probes": total}
-        last = conn.execute(
-            select(probes).where(probes.c.service == service).order_by(probes.c.time.desc()).limit(1)
-        ).mappings().first()
+        last = (
+            conn.execute(select(probes).where(probes.c.service == service).order_by(probes.c.time.desc()).limit(1))
+            .mappings()
+            .first()
+        )
     out["last"] = None if last is None else {k: last[k] for k in ("time", "ok", "status", "ms", "url")}
     return out
 
@@ -140,7 +142,9 @@ def slo_status(target: float, availability: float | None) -> dict[str, Any]:
     }
 
 
-async def health(services: Services, view: ServiceView, now: float, client: httpx.AsyncClient | None = None) -> dict[str, Any]:
+async def health(
+    services: Services, view: ServiceView, now: float, client: httpx.AsyncClient | None = None
+) -> dict[str, Any]:
     target, source = objective(view)
     prometheus = services.settings.prometheus_url
     if prometheus:
@@ -200,4 +204,3 @@ async def _from_prometheus(
     finally:
         if own:
             await http.aclose()
-

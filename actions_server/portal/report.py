@@ -113,7 +113,9 @@ async def service_page(services: Services, name: str, window: str, seconds: floa
     }
 
 
-async def overview(services: Services, window: str, seconds: float, end: float, team: str | None = None) -> dict[str, Any]:
+async def overview(
+    services: Services, window: str, seconds: float, end: float, team: str | None = None
+) -> dict[str, Any]:
     """The home page's (or a team page's) rows: every service with health, DORA level and cost."""
     views = await anyio.to_thread.run_sync(directory, services)
     chosen = team_services(views, team) if team else list(views.values())

@@ -124,8 +124,14 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
                     "team": row["view"].team,
                     "health": row["health"],
                     "dora": row["figures"].to_json(),
-                    "scorecard": {"level": row["scorecard"]["level"], "passed": row["scorecard"]["passed"], "total": row["scorecard"]["total"]},
-                    "cost": {k: row["cost"][k] for k in ("currency", "cost", "forecastMonthly", "budgetMonthly", "warnings")},
+                    "scorecard": {
+                        "level": row["scorecard"]["level"],
+                        "passed": row["scorecard"]["passed"],
+                        "total": row["scorecard"]["total"],
+                    },
+                    "cost": {
+                        k: row["cost"][k] for k in ("currency", "cost", "forecastMonthly", "budgetMonthly", "warnings")
+                    },
                 }
                 for row in found["rows"]
             ]

@@ -25,11 +25,17 @@ def load_rules(path: str | None = None) -> dict[str, Any]:
         data = yaml.safe_load(source.read_text())
     except (OSError, yaml.YAMLError) as exc:
         raise PltfError(f"cannot read the scorecard rules {source}: {exc}", 500, "bad_scorecard") from None
-    if not isinstance(data, dict) or not isinstance(data.get("levels"), list) or not isinstance(data.get("rules"), list):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("levels"), list)
+        or not isinstance(data.get("rules"), list)
+    ):
         raise PltfError(f"{source}: a scorecard needs `levels` and `rules` lists", 500, "bad_scorecard")
     for rule in data["rules"]:
         if rule.get("level") not in data["levels"] or not rule.get("id") or not rule.get("fix"):
-            raise PltfError(f"{source}: rule {rule.get('id')!r} needs an id, a known level and a fix", 500, "bad_scorecard")
+            raise PltfError(
+                f"{source}: rule {rule.get('id')!r} needs an id, a known level and a fix", 500, "bad_scorecard"
+            )
     return data
 
 
@@ -69,9 +75,16 @@ def evaluate(check: dict[str, Any], view: ServiceView, dora_level: str | None) -
             bool(_dotted(entity, p)),
             f"{p} is {_dotted(entity, p)!r}" if view.entity else "no catalog entity",
         ),
-        "annotation": lambda key: (bool(view.annotations.get(key)), f"annotation {key} {'set' if view.annotations.get(key) else 'missing'}"),
+        "annotation": lambda key: (
+            bool(view.annotations.get(key)),
+            f"annotation {key} {'set' if view.annotations.get(key) else 'missing'}",
+        ),
         "link": lambda word: (
-            any(word.lower() in str(link.get("title", "")).lower() for link in (entity.get("metadata") or {}).get("links") or [] if isinstance(link, dict)),
+            any(
+                word.lower() in str(link.get("title", "")).lower()
+                for link in (entity.get("metadata") or {}).get("links") or []
+                if isinstance(link, dict)
+            ),
             f"link titled {word!r}",
         ),
         "fileExists": lambda pattern: (
@@ -80,7 +93,10 @@ def evaluate(check: dict[str, Any], view: ServiceView, dora_level: str | None) -
         ),
         "dockerfileNonRoot": lambda path: _non_root(view, path),
         "yamlValue": lambda spec: _yaml_value(view, spec),
-        "doraLevelAtLeast": lambda level: (at_least(dora_level, level), f"DORA level {dora_level or 'unknown (no data)'}"),
+        "doraLevelAtLeast": lambda level: (
+            at_least(dora_level, level),
+            f"DORA level {dora_level or 'unknown (no data)'}",
+        ),
     }
     for key, handler in handlers.items():
         if key in check:

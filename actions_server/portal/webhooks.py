@@ -168,7 +168,7 @@ def _event_errors(exc: ValidationError, batch: bool) -> list[FieldError]:
 def generic(body: Any) -> Normalised:
     items = body.get("events") if isinstance(body, dict) and "events" in body else [body]
     if not isinstance(items, list) or not items:
-        raise invalid_input("send one event object, or {\"events\": [...]}")
+        raise invalid_input('send one event object, or {"events": [...]}')
     if len(items) > MAX_EVENTS:
         raise invalid_input(f"at most {MAX_EVENTS} events per request")
     batch = isinstance(body, dict) and "events" in body
@@ -270,7 +270,9 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        return await store("alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalize.alertmanager(payload))
+        return await store(
+            "alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalize.alertmanager(payload)
+        )
 
     @router.post(
         "/v1/events",
@@ -290,7 +292,9 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
             }
         },
     )
-    async def post_events(request: Request, _: Authed, x_delivery_id: Annotated[str | None, Header()] = None) -> JSONResponse:
+    async def post_events(
+        request: Request, _: Authed, x_delivery_id: Annotated[str | None, Header()] = None
+    ) -> JSONResponse:
         """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md)."""
         body = _json(await request.body())
         normalised = generic(body)

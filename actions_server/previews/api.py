@@ -22,8 +22,6 @@ from .proxy import PreviewRouter
 __all__ = ["PreviewRouter", "preview_loop", "preview_routes"]
 
 
-
-
 def preview_routes(state: dict[str, Any]) -> APIRouter:
     router = APIRouter(prefix="/v1/previews", tags=["previews"])
 

@@ -539,7 +539,7 @@ class LocalProvider(PreviewProvider):
     def _databases(self) -> PreviewDatabases:
         if self.settings.preview_database_url is None:
             raise PltfError(
-                "this service asks for a database in previews ([tool.pltf.preview] database = \"postgres\"); "
+                'this service asks for a database in previews ([tool.pltf.preview] database = "postgres"); '
                 "set PLTF_PREVIEW_DATABASE_URL to a PostgreSQL server pltf may create databases on",
                 422,
                 "preview_database_unavailable",

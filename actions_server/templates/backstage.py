@@ -119,7 +119,17 @@ def _with_default(expression: str, default: Any) -> str:
 def _field(key: str, schema: dict[str, Any], meta_titles: dict[str, str]) -> dict[str, Any]:
     """One form field: the server's schema for the value, minus what only pltf understands."""
     out: dict[str, Any] = {"title": meta_titles.get(key) or title_for(key)}
-    for keyword in ("type", "description", "enum", "default", "pattern", "minLength", "maxLength", "minimum", "maximum"):
+    for keyword in (
+        "type",
+        "description",
+        "enum",
+        "default",
+        "pattern",
+        "minLength",
+        "maxLength",
+        "minimum",
+        "maximum",
+    ):
         if keyword in schema:
             out[keyword] = schema[keyword]
     if schema.get("x-derived"):
@@ -195,9 +205,7 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
         )
         service["system"] = system
 
-    options_page = {
-        key: _field(key, prop, meta_titles) for key, prop in properties.items() if key not in SERVICE_KEYS
-    }
+    options_page = {key: _field(key, prop, meta_titles) for key, prop in properties.items() if key not in SERVICE_KEYS}
 
     repo_url: dict[str, Any] = {
         "title": "Repository location",
@@ -212,7 +220,9 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
         {"title": "Service", "required": required, "properties": service},
     ]
     if options_page:
-        parameters.append({"title": f"{title_for(template.name.replace('-', '_'))} options", "properties": options_page})
+        parameters.append(
+            {"title": f"{title_for(template.name.replace('-', '_'))} options", "properties": options_page}
+        )
     parameters.append(
         {
             "title": "Repository and preview",
@@ -284,12 +294,18 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
         },
     ]
     links = [
-        {"title": "Repository", "url": "${{ " + result + ".repoContentsUrl }}",
-         "if": "${{ " + result + ".repoContentsUrl }}"},
-        {"title": "Open in catalog", "icon": "catalog", "entityRef": "${{ steps.register.output.entityRef }}",
-         "if": "${{ steps.register.output.entityRef }}"},
-        {"title": "Preview", "url": "${{ " + result + ".previewUrl }}",
-         "if": "${{ " + result + ".previewUrl }}"},
+        {
+            "title": "Repository",
+            "url": "${{ " + result + ".repoContentsUrl }}",
+            "if": "${{ " + result + ".repoContentsUrl }}",
+        },
+        {
+            "title": "Open in catalog",
+            "icon": "catalog",
+            "entityRef": "${{ steps.register.output.entityRef }}",
+            "if": "${{ steps.register.output.entityRef }}",
+        },
+        {"title": "Preview", "url": "${{ " + result + ".previewUrl }}", "if": "${{ " + result + ".previewUrl }}"},
         {"title": "pltf run log", "icon": "docs", "url": "${{ " + create + ".links.self }}"},
     ]
     source = options.source or f"cookiecutters/{template.name}"

@@ -598,7 +598,9 @@ def check_service_tests(directory: Path) -> list[Finding]:
         for label, command in steps:
             if label == "ruff check" and not Path(command[0]).exists():
                 continue  # ruff is not among the service's pins
-            result = _run_generated_tests(command, directory, venv) if label == "pytest" else run_tool(command, directory)
+            result = (
+                _run_generated_tests(command, directory, venv) if label == "pytest" else run_tool(command, directory)
+            )
             if result.returncode != 0:
                 output = (result.stdout + result.stderr).strip()
                 return [Finding("service tests", "", f"{label} failed (exit {result.returncode}):\n{output[-4000:]}")]
@@ -734,4 +736,3 @@ def check_hostile_values(
     )
     findings = [Finding(HOSTILE_TOOL, f.path, f.message, ERROR, f.variant, f.line, f.field) for f in report.findings]
     return findings, report
-

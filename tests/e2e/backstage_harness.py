@@ -62,9 +62,7 @@ class TaskResult:
 
     @property
     def log(self) -> str:
-        return "\n".join(
-            str(event["body"].get("message", "")) for event in self.events if event.get("type") == "log"
-        )
+        return "\n".join(str(event["body"].get("message", "")) for event in self.events if event.get("type") == "log")
 
     @property
     def output(self) -> dict[str, Any]:

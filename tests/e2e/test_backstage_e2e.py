@@ -222,9 +222,7 @@ def test_create_makes_a_repository_with_the_rendered_files(
 
 def pltf_run(result: TaskResult) -> dict[str, Any]:
     """The service:create run that the task's "pltf run log" link points at."""
-    response = httpx.get(
-        task_output(result)["pltf run log"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30
-    )
+    response = httpx.get(task_output(result)["pltf run log"], headers={"Authorization": f"Bearer {TOKEN}"}, timeout=30)
     response.raise_for_status()
     return dict(response.json())
 
@@ -303,9 +301,7 @@ def test_an_invalid_name_is_refused_by_backstage_before_anything_runs(
     assert "name" in json.dumps(refused.value.body) and "pattern" in json.dumps(refused.value.body)
 
 
-def test_a_value_only_pltf_can_judge_fails_the_task_with_our_message(
-    backstage: Backstage, pltf: ServerProcess
-) -> None:
+def test_a_value_only_pltf_can_judge_fails_the_task_with_our_message(backstage: Backstage, pltf: ServerProcess) -> None:
     # Backstage accepts any entity ref from the EntityPicker; pltf's template wants a DNS-style system name.
     values = all_values(pltf, unique_name("bad"), system="system:default/Payments_Core")
     result = create_and_follow(backstage, values)

@@ -53,7 +53,11 @@ def request_for(delivery: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
         }
         return "/webhooks/github", body, headers
     if via == "gitlab":
-        headers |= {"X-Gitlab-Token": GITLAB_TOKEN, "X-Gitlab-Event": delivery["event"], "X-Gitlab-Event-UUID": delivery["delivery"]}
+        headers |= {
+            "X-Gitlab-Token": GITLAB_TOKEN,
+            "X-Gitlab-Event": delivery["event"],
+            "X-Gitlab-Event-UUID": delivery["delivery"],
+        }
         return "/webhooks/gitlab", body, headers
     headers["Authorization"] = f"Bearer {API_TOKEN}"
     if via in ("argocd", "alertmanager"):
@@ -63,7 +67,9 @@ def request_for(delivery: dict[str, Any]) -> tuple[str, bytes, dict[str, str]]:
     raise ValueError(f"unknown sender {via}")
 
 
-def replay(post: Callable[..., Any], platform: Callable[[str, dict[str, Any]], bool], again: bool = False) -> dict[str, int]:
+def replay(
+    post: Callable[..., Any], platform: Callable[[str, dict[str, Any]], bool], again: bool = False
+) -> dict[str, int]:
     """Sends every delivery; returns how many were recorded and how many were duplicates.
 
     `again`: everything was sent before, so every delivery must come back a duplicate.

@@ -55,9 +55,7 @@ def browser() -> Iterator[Any]:
         _need(False, "the playwright Python package")
         raise
     with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=FLAGS, headless=True
-        )
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
         try:
             yield launched
         finally:
@@ -67,7 +65,9 @@ def browser() -> Iterator[Any]:
 @pytest.fixture
 def portal_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
     server = ServerProcess({**server_env, **PORTAL_ENV}, tmp_path / "server.log").start()
-    side = Services.create(Settings(data_dir=Path(server_env["PLTF_DATA_DIR"]), templates_dir=Path(server_env["PLTF_TEMPLATES_DIR"])))
+    side = Services.create(
+        Settings(data_dir=Path(server_env["PLTF_DATA_DIR"]), templates_dir=Path(server_env["PLTF_TEMPLATES_DIR"]))
+    )
     try:
         with server.client() as client:
             replay(client.post, lambda kind, body: record_platform_event(side, kind, body))
@@ -98,7 +98,8 @@ def read_keys(page: Any) -> dict[str, str]:
 def want_keys(figures: dict[str, Any]) -> dict[str, str]:
     bucket = figures["deploymentFrequency"]["bucket"]
     return {
-        "deploymentFrequency": shown(figures["deploymentFrequency"]["perDay"], "perday") + (f" · {bucket}" if bucket else ""),
+        "deploymentFrequency": shown(figures["deploymentFrequency"]["perDay"], "perday")
+        + (f" · {bucket}" if bucket else ""),
         "leadTimeForChanges": shown(figures["leadTimeForChanges"]["medianHours"], "hours"),
         "changeFailureRate": shown(figures["changeFailureRate"]["ratio"], "pct"),
         "timeToRestore": shown(figures["timeToRestore"]["medianHours"], "hours"),
@@ -124,15 +125,21 @@ def test_the_pages_show_the_fixture_figures(browser: Any, portal_server: ServerP
         assert read_keys(page) == want_keys(figures), path
         if figures["level"]:
             assert page.locator("h1 [data-metric=level]").count() in (0, 1)
-        page.screenshot(path=str(ARTIFACTS / f"portal{path.replace('/', '-').rstrip('-') or '-home'}.png"), full_page=True)
+        page.screenshot(
+            path=str(ARTIFACTS / f"portal{path.replace('/', '-').rstrip('-') or '-home'}.png"), full_page=True
+        )
 
     page.goto(f"{portal_server.url}/?end={END}")
     rows = page.locator("table[data-table=services] tr[data-service]")
     assert sorted(rows.evaluate_all("rows => rows.map(r => r.dataset.service)")) == ["orders-api", "users-api"]
     levels = {
-        s: page.locator(f"tr[data-service={s}] [data-col=level]").inner_text().strip() for s in ("users-api", "orders-api")
+        s: page.locator(f"tr[data-service={s}] [data-col=level]").inner_text().strip()
+        for s in ("users-api", "orders-api")
     }
-    assert levels == {"users-api": case("service", "users-api")["expected"]["level"], "orders-api": case("service", "orders-api")["expected"]["level"]}
+    assert levels == {
+        "users-api": case("service", "users-api")["expected"]["level"],
+        "orders-api": case("service", "orders-api")["expected"]["level"],
+    }
     # Escaped, not rendered: the alert's summary carries markup.
     page.goto(f"{portal_server.url}/services/users-api?end={END}")
     assert page.locator("table[data-table=incidents] b").count() == 0

@@ -52,7 +52,9 @@ def bare_repo(root: Path, owner: str, name: str, files: dict[str, str]) -> Path:
 
 
 def test_probes_give_uptime_and_the_slo(side_services: Services) -> None:
-    record_platform_event(side_services, "preview.deployed", {"service": "users-api", "url": "http://users-api.preview.test/"})
+    record_platform_event(
+        side_services, "preview.deployed", {"service": "users-api", "url": "http://users-api.preview.test/"}
+    )
     answers = iter([200, 200, 503])
     seen: list[str] = []
 
@@ -118,19 +120,32 @@ def test_uptime_and_the_error_budget_come_from_prometheus_when_set(tmp_path: Pat
     def answer(request: httpx.Request) -> httpx.Response:
         query = request.url.params["query"]
         value = "0.42" if query.startswith("slo:period_error_budget_remaining:ratio") else "0.9995"
-        return httpx.Response(200, json={"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.7e9, value]}]}})
+        return httpx.Response(
+            200,
+            json={
+                "status": "success",
+                "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.7e9, value]}]},
+            },
+        )
 
     with (
         respx.mock(base_url="http://prometheus.test:9090", assert_all_called=True) as prometheus,
         TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client,
     ):
         route = prometheus.get("/api/v1/query").mock(side_effect=answer)
-        client.post("/v1/events", json={"type": "change", "id": "abcd1234", "service": "users-api", "timestamp": "2024-06-01T00:00:00Z"})
+        client.post(
+            "/v1/events",
+            json={"type": "change", "id": "abcd1234", "service": "users-api", "timestamp": "2024-06-01T00:00:00Z"},
+        )
         health = client.get("/v1/services/users-api/health").json()
     queries = [call.request.url.params["query"] for call in route.calls]
     assert any('job="users-api"' in q and "[30d]" in q for q in queries)
     assert health["source"] == "prometheus"
-    assert {w: health["uptime"][w]["ratio"] for w in ("24h", "7d", "30d")} == {"24h": 0.9995, "7d": 0.9995, "30d": 0.9995}
+    assert {w: health["uptime"][w]["ratio"] for w in ("24h", "7d", "30d")} == {
+        "24h": 0.9995,
+        "7d": 0.9995,
+        "30d": 0.9995,
+    }
     assert health["slo"]["status"] == "met" and health["slo"]["errorBudgetRemaining"] == 0.42
 
 
@@ -153,20 +168,31 @@ GITOPS = {
         {
             "apiVersion": "v1",
             "kind": "ResourceQuota",
-            "metadata": {"name": "budget", "namespace": "promoapi-prod", "annotations": {"pltf.io/monthly-budget-usd": "10"}},
+            "metadata": {
+                "name": "budget",
+                "namespace": "promoapi-prod",
+                "annotations": {"pltf.io/monthly-budget-usd": "10"},
+            },
             "spec": {"hard": {"requests.cpu": "2", "requests.memory": "4Gi", "limits.memory": "8Gi"}},
         }
     ),
 }
 
 
-def test_cost_is_requests_times_the_price_sheet_with_a_budget_warning(portal_client: TestClient, side_services: Services) -> None:
+def test_cost_is_requests_times_the_price_sheet_with_a_budget_warning(
+    portal_client: TestClient, side_services: Services
+) -> None:
     bare_repo(side_services.settings.data_dir / "git", "platform", "gitops", GITOPS)
     record_platform_event(side_services, "spec.applied", {"service": "promoapi", "env": "prod", "team": "growth"})
     record_platform_event(
         side_services,
         "spec.applied",
-        {"service": "search", "env": "staging", "budget": {"monthly_usd": 500, "cpu": "500m", "memory": "512Mi"}, "experiment": "ranker-b"},
+        {
+            "service": "search",
+            "env": "staging",
+            "budget": {"monthly_usd": 500, "cpu": "500m", "memory": "512Mi"},
+            "experiment": "ranker-b",
+        },
     )
     prices = yaml.safe_load((ROOT / "actions_server/portal/data/prices.yaml").read_text())
     hourly = 2 * prices["cpuCoreHour"] + 4 * prices["memoryGiBHour"]
@@ -201,7 +227,11 @@ OPENCOST_ANSWER = {
         {
             "promoapi-prod/promoapi/checkout-v2": {
                 "name": "promoapi-prod/promoapi/checkout-v2",
-                "properties": {"cluster": "c", "namespace": "promoapi-prod", "labels": {"app": "promoapi", "experiment": "checkout-v2"}},
+                "properties": {
+                    "cluster": "c",
+                    "namespace": "promoapi-prod",
+                    "labels": {"app": "promoapi", "experiment": "checkout-v2"},
+                },
                 "window": {"start": "2024-06-24T00:00:00Z", "end": "2024-07-01T00:00:00Z"},
                 "start": "2024-06-24T00:00:00Z",
                 "end": "2024-07-01T00:00:00Z",
@@ -230,7 +260,9 @@ def test_cost_comes_from_the_opencost_allocation_api_when_set(tmp_path: Path) ->
     ):
         route = opencost.get("/allocation/compute").mock(return_value=httpx.Response(200, json=OPENCOST_ANSWER))
         side = Services.create(settings.model_copy())
-        record_platform_event(side, "spec.applied", {"service": "promoapi", "env": "prod", "budget": {"monthly_usd": 5}})
+        record_platform_event(
+            side, "spec.applied", {"service": "promoapi", "env": "prod", "budget": {"monthly_usd": 5}}
+        )
         side.close()
         body = client.get("/v1/services/promoapi/cost?window=7d").json()
         experiments = client.get("/v1/costs?by=experiment&window=7d").json()
@@ -257,7 +289,14 @@ def test_opencost_down_is_a_clear_502(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("quantity", "cores", "gib"),
-    [("100m", 0.1, None), ("2", 2.0, None), ("1.5", 1.5, None), ("128Mi", None, 0.125), ("1Gi", None, 1.0), ("x", None, None)],
+    [
+        ("100m", 0.1, None),
+        ("2", 2.0, None),
+        ("1.5", 1.5, None),
+        ("128Mi", None, 0.125),
+        ("1Gi", None, 1.0),
+        ("x", None, None),
+    ],
 )
 def test_quantities(quantity: str, cores: float | None, gib: float | None) -> None:
     if cores is not None:
@@ -289,9 +328,16 @@ def test_a_golden_path_service_shows_a_scorecard_and_a_cost(tmp_path: Path) -> N
     settings = make_settings(tmp_path, **{**PORTAL_SETTINGS, "templates_dir": ROOT / "cookiecutters"})
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
         values = {"name": "users-api", "owner": "group:default/platform-team"}
-        rendered = client.post("/v1/actions/cookiecutter:render/runs", json={"input": {"template": "python-service", "values": values}}).json()
+        rendered = client.post(
+            "/v1/actions/cookiecutter:render/runs", json={"input": {"template": "python-service", "values": values}}
+        ).json()
         assert rendered["status"] == "succeeded", rendered["error"]
-        repo = {"workspaceId": rendered["output"]["workspaceId"], "provider": "embedded", "owner": "platform-team", "name": "users-api"}
+        repo = {
+            "workspaceId": rendered["output"]["workspaceId"],
+            "provider": "embedded",
+            "owner": "platform-team",
+            "name": "users-api",
+        }
         published = client.post("/v1/actions/repo:create/runs", json={"input": repo}).json()
         assert published["status"] == "succeeded", published["error"]
         scorecard = client.get("/v1/services/users-api/scorecard").json()
@@ -310,7 +356,9 @@ def test_a_golden_path_service_shows_a_scorecard_and_a_cost(tmp_path: Path) -> N
     gib = cost.memory_gib(prod_values["resources"]["requests"]["memory"]) * replicas  # type: ignore[operator]
     [prod] = spend["envs"]
     assert prod["env"] == "prod" and (prod["cpu"], prod["memoryGiB"]) == (pytest.approx(cores), pytest.approx(gib))
-    assert prod["forecastMonthly"] == pytest.approx((cores * prices["cpuCoreHour"] + gib * prices["memoryGiBHour"]) * 730, abs=1e-3)
+    assert prod["forecastMonthly"] == pytest.approx(
+        (cores * prices["cpuCoreHour"] + gib * prices["memoryGiBHour"]) * 730, abs=1e-3
+    )
     assert 'data-rule="dora-medium" data-passed="false"' in page and "How to fix" in page
     assert 'href="/teams/platform-team"' in home and "Silver" in home
 
@@ -320,7 +368,10 @@ def test_a_bare_repository_fails_rules_with_fixes(side_services: Services) -> No
         side_services.settings.data_dir / "git",
         "team-x",
         "legacy",
-        {"Dockerfile": "FROM python:3.12\nCMD python app.py\n", "catalog-info.yaml": "kind: Component\nmetadata: {name: legacy}\nspec: {}\n"},
+        {
+            "Dockerfile": "FROM python:3.12\nCMD python app.py\n",
+            "catalog-info.yaml": "kind: Component\nmetadata: {name: legacy}\nspec: {}\n",
+        },
     )
     view = directory(side_services)["legacy"]
     from actions_server.portal.scorecards import scorecard
@@ -328,7 +379,15 @@ def test_a_bare_repository_fails_rules_with_fixes(side_services: Services) -> No
     card = scorecard(view, None)
     assert card["level"] is None
     failed = {r["id"]: r for r in card["rules"] if not r["passed"]}
-    assert set(failed) == {"has-owner", "has-ci", "dockerfile-non-root", "has-slo", "has-runbook", "alerts-routed", "dora-medium"}
+    assert set(failed) == {
+        "has-owner",
+        "has-ci",
+        "dockerfile-non-root",
+        "has-slo",
+        "has-runbook",
+        "alerts-routed",
+        "dora-medium",
+    }
     assert all(r["fix"] for r in failed.values())
     assert "runs as root" in failed["dockerfile-non-root"]["detail"]
 
@@ -355,7 +414,13 @@ def test_an_applied_service_spec_shows_its_cost_budget_and_team(portal_client: T
     prices = yaml.safe_load((ROOT / "actions_server/portal/data/prices.yaml").read_text())
     body = portal_client.get("/v1/services/promoapi/cost").json()
     [prod] = body["envs"]
-    assert (prod["namespace"], prod["experiment"], prod["cpu"], prod["memoryGiB"], prod["budget"]) == ("promoapi-prod", "checkout-v2", 2.0, 4.0, 10.0)
+    assert (prod["namespace"], prod["experiment"], prod["cpu"], prod["memoryGiB"], prod["budget"]) == (
+        "promoapi-prod",
+        "checkout-v2",
+        2.0,
+        4.0,
+        10.0,
+    )
     forecast = (2 * prices["cpuCoreHour"] + 4 * prices["memoryGiBHour"]) * prices["hoursPerMonth"]
     assert prod["forecastMonthly"] == pytest.approx(forecast, abs=1e-3)
     assert body["warnings"] and "passes its budget" in body["warnings"][0]

@@ -10,7 +10,14 @@ HOSTILE = '<script>alert("x")</script>'
 
 
 def test_pages_need_no_token_and_escape_what_events_carry(portal_client: TestClient) -> None:
-    incident = {"type": "incident", "id": "i-1", "service": "web", "timestamp": "2024-06-01T00:00:00Z", "title": HOSTILE, "team": HOSTILE}
+    incident = {
+        "type": "incident",
+        "id": "i-1",
+        "service": "web",
+        "timestamp": "2024-06-01T00:00:00Z",
+        "title": HOSTILE,
+        "team": HOSTILE,
+    }
     assert portal_client.post("/v1/events", json=incident).status_code == 202
     for path in ("/?end=2024-07-01T00:00:00Z", "/services/web?end=2024-07-01T00:00:00Z"):
         page = portal_client.get(path, headers={"Authorization": ""})

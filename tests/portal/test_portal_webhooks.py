@@ -58,7 +58,11 @@ def test_a_signed_github_push_is_stored_and_normalised(portal_client: TestClient
     body = json.dumps(PUSH).encode()
     first = github(portal_client, body, github_signature(body))
     assert first.status_code == 202
-    assert first.json() == {"accepted": True, "duplicate": False, "recorded": {"changes": 1, "deployments": 0, "incidents": 0}}
+    assert first.json() == {
+        "accepted": True,
+        "duplicate": False,
+        "recorded": {"changes": 1, "deployments": 0, "incidents": 0},
+    }
     again = github(portal_client, body, github_signature(body))
     assert again.status_code == 200 and again.json()["duplicate"] is True
     assert raw_event_count(side_services.engine, "github") == 1
@@ -111,11 +115,20 @@ def test_alertmanager_accepts_its_own_token_when_configured(tmp_path: Path) -> N
     settings = make_settings(tmp_path, alertmanager_webhook_token="am-token-123456", probe_interval_seconds=0)
     alert = {
         "status": "firing",
-        "alerts": [{"status": "firing", "fingerprint": "x", "startsAt": "2024-06-01T00:00:00Z", "labels": {"job": "orders-api"}}],
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": "x",
+                "startsAt": "2024-06-01T00:00:00Z",
+                "labels": {"job": "orders-api"},
+            }
+        ],
     }
     with TestClient(create_app(settings)) as client:
         refused = client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": f"Bearer {TOKEN}"})
-        accepted = client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": "Bearer am-token-123456"})
+        accepted = client.post(
+            "/webhooks/alertmanager", json=alert, headers={"Authorization": "Bearer am-token-123456"}
+        )
     assert refused.status_code == 401
     assert accepted.status_code == 202 and accepted.json()["recorded"]["incidents"] == 1
 
@@ -141,10 +154,19 @@ def test_webhook_secrets_never_reach_the_logs(capsys: pytest.CaptureFixture[str]
         ({"type": "deployment", "service": "a", "timestamp": "2024-06-01T00:00:00Z"}, "id"),
         ({"type": "deployment", "id": "1", "service": "A B", "timestamp": "2024-06-01T00:00:00Z"}, "service"),
         ({"type": "deployment", "id": "1", "service": "a", "timestamp": "tomorrow"}, "timestamp"),
-        ({"type": "deployment", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "status": "ok"}, "status"),
-        ({"type": "deployment", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "changes": ["xyz"]}, "changes"),
+        (
+            {"type": "deployment", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "status": "ok"},
+            "status",
+        ),
+        (
+            {"type": "deployment", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "changes": ["xyz"]},
+            "changes",
+        ),
         ({"type": "change", "id": "not-a-sha", "service": "a", "timestamp": "2024-06-01T00:00:00Z"}, "id"),
-        ({"type": "incident", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "rootCause": "zz"}, "rootCause"),
+        (
+            {"type": "incident", "id": "1", "service": "a", "timestamp": "2024-06-01T00:00:00Z", "rootCause": "zz"},
+            "rootCause",
+        ),
     ],
 )
 def test_bad_generic_events_get_422_naming_the_field(
@@ -160,7 +182,13 @@ def test_bad_generic_events_get_422_naming_the_field(
 def test_an_incident_resolved_before_it_started_is_refused(portal_client: TestClient) -> None:
     response = portal_client.post(
         "/v1/events",
-        json={"type": "incident", "id": "i", "service": "a", "timestamp": "2024-06-02T00:00:00Z", "resolvedAt": "2024-06-01T00:00:00Z"},
+        json={
+            "type": "incident",
+            "id": "i",
+            "service": "a",
+            "timestamp": "2024-06-02T00:00:00Z",
+            "resolvedAt": "2024-06-01T00:00:00Z",
+        },
     )
     assert response.status_code == 422
     assert response.json()["error"]["fields"][0]["field"] == "resolvedAt"
@@ -176,7 +204,9 @@ def test_generic_events_need_a_token(portal_client: TestClient, side_services: S
     assert load_dataset(side_services.engine).change_times == {}
 
 
-def test_an_incident_opened_then_resolved_by_two_generic_events(portal_client: TestClient, side_services: Services) -> None:
+def test_an_incident_opened_then_resolved_by_two_generic_events(
+    portal_client: TestClient, side_services: Services
+) -> None:
     opened = {"type": "incident", "id": "i-9", "service": "a", "timestamp": "2024-06-02T00:00:00Z"}
     assert portal_client.post("/v1/events", json=opened).status_code == 202
     assert portal_client.post("/v1/events", json={**opened, "resolvedAt": "2024-06-02T03:00:00Z"}).status_code == 202
@@ -195,7 +225,11 @@ def test_a_merged_pull_request_times_its_merge_commit_from_when_it_was_opened(
         "pull_request": {"merged": True, "merge_commit_sha": sha, "created_at": "2024-06-01T08:00:00Z"},
     }
     body = json.dumps(pr).encode()
-    headers = {"X-GitHub-Event": "pull_request", "X-GitHub-Delivery": "pr-1", "X-Hub-Signature-256": github_signature(body)}
+    headers = {
+        "X-GitHub-Event": "pull_request",
+        "X-GitHub-Delivery": "pr-1",
+        "X-Hub-Signature-256": github_signature(body),
+    }
     assert portal_client.post("/webhooks/github", content=body, headers=headers).status_code == 202
     push = {**PUSH, "after": sha, "commits": [{"id": sha, "timestamp": "2024-06-01T12:00:00Z"}]}
     body = json.dumps(push).encode()
@@ -208,12 +242,22 @@ def test_a_deploy_workflow_run_is_a_deployment(portal_client: TestClient, side_s
     run = {
         "action": "completed",
         "repository": {"name": "users-api"},
-        "workflow_run": {"id": 7, "name": "Deploy to production", "conclusion": "success", "head_sha": "abcdef1", "updated_at": "2024-06-02T00:00:00Z"},
+        "workflow_run": {
+            "id": 7,
+            "name": "Deploy to production",
+            "conclusion": "success",
+            "head_sha": "abcdef1",
+            "updated_at": "2024-06-02T00:00:00Z",
+        },
     }
     ci = {**run, "workflow_run": {**run["workflow_run"], "id": 8, "name": "CI"}}
     for number, payload in enumerate((run, ci)):
         body = json.dumps(payload).encode()
-        headers = {"X-GitHub-Event": "workflow_run", "X-GitHub-Delivery": f"wr-{number}", "X-Hub-Signature-256": github_signature(body)}
+        headers = {
+            "X-GitHub-Event": "workflow_run",
+            "X-GitHub-Delivery": f"wr-{number}",
+            "X-Hub-Signature-256": github_signature(body),
+        }
         assert portal_client.post("/webhooks/github", content=body, headers=headers).status_code == 202
     [deploy] = load_dataset(side_services.engine).deployments
     assert deploy.counts and deploy.sha == "abcdef1"
