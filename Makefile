@@ -37,6 +37,7 @@ test: $(BIN)/pltf validators browser sandbox
 
 lint: $(BIN)/pltf
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 bench: $(BIN)/pltf

@@ -88,6 +88,8 @@ class RunContext:
     services: Services
     cancelled: threading.Event = field(default_factory=threading.Event)
     publish: Callable[[str, Any], None] = field(default=lambda name, value: None, repr=False)
+    # The actions a composite action may run as steps (the run engine's registry).
+    actions: Mapping[str, Action[Any, Any]] = field(default_factory=dict, repr=False)
 
     def output(self, name: str, value: Any) -> None:
         """Sets one output now, as Backstage's `ctx.output()` does: a caller following a run that
@@ -106,7 +108,7 @@ class RunContext:
         """
         from .errors import invalid_input, pydantic_field_errors
 
-        action = self.services.actions[action_id]
+        action = self.actions[action_id]
         try:
             model = action.input.model_validate(params)
         except ValidationError as exc:

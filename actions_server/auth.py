@@ -13,6 +13,8 @@ Only hashes are kept in memory and in the token file. The token file looks like:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import fnmatch
 import hashlib
 import os
@@ -59,6 +61,22 @@ class TokenRegistry:
         if not token:
             return None
         return self._by_hash.get(hash_token(token))
+
+
+def token_from_authorization(header: str | None, *, basic: bool = False) -> str | None:
+    """The token an Authorization header carries: `Bearer <token>`, and with `basic` (git clients
+    cannot send a bearer token) `Basic` with the token as the password, or as the user name
+    (curl -u TOKEN:)."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() == "bearer":
+        return value.strip() or None
+    if basic and scheme.lower() == "basic":
+        try:
+            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return password or user or None
+    return None
 
 
 class TokenFileError(Exception):

@@ -33,7 +33,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from .action import Action
-from .auth import Caller, TokenRegistry
+from .auth import Caller, TokenRegistry, token_from_authorization
 from .catalog.model import RefError, parse_ref
 from .config import Settings
 from .errors import FieldError, PltfError
@@ -218,8 +218,7 @@ def backstage_actions_router(
     verifier: dict[str, BackstageTokens] = {}
 
     async def authenticate(request: Request, authorization: str | None) -> Caller:
-        scheme, _, token = (authorization or "").partition(" ")
-        token = token.strip() if scheme.lower() == "bearer" else ""
+        token = token_from_authorization(authorization) or ""
         tokens: TokenRegistry = request.app.state.tokens
         found = tokens.authenticate(token)
         if found is None and token:
@@ -249,7 +248,7 @@ def backstage_actions_router(
             await authenticate(request, authorization)
         except PltfError as error:
             return backstage_error(request, error)
-        found = list(services().actions.values())
+        found = list(engine().actions.values())
 
         def describe() -> list[dict[str, Any]]:
             return [registry_entry(action, services()) for action in found]

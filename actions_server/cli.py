@@ -120,8 +120,8 @@ def templates_check(
     """Render each template with every choice and run every validator on the result."""
     from dataclasses import asdict
 
-    from .hostile_values import TOOL as HOSTILE_TOOL
-    from .template_check import ERROR, check_hostile_values, check_template
+    from .templates.check import ERROR, check_hostile_values, check_template
+    from .templates.hostile_values import TOOL as HOSTILE_TOOL
 
     if only not in (None, HOSTILE_TOOL):
         raise PltfError(f"--only takes {HOSTILE_TOOL}, not {only!r}", 2, "usage")
@@ -356,7 +356,7 @@ def backstage_template(
     """Generate a scaffolder.backstage.io/v1beta3 Template that calls service:create for a cookiecutter."""
     from pathlib import Path
 
-    from .backstage_template import TemplateOptions, load_cookiecutter, render
+    from .templates.backstage import TemplateOptions, load_cookiecutter, render
 
     directory = Path(cookiecutter_dir)
     options = TemplateOptions(

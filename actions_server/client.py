@@ -10,13 +10,16 @@ import asyncio
 import json
 import os
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import httpx
 
 from .auth import Caller, read_generated_token
 from .config import Settings
 from .errors import FieldError, PltfError
+
+if TYPE_CHECKING:
+    from .services import Services
 
 LogCallback = Callable[[dict[str, Any]], None]
 
@@ -37,31 +40,59 @@ class Backend(Protocol):
 
 
 def backend_from_environment(settings: Settings | None = None) -> Backend:
-    url = os.environ.get("PLTF_URL")
     settings = settings or Settings()
-    if url:
-        token = os.environ.get("PLTF_API_TOKEN") or read_generated_token(settings.generated_token_path)
-        return RemoteBackend(url, token)
-    return LocalBackend(settings)
+    client = remote_client(settings)
+    return LocalBackend(settings) if client is None else RemoteBackend(client)
+
+
+def remote_client(settings: Settings, read_timeout: float = 120.0) -> httpx.Client | None:
+    """A client of the action server at PLTF_URL, with PLTF_API_TOKEN (else the generated local token);
+    None when the CLI is to work in-process."""
+    if not settings.url:
+        return None
+    token = (
+        settings.api_token.get_secret_value()
+        if settings.api_token is not None
+        else read_generated_token(settings.generated_token_path)
+    )
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx.Client(
+        base_url=settings.url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=read_timeout)
+    )
+
+
+def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    """One request to the action server; its error answers become the PltfError they describe."""
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.HTTPError as exc:
+        raise PltfError(f"cannot reach the action server at {client.base_url}: {exc}", 503, "unreachable") from None
+    if response.status_code >= 400:
+        raise _error_from(response)
+    return response
+
+
+def local_services(settings: Settings) -> Services:
+    """The parts, built in this process for the CLI (which shows a run's own log, so the JSON log stays
+    quiet unless PLTF_LOG_LEVEL asks otherwise)."""
+    from .logs import configure_logging
+    from .services import Services
+
+    if settings.replica_id is None:
+        # Not the server's replica id: a server restarting must not take
+        # this process's runs for its own leftovers.
+        settings.replica_id = f"cli-{os.getpid()}"
+    services = Services.create(settings)
+    configure_logging(services.redactor, settings.log_level if "log_level" in settings.model_fields_set else "error")
+    return services
 
 
 class RemoteBackend:
-    def __init__(self, url: str, token: str | None, transport: httpx.BaseTransport | None = None) -> None:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.client = httpx.Client(
-            base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=120.0), transport=transport
-        )
+    def __init__(self, client: httpx.Client) -> None:
+        self.client = client
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        try:
-            response = self.client.request(method, path, **kwargs)
-        except httpx.HTTPError as exc:
-            raise PltfError(
-                f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable"
-            ) from None
-        if response.status_code >= 400 and response.status_code != 202:
-            raise _error_from(response)
-        return response
+        return call(self.client, method, path, **kwargs)
 
     def actions(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/actions").json()["actions"])
@@ -79,16 +110,9 @@ class RemoteBackend:
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
         body = {"input": input, "dryRun": dry_run}
-        try:
-            response = self.client.post(
-                f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers
-            )
-        except httpx.HTTPError as exc:
-            raise PltfError(
-                f"cannot reach the action server at {self.client.base_url}: {exc}", 503, "unreachable"
-            ) from None
-        if response.status_code >= 400:
-            raise _error_from(response)
+        response = self._call(
+            "POST", f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers
+        )
         run_id = response.json()["id"]
         self._follow(run_id, on_log)
         return dict(self._call("GET", f"/v1/runs/{run_id}").json())
@@ -123,19 +147,13 @@ class LocalBackend:
     """Runs actions in this process, on the embedded defaults, with no server."""
 
     def __init__(self, settings: Settings) -> None:
-        from .logs import configure_logging
-        from .services import Services
+        from .actions import discover
 
-        if settings.replica_id is None:
-            # Not the server's replica id: a server restarting must not take
-            # this process's runs for its own leftovers.
-            settings.replica_id = f"cli-{os.getpid()}"
-        self.services = Services.create(settings)
-        # The CLI shows the run's own log as progress; the JSON log is for servers.
-        configure_logging(self.services.redactor, os.environ.get("PLTF_LOG_LEVEL", "error"))
+        self.services = local_services(settings)
+        self.registry = discover()
 
     def actions(self) -> list[dict[str, Any]]:
-        return [action.describe(self.services) for action in self.services.actions.values()]
+        return [action.describe(self.services) for action in self.registry.values()]
 
     def templates(self) -> list[dict[str, Any]]:
         return [template.to_json() for template in self.services.templates.list()]
@@ -160,7 +178,7 @@ class LocalBackend:
     ) -> dict[str, Any]:
         from .runs import RunEngine
 
-        engine = RunEngine(self.services)
+        engine = RunEngine(self.services, actions=self.registry)
         prepared = engine.prepare(action, {"input": input, "dryRun": dry_run})
         run_id, _ = await engine.submit(prepared, Caller("cli"), idempotency_key)
         async for kind, body in engine.events(run_id):

@@ -36,6 +36,9 @@ class Settings(BaseSettings):
         "`http://127.0.0.1:<port>`. Set it to the address users reach behind a proxy or ingress.",
     )
     api_token: SecretStr | None = Field(None, description="One full-access token, for simple setups and CI.")
+    url: str | None = Field(
+        None, description="The action server the CLI talks to (sending PLTF_API_TOKEN); unset: it works in-process."
+    )
     token_file: Path | None = Field(
         None, description="YAML file of named tokens (hashed) and the actions each may run; see Tokens."
     )
@@ -93,7 +96,8 @@ class Settings(BaseSettings):
     sandbox_max_file_mb: int = Field(2048, ge=1, description="Largest file sandboxed code may write (RLIMIT_FSIZE).")
     sandbox_max_open_files: int = Field(4096, ge=16, description="Open files per sandboxed process (RLIMIT_NOFILE).")
     # Forges (repo:create)
-    forge: Literal["embedded", "github", "gitlab", "gitea"] = Field(
+    # Provider names are checked against forges/hosts.py's registry when the forges are built.
+    forge: str = Field(
         "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."
     )
     git_dir: Path | None = Field(
@@ -183,7 +187,7 @@ class Settings(BaseSettings):
     preview_ingress_namespace: str = Field("ingress-nginx", description="(kubernetes) allowed in by the NetworkPolicy.")
     preview_quota_cpu: str = "2"
     preview_quota_memory: str = "2Gi"
-    preview_pr_generator: Literal["auto", "github", "gitlab", "gitea"] = Field(
+    preview_pr_generator: str = Field(
         "auto", description="(kubernetes) ApplicationSet pull-request generator; auto picks by the repository's host."
     )
     preview_pr_labels: Annotated[list[str], NoDecode] = Field(

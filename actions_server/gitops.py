@@ -38,7 +38,7 @@ from .config import Settings
 from .errors import PltfError, invalid_input
 from .forges.base import GitAuthor, RepositorySpec
 from .forges.embedded import EmbeddedForge, git_root, repository_dir
-from .forges.gitpush import basic_authorization, git_environment, run_git
+from .forges.gitpush import as_text, basic_authorization, git, git_environment, run_git
 from .redact import Redactor
 
 __all__ = ["Changes", "Diff", "FileChange", "GitAuthor", "GitOpsRepository"]
@@ -201,6 +201,11 @@ class GitOpsRepository:
     def _git(self, args: list[str], what: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
         return run_git(args, self.workdir, env or git_environment(), self.timeout, self.redactor, what)
 
+    def _with_remote(self, args: list[str], author: GitAuthor | None = None) -> subprocess.CompletedProcess[str]:
+        """A git command that talks to the remote (with the token, in git's environment); its exit is the caller's."""
+        env = git_environment(author, self.authorization)
+        return as_text(git(args, cwd=self.workdir, env=env, timeout=self.timeout))
+
     def _remote_exists(self) -> bool:
         if self._embedded is None:
             return True
@@ -241,15 +246,7 @@ class GitOpsRepository:
                 self._reset(None)
                 return
         env = git_environment(authorization=self.authorization)
-        done = subprocess.run(
-            ["git", "ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
-        )
+        done = self._with_remote(["ls-remote", "--heads", self.remote, f"refs/heads/{self.branch}"])
         if done.returncode != 0:
             detail = self.redactor((done.stderr or done.stdout).strip())
             raise PltfError(f"cannot read the GitOps repository {self.url}: {detail[-800:]}", 502, "git_failed")
@@ -318,16 +315,7 @@ class GitOpsRepository:
 
     def _push(self, author: GitAuthor) -> bool:
         """True when pushed; False when the remote moved on (a non-fast-forward), to retry."""
-        env = git_environment(author, self.authorization)
-        done = subprocess.run(
-            ["git", "push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"],
-            cwd=self.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=self.timeout,
-            check=False,
-        )
+        done = self._with_remote(["push", "--porcelain", self.remote, f"HEAD:refs/heads/{self.branch}"], author)
         if done.returncode == 0:
             return True
         output = f"{done.stdout}\n{done.stderr}"

@@ -31,6 +31,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from .action import Action, RunCancelled, RunContext, RunLogger
+from .actions import discover
 from .auth import Caller
 from .db import run_logs, runs
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors, some_of
@@ -108,8 +109,11 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
 
 
 class RunEngine:
-    def __init__(self, services: Services, metrics: Metrics | None = None) -> None:
+    def __init__(
+        self, services: Services, metrics: Metrics | None = None, actions: dict[str, Action[Any, Any]] | None = None
+    ) -> None:
         self.services = services
+        self.actions = discover() if actions is None else actions
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
         self.replica = services.settings.replica
@@ -121,7 +125,7 @@ class RunEngine:
     # -- validation ---------------------------------------------------------
 
     def action(self, action_id: str) -> Action[Any, Any]:
-        action = self.services.actions.get(action_id)
+        action = self.actions.get(action_id)
         if action is None:
             raise not_found(f"no action {action_id!r}")
         return action
@@ -301,6 +305,7 @@ class RunEngine:
                         services=self.services,
                         cancelled=cancelled,
                         publish=publish,
+                        actions=self.actions,
                     )
                     try:
                         sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})

@@ -1,21 +1,25 @@
-"""The shared parts every action and endpoint uses, built once per process."""
+"""The composition of the parts every action and endpoint uses, built once per process.
+
+The one place that knows them all: it builds each part from the settings and
+subscribes the portal to the event bus, so that lower layers need not import it.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from .action import Action
-from .actions import discover
 from .catalog import Catalog, open_catalog
 from .config import Settings
 from .db import connect
+from .events import EventBus
 from .forges import ForgeRegistry
+from .portal.events import platform_event_recorder
 from .previews import PreviewHub
 from .redact import Redactor
-from .templates import TemplateCatalog
+from .templates.catalog import TemplateCatalog
 from .workspaces import WorkspaceStore
 
 
@@ -28,11 +32,12 @@ class Services:
     workspaces: WorkspaceStore
     forges: ForgeRegistry
     catalog: Catalog
-    actions: dict[str, Action[Any, Any]] = field(default_factory=dict)
     previews: PreviewHub = field(default_factory=PreviewHub)
+    events: EventBus = field(default_factory=EventBus)
+    _unsubscribe: Callable[[], None] = field(default=lambda: None, repr=False)
 
     @classmethod
-    def create(cls, settings: Settings, redactor: Redactor | None = None) -> Services:
+    def create(cls, settings: Settings, redactor: Redactor | None = None, events: EventBus | None = None) -> Services:
         # cookiecutter changes the working directory while rendering, so every
         # path we keep must be absolute.
         settings.data_dir = settings.data_dir.resolve()
@@ -44,7 +49,7 @@ class Services:
         if settings.api_token is not None:
             redactor.add([settings.api_token.get_secret_value()])
         engine = connect(settings.resolved_database_url)
-        return cls(
+        services = cls(
             settings=settings,
             engine=engine,
             redactor=redactor,
@@ -52,10 +57,13 @@ class Services:
             workspaces=WorkspaceStore(engine, settings.workspace_dir),
             catalog=open_catalog(settings, engine, redactor),
             forges=ForgeRegistry(settings, redactor),
-            actions=discover(),
+            events=events or EventBus(),
         )
+        services._unsubscribe = services.events.subscribe(platform_event_recorder(services))
+        return services
 
     def close(self) -> None:
+        self._unsubscribe()
         self.forges.close()
         self.catalog.close()
         self.engine.dispose()

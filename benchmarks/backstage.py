@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT))  # this checkout's actions_server, not an installe
 
 from backstage_harness import TEMPLATES_DIR, Backstage, install, install_module  # noqa: E402
 
-from actions_server.backstage_template import TemplateOptions, load_cookiecutter, render  # noqa: E402
+from actions_server.templates.backstage import TemplateOptions, load_cookiecutter, render  # noqa: E402
 from conftest import TOKEN, ServerProcess  # noqa: E402
 
 OWNER = "group:default/platform-team"

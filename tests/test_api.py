@@ -383,7 +383,7 @@ def test_published_outputs_show_while_running_and_survive_a_failure(client: Test
         ctx.output("undeclared", 1)
         return Out()
 
-    actions = client.app.state.services.actions  # type: ignore[attr-defined]
+    actions = client.app.state.actions  # type: ignore[attr-defined]
     actions["test:publish"] = Action("test:publish", "publishes", Params, Out, handler)
     actions["test:undeclared"] = Action("test:undeclared", "publishes junk", Params, Out, bad_handler)
 

@@ -11,9 +11,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from actions_server.backstage_template import TemplateOptions, generate, load_cookiecutter, render
 from actions_server.cli import app
 from actions_server.errors import PltfError
+from actions_server.templates.backstage import TemplateOptions, generate, load_cookiecutter, render
 from conftest import ROOT
 
 COOKIECUTTERS = ROOT / "cookiecutters"

@@ -16,7 +16,6 @@ from typing import Any
 import pytest
 import yaml
 
-from actions_server import template_check as tc
 from actions_server.slo import (
     MULTIWINDOW_POLICY,
     SLI_WINDOWS,
@@ -24,6 +23,7 @@ from actions_server.slo import (
     error_budget,
     service_slo_rules,
 )
+from actions_server.templates import check as tc
 
 TEMPLATE = Path(__file__).resolve().parents[1] / "cookiecutters" / "python-service"
 

@@ -22,7 +22,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from actions_server.app import MAX_JSON_DEPTH, create_app
+from actions_server.api.middleware import MAX_JSON_DEPTH
+from actions_server.app import create_app
 from actions_server.errors import MAX_FIELD_ERRORS
 from actions_server.runs import MAX_SECRETS
 from conftest import TOKEN, ServerProcess, make_settings, wait_until

@@ -26,7 +26,7 @@ from actions_server.config import Settings
 from actions_server.previews import PreviewManager, PreviewRequest
 from actions_server.previews.kubernetes import KubeClient, KubernetesProvider, scm_generator
 from actions_server.services import Services
-from actions_server.template_check import Manifest, check_kubernetes_models, check_kubernetes_validate
+from actions_server.templates.check import Manifest, check_kubernetes_models, check_kubernetes_validate
 from conftest import TOKEN, make_settings
 
 PREVIEW_FILES = ["application.yaml", "limitrange.yaml", "namespace.yaml", "networkpolicy.yaml", "resourcequota.yaml"]

@@ -19,10 +19,10 @@ from previews_support import service_repository
 from test_cli import pltf
 from test_previews import kill_leftovers
 
-from actions_server import template_check
 from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.sandbox import KEPT_ENVIRONMENT
+from actions_server.templates import check as template_check
 from conftest import FIXTURE_TEMPLATES, ServerProcess, make_settings
 
 RENDER = "/v1/actions/cookiecutter:render/runs"

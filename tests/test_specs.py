@@ -23,7 +23,12 @@ from actions_server.config import Settings
 from actions_server.services import Services
 from actions_server.slo import MULTIWINDOW_POLICY, service_slo_rules
 from actions_server.specs import Submitter, load_policies, parse_specs, provision
-from actions_server.template_check import Manifest, ToolMissingError, check_kubernetes_models, check_kubernetes_validate
+from actions_server.templates.check import (
+    Manifest,
+    ToolMissingError,
+    check_kubernetes_models,
+    check_kubernetes_validate,
+)
 from conftest import TOKEN, make_settings
 
 # The seed article's spec, and its Terraform form, word for word.

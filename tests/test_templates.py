@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actions_server.errors import PltfError
-from actions_server.templates import TemplateCatalog
+from actions_server.templates.catalog import TemplateCatalog
 from conftest import make_settings
 
 

@@ -1,6 +1,6 @@
 """Values stay data in every file they land in (issue 12, finding 1).
 
-Each filter of actions_server/template_filters.py, loaded the way a template
+Each filter of actions_server/templates/filters.py, loaded the way a template
 loads it (`_extensions` in cookiecutter.json), must give back exactly the
 original string through the real reader of its language; and the golden
 template, rendered over the HTTP API, must carry a hostile or an honest
@@ -28,7 +28,7 @@ from markdown_it import MarkdownIt
 
 from actions_server.app import create_app
 from actions_server.config import PROJECT_ROOT
-from actions_server.template_check import cookiecutter_render, find_tool
+from actions_server.templates.check import cookiecutter_render, find_tool
 from conftest import TOKEN, make_settings
 
 EXTENSION = "actions_server.template_filters.ValueFilters"

@@ -9,9 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
-from ..render import build_context, check_paths, render
 from ..sandbox import Sandbox
 from ..services import Services
+from ..templates.render import build_context, check_paths, render
 
 
 class RenderInput(BaseModel):

@@ -33,7 +33,6 @@ from ..forges.permissions import is_gitops_repository, team_ref
 from ..names import ENTITY_REF
 from ..services import Services
 
-Provider = Literal["embedded", "github", "gitlab", "gitea"]
 DEFAULT_AUTHOR = GitAuthor("pltf", "pltf@localhost")
 
 
@@ -56,8 +55,10 @@ class RepoCreateInput(BaseModel):
         description="Backstage RepoUrlPicker form: host?owner=o&repo=r. Or give provider, owner and name.",
         examples=["github.com?owner=platform-team&repo=users-api"],
     )
-    provider: Provider | None = Field(
-        None, description="embedded, github, gitlab or gitea; default: from repoUrl's host, else PLTF_FORGE."
+    provider: str | None = Field(
+        None,
+        description=f"{', '.join(PROVIDERS)}; default: from repoUrl's host, else PLTF_FORGE.",
+        json_schema_extra={"enum": list(PROVIDERS)},
     )
     owner: str | None = Field(None, max_length=255, description="Org, user or group (GitLab: group/subgroup).")
     name: str | None = Field(None, max_length=100, description="Repository name.")
@@ -83,6 +84,13 @@ class RepoCreateInput(BaseModel):
         "may push. Default: the calling token's team. Only an admin token may name another team.",
         examples=["group:default/platform-team"],
     )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, provider: str | None) -> str | None:
+        if provider is not None and provider not in PROVIDERS:
+            raise ValueError(f"must be one of {', '.join(PROVIDERS)}")
+        return provider
 
     @field_validator("team")
     @classmethod
@@ -271,7 +279,7 @@ def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
         _clean_up(ctx, forge, repository, where, exc)
         raise
     ctx.logger.info(f"repository ready: {repository.contents_url}")
-    _tell_the_portal(ctx, spec.owner, spec.name, repository.default_branch, sha)
+    _publish_creation(ctx, spec.owner, spec.name, repository.default_branch, sha)
     return _output(repository, spec, commitHash=sha, warnings=warnings)
 
 
@@ -304,18 +312,14 @@ def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, wher
 EXAMPLE_WORKSPACE = "${{ steps['cookiecutter:render'].output.workspaceId }}"
 
 
-def _tell_the_portal(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
-    """The new repository and its first commit become platform events (lead time starts at that commit)."""
+def _publish_creation(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
+    """The new repository and its first commit, as platform events (the portal's lead time starts at that commit)."""
     from datetime import UTC, datetime
 
-    from ..portal.events import record_platform_event
-
-    record_platform_event(
-        ctx.services, "repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"}
-    )
+    events = ctx.services.events
+    events.publish("repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"})
     now = datetime.now(UTC).isoformat()
-    record_platform_event(
-        ctx.services,
+    events.publish(
         "forge.push",
         {
             "name": name,

@@ -74,7 +74,7 @@ def check(params: ServiceCreateInput, services: Services) -> None:
 
 
 def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
-    installed = ctx.services.actions
+    installed = ctx.actions
     out = ServiceCreateOutput(name=params.name)
 
     ctx.logger.info(f"1/4 rendering {params.template} for {params.name}")

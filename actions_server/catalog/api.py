@@ -20,7 +20,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..access import Authed
+from ..api.deps import Authed
 from ..auth import Caller, TokenRegistry
 from ..errors import FieldError, PltfError, invalid_input, not_found
 from ..services import Services

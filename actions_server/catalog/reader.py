@@ -44,6 +44,7 @@ from ..auth import Caller
 from ..config import Settings
 from ..errors import PltfError
 from ..forges.embedded import git_root, read_metadata, repository_dir
+from ..forges.gitpush import git
 from ..forges.permissions import may_read
 from ..urls import Url, UrlRefused, normalise_url
 from .model import load_documents
@@ -269,15 +270,8 @@ class LocationReader:
         return data
 
     def _git(self, repo: Path, args: list[str], url: str, missing_ok: bool = False) -> bytes | None:
-        env = {"PATH": os.environ.get("PATH", ""), "GIT_CONFIG_NOSYSTEM": "1", "HOME": os.devnull}
         try:
-            done = subprocess.run(
-                ["git", "--git-dir", str(repo), *args],
-                capture_output=True,
-                env=env,
-                timeout=self.settings.catalog_read_timeout_seconds,
-                check=False,
-            )
+            done = git(args, git_dir=repo, timeout=self.settings.catalog_read_timeout_seconds)
         except subprocess.TimeoutExpired:
             raise LocationError(f"reading {url} timed out", 504, "location_timeout") from None
         if done.returncode != 0:

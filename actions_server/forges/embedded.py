@@ -79,8 +79,8 @@ def read_metadata(repo_dir: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def list_repositories(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
-    """(owner, name, metadata) of every repository, sorted."""
+def repository_dirs(root: Path) -> list[tuple[str, str, Path]]:
+    """(owner, name, bare repository directory) of every repository, sorted."""
     found = []
     if not root.is_dir():
         return []
@@ -90,8 +90,13 @@ def list_repositories(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
         for repo_dir in sorted(owner_dir.glob("*.git")):
             name = repo_dir.name[: -len(".git")]
             if SEGMENT.match(name):
-                found.append((owner_dir.name, name, read_metadata(repo_dir)))
+                found.append((owner_dir.name, name, repo_dir))
     return found
+
+
+def list_repositories(root: Path) -> list[tuple[str, str, dict[str, Any]]]:
+    """(owner, name, metadata) of every repository, sorted."""
+    return [(owner, name, read_metadata(path)) for owner, name, path in repository_dirs(root)]
 
 
 class EmbeddedForge(Forge):

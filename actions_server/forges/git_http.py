@@ -36,8 +36,6 @@ Who may do what (the rules are in `permissions`):
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import contextlib
 import os
 import re
@@ -54,11 +52,12 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response, Stream
 from starlette.routing import Route, Router
 from starlette.types import Receive, Scope, Send
 
-from ..auth import Caller, TokenRegistry
+from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..config import Settings
+from ..events import EventBus
 from ..logs import get_logger
 from .embedded import git_root, list_repositories, read_metadata, repository_dir
-from .gitpush import git_environment
+from .gitpush import git, git_environment
 from .permissions import may_read, push_refusal
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
@@ -141,23 +140,9 @@ code,pre{font:13px ui-monospace,monospace}pre{background:#f6f8fa;padding:1em;ove
 _pages = Environment(loader=DictLoader(PAGES), autoescape=select_autoescape(default=True, default_for_string=True))
 
 
-def _token_from(request: Request) -> str | None:
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return value.strip() or None
-    if scheme.lower() == "basic":
-        try:
-            user, _, password = base64.b64decode(value.strip(), validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return None
-        # The token is the password; a token given as the user name (curl -u TOKEN:) works too.
-        return password or user or None
-    return None
-
-
 def _caller(request: Request) -> Caller | None:
     tokens: TokenRegistry = request.app.state.tokens
-    return tokens.authenticate(_token_from(request))
+    return tokens.authenticate(token_from_authorization(request.headers.get("authorization"), basic=True))
 
 
 def _challenge(message: str) -> Response:
@@ -179,9 +164,7 @@ def _safe_path(path: str) -> str | None:
 
 
 def _git(repo: Path, *args: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(
-        ["git", "--git-dir", str(repo), *args], env=git_environment(), capture_output=True, timeout=30, check=False
-    )
+    return git(args, git_dir=repo, timeout=30)
 
 
 class _PipedResponse(StreamingResponse):
@@ -205,8 +188,9 @@ class _PipedResponse(StreamingResponse):
 
 
 class GitHttp:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, events: EventBus) -> None:
         self.settings = settings
+        self.events = events
         self.log = get_logger(component="git-http")
 
     @property
@@ -278,11 +262,9 @@ class GitHttp:
         on_success = None
         if action == "git-receive-pack":
             before = await asyncio.to_thread(_branch_heads, repo_dir)
-            services = getattr(request.app.state, "services", None)
 
             async def on_success() -> None:
-                if services is not None:
-                    await asyncio.to_thread(_record_push, services, owner, name, repo_dir, before)
+                await asyncio.to_thread(_publish_push, self.events, owner, name, repo_dir, before)
 
         return await self._backend(request, repo_dir, remote_user, on_success, hook_env)
 
@@ -533,10 +515,8 @@ def _branch_heads(repo: Path) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in listed.stdout.decode().splitlines() if " " in line)
 
 
-def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[str, str]) -> None:
-    """Tells the portal what a push brought: each updated branch with its new commits and their times."""
-    from ..portal.events import record_platform_event
-
+def _publish_push(events: EventBus, owner: str, name: str, repo: Path, before: dict[str, str]) -> None:
+    """Publishes what a push brought: each updated branch with its new commits and their times."""
     for ref, after in _branch_heads(repo).items():
         if before.get(ref) == after:
             continue
@@ -546,8 +526,7 @@ def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[
             {"sha": sha, "timestamp": when}
             for sha, _, when in (line.partition(" ") for line in listed.stdout.decode().splitlines())
         ]
-        record_platform_event(
-            services,
+        events.publish(
             "forge.push",
             {
                 "name": name,
@@ -560,13 +539,13 @@ def _record_push(services: Any, owner: str, name: str, repo: Path, before: dict[
         )
 
 
-def git_routes(settings: Settings) -> Router:
-    """The /git/ routes, to mount on the app: `app.mount("/git", git_routes(settings))`.
+def git_routes(settings: Settings, events: EventBus) -> Router:
+    """The /git/ routes, to mount on the app: `app.mount("/git", git_routes(settings, events))`.
 
     A Router rather than an app of its own, so `request.app` stays the main app
     and its token registry (`app.state.tokens`) is the one used here.
     """
-    git = GitHttp(settings)
+    git = GitHttp(settings, events)
     return Router(
         routes=[
             Route("/", git.index),

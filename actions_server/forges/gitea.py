@@ -10,9 +10,9 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import FieldError, PltfError, conflict
+from ..errors import FieldError, PltfError
 from .base import CreatedRepository, RepositorySpec, name_rule
-from .rest import RestForge, already_exists
+from .rest import RestForge
 
 # Gitea's rules: user and org names are alphanumerics with inner '-', '_' and
 # '.'; repository names are alphanumerics, '-', '_' and '.', without the
@@ -70,8 +70,7 @@ class GiteaForge(RestForge):
         if org.status_code == 200:
             path = f"/orgs/{quote(spec.owner)}/repos"
         elif org.status_code == 404:
-            me = self.expect("GET", "/user", "finding the token's user", (200,))
-            login = str(me.json().get("login", ""))
+            login = self.token_login()
             if login.lower() != spec.owner.lower():
                 raise PltfError(
                     f"Gitea has no organization {spec.owner!r}, and the configured token belongs to {login!r}",
@@ -89,12 +88,7 @@ class GiteaForge(RestForge):
             "default_branch": spec.default_branch,
             "auto_init": False,
         }
-        created = self.call("POST", path, f"creating {spec.owner}/{spec.name}", json=body)
-        if already_exists(created):
-            raise conflict(f"repository {spec.owner}/{spec.name} already exists on Gitea; it was not changed")
-        if created.status_code != 201:
-            raise self.failure(created, f"creating {spec.owner}/{spec.name}")
-        data = created.json()
+        data = self.create_at(path, body, spec)
         return self._urls(spec, str(data["html_url"]), str(data["clone_url"]), data)
 
     def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
@@ -106,21 +100,8 @@ class GiteaForge(RestForge):
         )
         if not spec.protect_default_branch:
             return []
-        protected = self.call(
-            "POST",
-            f"{repo_path}/branch_protections",
-            "protecting the default branch",
-            json={
-                "rule_name": repository.default_branch,
-                "branch_name": repository.default_branch,
-                "enable_push": False,
-            },
-        )
-        if protected.status_code == 201:
-            return []
-        if protected.status_code in (403, 404):
-            return [str(self.failure(protected, "protecting the default branch"))]
-        raise self.failure(protected, "protecting the default branch")
+        rule = {"rule_name": repository.default_branch, "branch_name": repository.default_branch, "enable_push": False}
+        return self.protect("POST", f"{repo_path}/branch_protections", rule, ok=(201,), warn=(403, 404))
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"

@@ -10,9 +10,9 @@ import re
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from ..errors import FieldError, PltfError, conflict
+from ..errors import FieldError, PltfError
 from .base import CreatedRepository, RepositorySpec, name_rule
-from .rest import RestForge, already_exists
+from .rest import RestForge
 
 # GitHub's rules: a login is alphanumeric with single inner hyphens, at most 39
 # characters; a repository name is letters, digits, '.', '_' and '-' (GitHub
@@ -66,16 +66,7 @@ class GitHubForge(RestForge):
         return self._urls(spec, html_url, f"{html_url}.git", {})
 
     def create_repository(self, spec: RepositorySpec) -> CreatedRepository:
-        found = self.call("GET", f"/users/{quote(spec.owner)}", f"looking up {spec.owner}")
-        if found.status_code == 404:
-            raise PltfError(
-                f"GitHub has no user or organization {spec.owner!r}",
-                422,
-                "invalid_input",
-                [FieldError("owner", "not found on GitHub")],
-            )
-        if found.status_code != 200:
-            raise self.failure(found, f"looking up {spec.owner}")
+        found = self.owner_or_422(f"/users/{quote(spec.owner)}", spec.owner, "user or organization")
         is_org = found.json().get("type") == "Organization"
         body: dict[str, Any] = {
             "name": spec.name,
@@ -94,8 +85,7 @@ class GitHubForge(RestForge):
                     "invalid_input",
                     [FieldError("visibility", "internal needs an organization owner")],
                 )
-            me = self.expect("GET", "/user", "finding the token's user", (200,))
-            login = str(me.json().get("login", ""))
+            login = self.token_login()
             if login.lower() != spec.owner.lower():
                 raise PltfError(
                     f"the configured GitHub token belongs to {login!r}; it cannot create repositories "
@@ -105,12 +95,7 @@ class GitHubForge(RestForge):
                     [FieldError("owner", "not the token's user nor an organization")],
                 )
             path = "/user/repos"
-        created = self.call("POST", path, f"creating {spec.owner}/{spec.name}", json=body)
-        if already_exists(created):
-            raise conflict(f"repository {spec.owner}/{spec.name} already exists on GitHub; it was not changed")
-        if created.status_code != 201:
-            raise self.failure(created, f"creating {spec.owner}/{spec.name}")
-        data = created.json()
+        data = self.create_at(path, body, spec)
         return self._urls(spec, str(data["html_url"]), str(data["clone_url"]), data)
 
     def finish(self, repository: CreatedRepository, spec: RepositorySpec) -> list[str]:
@@ -129,18 +114,9 @@ class GitHubForge(RestForge):
             "required_pull_request_reviews": {"required_approving_review_count": 1},
             "restrictions": None,
         }
-        protected = self.call(
-            "PUT",
-            f"{repo_path}/branches/{quote(repository.default_branch, safe='')}/protection",
-            "protecting the default branch",
-            json=protection,
-        )
-        if protected.status_code == 200:
-            return []
+        branch = f"{repo_path}/branches/{quote(repository.default_branch, safe='')}/protection"
         # Free plans cannot protect private repositories (403); the repository is still good.
-        if protected.status_code in (403, 404):
-            return [str(self.failure(protected, "protecting the default branch"))]
-        raise self.failure(protected, "protecting the default branch")
+        return self.protect("PUT", branch, protection, ok=(200,), warn=(403, 404))
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         path = f"/repos/{quote(repository.owner)}/{quote(repository.name)}"

@@ -11,9 +11,9 @@ import re
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import FieldError, PltfError, conflict
+from ..errors import FieldError
 from .base import CreatedRepository, RepositorySpec
-from .rest import RestForge, already_exists
+from .rest import RestForge
 
 # GitLab's path rule: letters, digits, '_', '-' and '.'; not starting with '-'
 # or '.', not ending in '.git' or '.atom'.
@@ -61,16 +61,7 @@ class GitLabForge(RestForge):
         return self._urls(spec, web_url, f"{web_url}.git", None)
 
     def create_repository(self, spec: RepositorySpec) -> CreatedRepository:
-        found = self.call("GET", f"/namespaces/{quote(spec.owner, safe='')}", f"looking up {spec.owner}")
-        if found.status_code == 404:
-            raise PltfError(
-                f"GitLab has no group or user namespace {spec.owner!r}",
-                422,
-                "invalid_input",
-                [FieldError("owner", "not found on GitLab")],
-            )
-        if found.status_code != 200:
-            raise self.failure(found, f"looking up {spec.owner}")
+        found = self.owner_or_422(f"/namespaces/{quote(spec.owner, safe='')}", spec.owner, "group or user namespace")
         body: dict[str, Any] = {
             "name": spec.name,
             "path": spec.name,
@@ -82,12 +73,7 @@ class GitLabForge(RestForge):
         }
         if spec.topics:
             body["topics"] = list(spec.topics)
-        created = self.call("POST", "/projects", f"creating {spec.owner}/{spec.name}", json=body)
-        if already_exists(created):
-            raise conflict(f"repository {spec.owner}/{spec.name} already exists on GitLab; it was not changed")
-        if created.status_code != 201:
-            raise self.failure(created, f"creating {spec.owner}/{spec.name}")
-        data = created.json()
+        data = self.create_at("/projects", body, spec)
         return self._urls(spec, str(data["web_url"]), str(data["http_url_to_repo"]), str(data["id"]))
 
     def _project(self, repository: CreatedRepository) -> str:
@@ -102,25 +88,16 @@ class GitLabForge(RestForge):
         )
         if not spec.protect_default_branch:
             return []
-        protected = self.call(
-            "POST",
-            f"{project}/protected_branches",
-            "protecting the default branch",
-            json={
-                "name": repository.default_branch,
-                "push_access_level": MAINTAINER_ACCESS,
-                "merge_access_level": DEVELOPER_ACCESS,
-                # Explicit, so the default branch's history stays unrewritable whatever GitLab's default becomes.
-                "allow_force_push": False,
-            },
-        )
+        rule = {
+            "name": repository.default_branch,
+            "push_access_level": MAINTAINER_ACCESS,
+            "merge_access_level": DEVELOPER_ACCESS,
+            # Explicit, so the default branch's history stays unrewritable whatever GitLab's default becomes.
+            "allow_force_push": False,
+        }
         # GitLab protects the default branch of a new project on the first push,
         # in which case this answers 409 "already exists": that is what we wanted.
-        if protected.status_code in (201, 409):
-            return []
-        if protected.status_code == 403:
-            return [str(self.failure(protected, "protecting the default branch"))]
-        raise self.failure(protected, "protecting the default branch")
+        return self.protect("POST", f"{project}/protected_branches", rule, ok=(201, 409), warn=(403,))
 
     def delete_repository(self, repository: CreatedRepository) -> None:
         self.expect(

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 import subprocess
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import PltfError
@@ -53,13 +54,42 @@ def git_environment(author: GitAuthor | None = None, authorization: str | None =
     return env
 
 
+def git(
+    args: Sequence[str],
+    *,
+    timeout: float,
+    cwd: Path | None = None,
+    git_dir: Path | None = None,
+    env: dict[str, str] | None = None,
+) -> subprocess.CompletedProcess[bytes]:
+    """Runs the stock git with its output captured, in `git_environment()` unless given another.
+
+    The one place pltf starts git. It raises subprocess.TimeoutExpired and leaves a non-zero exit to the
+    caller: what a failure means (a 502, a missing file, "no"), each caller knows.
+    """
+    command = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
+    return subprocess.run(
+        command,
+        cwd=cwd,
+        env=git_environment() if env is None else env,
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def as_text(done: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[str]:
+    return subprocess.CompletedProcess(
+        done.args, done.returncode, done.stdout.decode(errors="replace"), done.stderr.decode(errors="replace")
+    )
+
+
 def run_git(
     args: list[str], cwd: Path, env: dict[str, str], timeout: float, redact: Redactor, what: str
 ) -> subprocess.CompletedProcess[str]:
+    """`git`, with a timeout or a failure as the PltfError a run reports (504, 502), scrubbed."""
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = as_text(git(args, cwd=cwd, env=env, timeout=timeout))
     except subprocess.TimeoutExpired:
         raise PltfError(f"{what} took longer than {timeout:g} s", 504, "git_timeout") from None
     if done.returncode != 0:

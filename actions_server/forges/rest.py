@@ -8,9 +8,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
-from ..errors import PltfError
+from ..errors import FieldError, PltfError, conflict
 from ..redact import Redactor
-from .base import CreatedRepository, Forge, GitAuthor
+from .base import CreatedRepository, Forge, GitAuthor, RepositorySpec
 from .gitpush import basic_authorization, commit_and_push
 
 HTTP_TIMEOUT_SECONDS = 30.0
@@ -109,6 +109,45 @@ class RestForge(Forge):
         if status == 429:
             return PltfError(message, 503, "forge_rate_limited")
         return PltfError(message, 502, "forge_error")
+
+    def owner_or_422(self, path: str, owner: str, kind: str) -> httpx.Response:
+        """GETs the owner's namespace; a 422 naming the owner when the provider has none."""
+        found = self.call("GET", path, f"looking up {owner}")
+        if found.status_code == 404:
+            raise PltfError(
+                f"{self.title} has no {kind} {owner!r}",
+                422,
+                "invalid_input",
+                [FieldError("owner", f"not found on {self.title}")],
+            )
+        if found.status_code != 200:
+            raise self.failure(found, f"looking up {owner}")
+        return found
+
+    def token_login(self) -> str:
+        """The login of the configured token's user (GET /user, on GitHub and Gitea)."""
+        return str(self.expect("GET", "/user", "finding the token's user", (200,)).json().get("login", ""))
+
+    def create_at(self, path: str, body: dict[str, Any], spec: RepositorySpec) -> dict[str, Any]:
+        """POSTs a new repository and returns the provider's JSON for it; a 409 when it exists already."""
+        created = self.call("POST", path, f"creating {spec.owner}/{spec.name}", json=body)
+        if already_exists(created):
+            raise conflict(f"repository {spec.owner}/{spec.name} already exists on {self.title}; it was not changed")
+        if created.status_code != 201:
+            raise self.failure(created, f"creating {spec.owner}/{spec.name}")
+        return dict(created.json())
+
+    def protect(
+        self, method: str, path: str, body: dict[str, Any], ok: tuple[int, ...], warn: tuple[int, ...]
+    ) -> list[str]:
+        """Protects the default branch; the statuses in `warn` (a plan or permission that does not allow it)
+        leave a good repository and become a warning."""
+        protected = self.call(method, path, "protecting the default branch", json=body)
+        if protected.status_code in ok:
+            return []
+        if protected.status_code in warn:
+            return [str(self.failure(protected, "protecting the default branch"))]
+        raise self.failure(protected, "protecting the default branch")
 
     def push(self, repository: CreatedRepository, source_dir: Path, message: str, author: GitAuthor) -> str:
         return commit_and_push(

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
-from ..forges.embedded import read_metadata
+from ..forges.embedded import git_root, read_metadata, repository_dirs
+from ..forges.gitpush import git
 from ..logs import get_logger
 from .model import service_name
 from .normalize import _team
@@ -49,12 +50,7 @@ class RepoFiles:
 
     def _git(self, *args: str) -> str:
         try:
-            done = subprocess.run(
-                ["git", "--git-dir", str(self.git_dir), *args],
-                capture_output=True,
-                timeout=GIT_TIMEOUT,
-                check=False,
-            )
+            done = git(args, git_dir=self.git_dir, timeout=GIT_TIMEOUT)
         except (OSError, subprocess.TimeoutExpired):
             return ""
         return done.stdout[:MAX_FILE_BYTES].decode("utf-8", "replace") if done.returncode == 0 else ""
@@ -111,21 +107,8 @@ class ServiceView:
         return None
 
 
-def git_root(services: Services) -> Path:
-    settings = services.settings
-    return Path(getattr(settings, "git_dir", None) or settings.data_dir / "git").resolve()
-
-
 def embedded_repositories(services: Services) -> list[tuple[str, str, Path]]:
-    root = git_root(services)
-    if not root.is_dir():
-        return []
-    return [
-        (owner.name, repo.name[: -len(".git")], repo)
-        for owner in sorted(root.iterdir())
-        if owner.is_dir() and not owner.name.startswith(".")
-        for repo in sorted(owner.glob("*.git"))
-    ]
+    return repository_dirs(git_root(services.settings))
 
 
 def components(text: str | None) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from sqlalchemy import and_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
@@ -25,10 +25,12 @@ from . import normalize
 from .model import Normalised
 from .tables import changes, deployments, ensure_tables, incidents, push_commits, raw_events, service_info
 
-if TYPE_CHECKING:
-    from ..services import Services
-
 MAX_DELIVERY_ID = 200
+
+
+class HasEngine(Protocol):
+    @property
+    def engine(self) -> Engine: ...
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ def record(
     return Recorded(False, normalised.counts())
 
 
-def record_platform_event(services: Services, kind: str, payload: Mapping[str, Any]) -> bool:
+def record_platform_event(services: HasEngine, kind: str, payload: Mapping[str, Any]) -> bool:
     """Records one of the platform's own events; True if recorded, False if a duplicate or not understood.
 
     `kind` is one of `normalize.PLATFORM_KINDS`; the payloads are described in
@@ -92,6 +94,15 @@ def record_platform_event(services: Services, kind: str, payload: Mapping[str, A
     except Exception as exc:  # noqa: BLE001 - recording must never break the caller
         get_logger().warning("portal: could not record a platform event", kind=kind, error=str(exc)[:300])
         return False
+
+
+def platform_event_recorder(services: HasEngine) -> Callable[[str, Mapping[str, Any]], None]:
+    """The portal's subscriber to the event bus (events.py): each platform event, recorded."""
+
+    def on_event(kind: str, payload: Mapping[str, Any]) -> None:
+        record_platform_event(services, kind, payload)
+
+    return on_event
 
 
 # -- writing normalised records -------------------------------------------------

@@ -20,7 +20,7 @@ from fastapi.responses import HTMLResponse
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
-from ..access import Authed
+from ..api.deps import Authed
 from ..services import Services
 from . import cost, health, report
 from .charts import trend_chart

@@ -18,7 +18,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic import SecretStr as _SecretStr
 
-from ..access import Authed
+from ..api.deps import Authed
+from ..auth import token_from_authorization
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
 from . import normalize
@@ -61,8 +62,7 @@ def _same(secret: _SecretStr, given: str | None) -> bool:
 
 
 def _bearer(request: Request, secret: _SecretStr | None, what: str) -> None:
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    token = token.strip() if scheme.lower() == "bearer" else ""
+    token = token_from_authorization(request.headers.get("authorization")) or ""
     if secret is not None:
         if not _same(secret, token):
             raise _unauthorized(f"{what} needs Authorization: Bearer <its webhook token>")

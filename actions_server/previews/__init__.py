@@ -10,13 +10,9 @@
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING
 
-from .base import Placement, PreviewProvider, PreviewSpec, Probe
+from .base import Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
 from .manager import PreviewManager, PreviewRequest, previews_table
-
-if TYPE_CHECKING:
-    from ..services import Services
 
 __all__ = [
     "Placement",
@@ -30,7 +26,7 @@ __all__ = [
 ]
 
 
-def provider_for(services: Services) -> PreviewProvider:
+def provider_for(services: PreviewParts) -> PreviewProvider:
     settings = services.settings
     root = (settings.preview_dir or settings.data_dir / "previews").resolve()
     if settings.preview_provider == "kubernetes":
@@ -49,7 +45,7 @@ class PreviewHub:
         self._lock = threading.Lock()
         self._manager: PreviewManager | None = None
 
-    def get(self, services: Services) -> PreviewManager:
+    def get(self, services: PreviewParts) -> PreviewManager:
         with self._lock:
             if self._manager is None:
                 self._manager = PreviewManager(

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query
 
-from ..access import Authed
+from ..api.deps import Authed
 from ..errors import PltfError, invalid_input
 from ..logs import get_logger
 from ..services import Services

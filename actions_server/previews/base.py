@@ -27,10 +27,30 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from ..config import Settings
+    from ..redact import Redactor
 
 Log = Callable[[str], None]
 ProbeStatus = Literal["starting", "ready", "failed"]
+
+
+class PreviewParts(Protocol):
+    """What previews take from the application: naming the process's `Services` here would
+    make previews import the module that builds them."""
+
+    @property
+    def settings(self) -> Settings: ...
+
+    @property
+    def engine(self) -> Engine: ...
+
+    @property
+    def redactor(self) -> Redactor: ...
 
 
 @dataclass(frozen=True)

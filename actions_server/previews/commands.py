@@ -2,47 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import httpx
 
-from ..auth import read_generated_token
+from ..client import call, local_services, remote_client
 from ..config import Settings
-from ..errors import PltfError
 
 
 def _remote() -> httpx.Client | None:
-    url = os.environ.get("PLTF_URL")
-    if not url:
-        return None
-    token = os.environ.get("PLTF_API_TOKEN") or read_generated_token(Settings().generated_token_path)
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=300.0))
+    return remote_client(Settings(), read_timeout=300.0)
 
 
 def _call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
-    try:
-        response = client.request(method, path, **kwargs)
-    except httpx.HTTPError as exc:
-        raise PltfError(f"cannot reach the action server at {client.base_url}: {exc}", 503, "unreachable") from None
-    if response.status_code >= 400:
-        try:
-            message = response.json()["error"]["message"]
-        except (ValueError, KeyError, TypeError):
-            message = f"the action server answered {response.status_code}"
-        raise PltfError(message, response.status_code, "http_error")
-    return response.json()
+    return call(client, method, path, **kwargs).json()
 
 
 def _local_manager() -> Any:
-    from ..logs import configure_logging
-    from ..services import Services
-
-    settings = Settings()
-    settings.replica_id = settings.replica_id or f"cli-{os.getpid()}"
-    services = Services.create(settings)
-    configure_logging(services.redactor, os.environ.get("PLTF_LOG_LEVEL", "error"))
+    services = local_services(Settings())
     return services.previews.get(services)
 
 

@@ -45,12 +45,12 @@ import yaml
 from ..config import Settings
 from ..errors import PltfError
 from ..forges.base import GitAuthor
-from ..forges.gitpush import git_environment
-from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
+from ..forges.gitpush import as_text, git
+from ..forges.hosts import pr_generator
+from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
 
 if TYPE_CHECKING:
     from ..gitops import GitOpsRepository
-    from ..services import Services
 
 AUTHOR = GitAuthor("pltf", "pltf@localhost")
 IN_CLUSTER = "https://kubernetes.default.svc"
@@ -197,43 +197,8 @@ def root_application(settings: Settings, gitops_url: str) -> dict[str, Any]:
 
 
 def scm_generator(repo_url: str, settings: Settings) -> dict[str, Any]:
-    """The pull-request generator for the repository's host: GitHub, GitLab or Gitea."""
-    url = urlsplit(repo_url)
-    host = (url.hostname or "").lower()
-    owner, _, repo = url.path.strip("/").removesuffix(".git").rpartition("/")
-    kind = settings.preview_pr_generator
-    if kind == "auto":
-        github_api = urlsplit(settings.github_url).hostname or ""
-        gitlab = urlsplit(settings.gitlab_url).hostname or ""
-        if host == "github.com" or (host and host == github_api):
-            kind = "github"
-        elif host == "gitlab.com" or (host and host == gitlab) or "gitlab" in host:
-            kind = "gitlab"
-        else:
-            kind = "gitea"  # Gitea, Forgejo, and the embedded forge's own shape
-    token = {"secretName": settings.preview_scm_secret, "key": "token"}
-    labels = list(settings.preview_pr_labels)
-    if kind == "github":
-        github: dict[str, Any] = {"owner": owner, "repo": repo, "tokenRef": token}
-        if settings.github_url != "https://api.github.com":
-            github["api"] = settings.github_url
-        if labels:
-            github["labels"] = labels
-        return {"github": github}
-    if kind == "gitlab":
-        gitlab_spec: dict[str, Any] = {
-            "project": f"{owner}/{repo}",
-            "api": f"{url.scheme}://{url.netloc}/" if host != "gitlab.com" else "https://gitlab.com/",
-            "tokenRef": token,
-            # Only open merge requests; GitLab's generator has no draft flag, so drafts are
-            # left out by label: require a label (PLTF_PREVIEW_PR_LABELS) for opt-in previews.
-            "pullRequestState": "opened",
-        }
-        if labels:
-            gitlab_spec["labels"] = labels
-        return {"gitlab": gitlab_spec}
-    api = settings.gitea_url or f"{url.scheme}://{url.netloc}"
-    return {"gitea": {"owner": owner, "repo": repo, "api": api, "tokenRef": token}}
+    """The pull-request generator for the repository's forge (forges/hosts.py knows which)."""
+    return pr_generator(repo_url, settings)
 
 
 def applicationset(
@@ -414,7 +379,7 @@ def _named(items: Any, name: Any, what: str) -> dict[str, Any]:
 class KubernetesProvider(PreviewProvider):
     name = "kubernetes"
 
-    def __init__(self, services: Services, root: Path, kube: KubeClient | None = None) -> None:
+    def __init__(self, services: PreviewParts, root: Path, kube: KubeClient | None = None) -> None:
         self.services = services
         self.settings = services.settings
         self.root = root
@@ -454,14 +419,7 @@ class KubernetesProvider(PreviewProvider):
         pull = f"refs/pull/{spec.pull_request}/head" if spec.pull_request is not None else None
         revision = pull or spec.ref or "HEAD"
         try:
-            done = subprocess.run(
-                ["git", "ls-remote", "--", spec.repo_url, revision],
-                capture_output=True,
-                text=True,
-                timeout=self.settings.git_timeout_seconds,
-                env=git_environment(),
-                check=False,
-            )
+            done = as_text(git(["ls-remote", "--", spec.repo_url, revision], timeout=self.settings.git_timeout_seconds))
         except subprocess.TimeoutExpired:
             return revision, None
         sha = done.stdout.split("\t", 1)[0].strip() if done.returncode == 0 and done.stdout.strip() else None

@@ -56,6 +56,7 @@ import httpx
 from ..config import Settings
 from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
+from ..forges.hosts import git_credentials
 from ..redact import Redactor
 from ..sandbox import Jail, Sandbox, base_python
 from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
@@ -346,21 +347,10 @@ class LocalProvider(PreviewProvider):
 
     def _git_env(self, url: str) -> dict[str, str]:
         """Read access to private repositories on the configured forges; never in the URL."""
-        s = self.settings
-        host = httpx.URL(url).host if url.startswith(("http://", "https://")) else ""
-        pairs = [
-            (
-                "github.com" if "api.github.com" in s.github_url else httpx.URL(s.github_url).host,
-                "x-access-token",
-                s.github_token,
-            ),
-            (httpx.URL(s.gitlab_url).host, "oauth2", s.gitlab_token),
-            (httpx.URL(s.gitea_url).host if s.gitea_url else "", "pltf", s.gitea_token),
-        ]
-        for forge_host, user, token in pairs:
-            if host and host == forge_host and token is not None:
-                return git_environment(authorization=basic_authorization(user, token.get_secret_value()))
-        return git_environment()
+        credentials = git_credentials(self.settings, url)
+        if credentials is None:
+            return git_environment()
+        return git_environment(authorization=basic_authorization(*credentials))
 
     def _fetch_url(self, url: str) -> str:
         """The embedded forge's repositories are read from disk: no round trip (or server) needed."""

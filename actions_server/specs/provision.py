@@ -118,19 +118,16 @@ def provision(
     author = GitAuthor(name=f"pltf ({submitter.caller})", email=f"pltf@{socket.gethostname() or 'localhost'}")
     commit, diff = repo.apply_with_diff(changes, message, author)
     if commit is not None:
-        _tell_the_portal(services, plans, commit)
+        _publish_applied(services, plans, commit)
     return ProvisionResult(plans, diff, commit, repo.url, repo.branch, True)
 
 
-def _tell_the_portal(services: Any, plans: list[ServicePlan], commit: str) -> None:
-    """Each applied service's env, team and budget become a platform event (cost shows budgets against it)."""
-    from ..portal.events import record_platform_event
-
+def _publish_applied(services: Any, plans: list[ServicePlan], commit: str) -> None:
+    """Each applied service's env, team and budget, as a platform event (the portal's cost shows budgets against it)."""
     for plan in plans:
         spec = plan.spec
         budget = spec.budget.model_dump(exclude_none=True) if spec.budget else {}
-        record_platform_event(
-            services,
+        services.events.publish(
             "spec.applied",
             {
                 "service": spec.name,

@@ -42,7 +42,7 @@ from backstage_harness import (
     node_available,
 )
 
-from actions_server.backstage_template import TemplateOptions, load_cookiecutter, render
+from actions_server.templates.backstage import TemplateOptions, load_cookiecutter, render
 from conftest import ROOT, TOKEN, ServerProcess, need, wait_until
 
 ENABLED = os.environ.get("PLTF_E2E_BACKSTAGE") == "1"

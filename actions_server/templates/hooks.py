@@ -28,9 +28,9 @@ from typing import Any
 
 from cookiecutter.hooks import find_hook
 
-from .errors import PltfError
-from .sandbox import Jail, Sandbox, base_python, describe_exit
-from .templates import TEMPLATE_ERRORS, Template, describe, link_out_of, template_imports
+from ..errors import PltfError
+from ..sandbox import Jail, Sandbox, base_python, describe_exit
+from .catalog import TEMPLATE_ERRORS, Template, describe, link_out_of, template_imports
 
 PRE_PROMPT = "pre_prompt"
 PRE_GENERATE = "pre_gen_project"

@@ -519,7 +519,7 @@ def _string_fields(template_dir: Path) -> list[str]:
 
 
 def _accepts(template: Any, key: str, value: str) -> bool:
-    from .errors import PltfError
+    from ..errors import PltfError
 
     try:
         template.validate_values({key: value})
@@ -536,8 +536,8 @@ def hostile_values_check(
     variant_label: Callable[[dict[str, Any]], str] = lambda values: "",
 ) -> HostileReport:
     """Renders each variant with a benign and with hostile values of each string field, and compares the parses."""
-    from .config import Settings
-    from .templates import TemplateCatalog
+    from ..config import Settings
+    from .catalog import TemplateCatalog
 
     started = time.perf_counter()
     template_dir = Path(template_dir).resolve()

@@ -26,7 +26,7 @@ import yaml
 from .hostile_values import TOOL as HOSTILE_TOOL
 from .hostile_values import HostileReport, hostile_values_check
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 NODE_VALIDATORS = REPO_ROOT / "tools" / "validators"
 INSTALL_HINT = "run `make validators` (.ci/install-validators)"
 KUBERNETES_VERSION = "1.33.0"
@@ -609,8 +609,8 @@ def check_service_tests(directory: Path) -> list[Finding]:
 
 def _run_generated_tests(command: list[str], directory: Path, venv: Path) -> subprocess.CompletedProcess[str]:
     """The generated service's tests are code from a template: they run in the sandbox, like hooks do."""
-    from .config import Settings
-    from .sandbox import Jail, Sandbox
+    from ..config import Settings
+    from ..sandbox import Jail, Sandbox
 
     sandbox = Sandbox(Settings())
     env = sandbox.environment(directory, {"VIRTUAL_ENV": str(venv)})
@@ -673,7 +673,7 @@ Render = Callable[[Path, dict[str, Any], Path], Path]
 def default_render() -> Render:
     """The action server's renderer when it is there (user values as data), else plain cookiecutter."""
     try:
-        from actions_server.render import render_template
+        from actions_server.templates.render import render_template
     except ImportError:
         return cookiecutter_render
     return render_template
@@ -736,38 +736,3 @@ def check_hostile_values(
     )
     findings = [Finding(HOSTILE_TOOL, f.path, f.message, ERROR, f.variant, f.line, f.field) for f in report.findings]
     return findings, report
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m actions_server.template_check [NAME ...] [--fast]`; exit 1 on any error finding."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="pltf templates check", description=main.__doc__)
-    parser.add_argument("names", nargs="*", help="templates in cookiecutters/ (default: all)")
-    parser.add_argument("--templates-dir", type=Path, default=REPO_ROOT / "cookiecutters")
-    parser.add_argument("--fast", action="store_true", help="skip the generated service's own tests")
-    parser.add_argument("--only", choices=[HOSTILE_TOOL], help="run one check alone")
-    args = parser.parse_args(argv)
-    names = args.names or sorted(p.parent.name for p in args.templates_dir.glob("*/cookiecutter.json"))
-    errors = 0
-    for name in names:
-        template = args.templates_dir / name
-        if not (template / "cookiecutter.json").is_file():
-            print(f"ERROR [templates] {name}: no such template in {args.templates_dir}")
-            errors += 1
-            continue
-        started = time.perf_counter()
-        findings = [] if args.only else check_template(template, run_service_tests=not args.fast)
-        findings += check_hostile_values(template)[0]
-        for finding in findings:
-            print(f"{name}: {finding}")
-        failed = sum(f.severity == ERROR for f in findings)
-        errors += failed
-        status = "FAILED" if failed else "ok"
-        elapsed = time.perf_counter() - started
-        print(f"{name}: {status} ({failed} errors, {len(findings) - failed} warnings, {elapsed:.1f}s)")
-    return 1 if errors else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

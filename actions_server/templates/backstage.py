@@ -37,9 +37,9 @@ from typing import Any
 
 import yaml
 
-from .errors import PltfError
-from .names import DNS_LABEL
-from .templates import TEMPLATE_NAME, Template
+from ..errors import PltfError
+from ..names import DNS_LABEL
+from .catalog import TEMPLATE_NAME, Template
 
 API_VERSION = "scaffolder.backstage.io/v1beta3"
 # Where the Backstage proxy plugin reaches the action server: `proxy.endpoints['/pltf']`.

@@ -25,10 +25,10 @@ import cookiecutter.generate
 from cookiecutter.exceptions import UndefinedVariableInTemplate
 from cookiecutter.generate import generate_files
 
-from .errors import FieldError, PltfError, invalid_input
+from ..errors import FieldError, PltfError, invalid_input
+from ..sandbox import Sandbox
+from .catalog import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, describe, template_imports
 from .hooks import POST_GENERATE, PRE_GENERATE, pre_prompt, run_hook
-from .sandbox import Sandbox
-from .templates import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, describe, template_imports
 
 # cookiecutter changes the process's working directory while it generates, so
 # two renders at once in one process must take turns.
@@ -266,7 +266,7 @@ def render(
             "(list it in PLTF_TRUSTED_TEMPLATE_SOURCES to run them)"
         )
     if template.trusted and hooks and sandbox is None:
-        from .config import Settings
+        from ..config import Settings
 
         sandbox = Sandbox(Settings())
     if not template.trusted or sandbox is None or not hooks:
@@ -353,7 +353,7 @@ def _template_frame(exc: BaseException) -> str | None:
 
 def render_template(template_dir: Path, values: dict[str, Any], output_dir: Path) -> Path:
     """Renders a template folder with validated values; the programmatic entry point."""
-    from .config import Settings
+    from ..config import Settings
 
     template_dir = template_dir.resolve()
     catalog = TemplateCatalog(Settings(templates_dir=template_dir.parent))

@@ -36,9 +36,9 @@ from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
-from .config import Settings
-from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
-from .urls import AllowList, UrlRefused
+from ..config import Settings
+from ..errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors
+from ..urls import AllowList, UrlRefused
 
 TEMPLATE_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,99}$")
 GIT_REF = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,199}$")

@@ -1,0 +1,1 @@
+"""The HTTP layer: routers and the typed dependencies they declare (deps)."""
