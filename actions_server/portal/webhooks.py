@@ -19,9 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic import SecretStr as _SecretStr
 
 from ..access import Authed
+from ..auth import Caller
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
 from . import normalize
+from .entities import service_owners
 from .events import body_digest, record
 from .model import SHA, Change, Deployment, Incident, Normalised, ServiceUpdate, parse_time, service_name
 
@@ -210,6 +212,36 @@ def generic(body: Any) -> Normalised:
     return out
 
 
+def authorize_events(services: Services, caller: Caller, normalised: Normalised) -> None:
+    """A team's token records events only for its team's services, so no team skews another's DORA
+    metrics; a service nobody owns yet becomes the caller's team's. 403 and nothing stored otherwise.
+    Admin tokens record for any service."""
+    if caller.is_admin:
+        return
+    mine = (normalize._team(caller.team) or "").lower() or None
+    for update in normalised.services:
+        if update.team is not None and update.team.lower() != mine:
+            raise PltfError(
+                f"this token records events for its own team only, not for {update.team}",
+                403,
+                "forbidden",
+                [FieldError("team", "not this token's team")],
+            )
+    named = {d.service for d in normalised.deployments} | {i.service for i in normalised.incidents}
+    named |= {c.service for c in normalised.changes} | {u.name for u in normalised.services}
+    owners = service_owners(services, named)
+    for name in sorted(named):
+        if owners[name] is not None and owners[name] != mine:
+            raise PltfError(
+                f"{name} belongs to another team; this token records events for its own team's services only",
+                403,
+                "forbidden",
+                [FieldError("service", f"{name} is not this token's team's")],
+            )
+        if owners[name] is None and mine is not None:
+            normalised.services.append(ServiceUpdate(name, team=mine))
+
+
 # -- routes ---------------------------------------------------------------------
 
 
@@ -293,11 +325,14 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         },
     )
     async def post_events(
-        request: Request, _: Authed, x_delivery_id: Annotated[str | None, Header()] = None
+        request: Request, who: Authed, x_delivery_id: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md)."""
+        """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md).
+
+        A team's token only for its team's services (403 otherwise); see authorize_events."""
         body = _json(await request.body())
         normalised = generic(body)
+        await anyio.to_thread.run_sync(authorize_events, services(), who, normalised)
         event_type = "batch" if isinstance(body, dict) and "events" in body else str(body.get("type"))
         return await store("events", x_delivery_id or body_digest(body), event_type, body, normalised)
 
