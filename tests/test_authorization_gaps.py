@@ -14,7 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import respx
 import yaml
+from fastapi.testclient import TestClient
+from test_catalog_backstage import BACKSTAGE, BACKSTAGE_TOKEN, LOCATION
 from test_forge_embedded import git
 from test_forge_permissions import (
     CATALOG_INFO,
@@ -31,8 +34,10 @@ from test_forge_permissions import (
 )
 from test_hostile_requests import RENDER, connect, trickle_until_answered
 
+from actions_server.app import create_app
+from actions_server.auth import hash_token
 from actions_server.config import PROJECT_ROOT
-from conftest import TOKEN, ServerProcess
+from conftest import TOKEN, ServerProcess, make_settings
 
 __all__ = ["server"]  # the fixture, shared
 
@@ -111,6 +116,26 @@ def test_locations_registered_before_owners_were_kept_are_the_admins(
             assert admin.delete("/api/catalog/locations/old").status_code == 204
     finally:
         process.stop()
+
+
+def test_through_pltf_only_admins_delete_backstage_locations(tmp_path: Path) -> None:
+    # pltf registers into Backstage with its own token: Backstage cannot tell which team a location is for.
+    tokens = tmp_path / "tokens.yaml"
+    entry = {"name": "team-a", "sha256": hash_token(TEAM_A), "actions": ["*"], "team": "group:default/team-a"}
+    tokens.write_text(yaml.safe_dump({"tokens": [entry]}))
+    settings = make_settings(
+        tmp_path, backstage_url=BACKSTAGE, backstage_token=BACKSTAGE_TOKEN, token_file=tokens, log_level="error"
+    )
+    path = f"/api/catalog/locations/{LOCATION['id']}"
+    with (
+        respx.mock(base_url=f"{BACKSTAGE}/api/catalog", assert_all_called=False) as backstage,
+        TestClient(create_app(settings)) as client,
+    ):
+        deleted = backstage.delete(path.removeprefix("/api/catalog")).mock(return_value=httpx.Response(204))
+        refused = error_of(client.delete(path, headers={"Authorization": f"Bearer {TEAM_A}"}), 403)
+        assert refused["code"] == "forbidden" and not deleted.called
+        assert client.delete(path, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 204
+        assert deleted.call_count == 1
 
 
 # -- 2. events only for one's own services ---------------------------------------------------
