@@ -175,6 +175,28 @@ def test_a_team_records_events_only_for_its_own_services(server: ServerProcess) 
         assert admin.post("/v1/events", json=deployment("ledger")).status_code == 202
 
 
+def test_webhooks_taking_any_api_token_take_a_teams_for_its_own_services_only(server: ServerProcess) -> None:
+    # Without PLTF_ARGOCD_WEBHOOK_TOKEN / PLTF_ALERTMANAGER_WEBHOOK_TOKEN, those webhooks take API tokens.
+    create(server, TEAM_A, "team-a", "ledger")
+    sync = {"app": "ledger", "phase": "Succeeded", "finishedAt": "2026-01-01T00:00:00Z"}
+    alert = {
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "fingerprint": "f1",
+                "labels": {"alertname": "Down", "service": "ledger", "severity": "critical"},
+                "startsAt": "2026-01-01T00:00:00Z",
+            }
+        ],
+    }
+    with api(server, TEAM_A) as team_a, api(server, TEAM_B) as team_b:
+        error_of(team_b.post("/webhooks/argocd", json=sync), 403)
+        error_of(team_b.post("/webhooks/alertmanager", json=alert), 403)
+        assert team_a.post("/webhooks/argocd", json=sync).status_code == 202
+        assert team_a.post("/webhooks/alertmanager", json=alert).status_code == 202
+
+
 def test_the_catalog_owner_decides_over_the_repository(server: ServerProcess, tmp_path: Path) -> None:
     # The ledger is handed to team-b in the catalog; its repository is still team-a's.
     url = catalog_file_of_team_a(server, tmp_path, owner="group:default/team-b")

@@ -62,15 +62,19 @@ def _same(secret: _SecretStr, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(secret.get_secret_value().encode(), given.strip().encode())
 
 
-def _bearer(request: Request, secret: _SecretStr | None, what: str) -> None:
+def _bearer(request: Request, secret: _SecretStr | None, what: str) -> Caller | None:
+    """The API token's caller when no webhook token is set, to be authorized as `POST /v1/events` is;
+    None for a delivery with the webhook's own token."""
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     token = token.strip() if scheme.lower() == "bearer" else ""
     if secret is not None:
         if not _same(secret, token):
             raise _unauthorized(f"{what} needs Authorization: Bearer <its webhook token>")
-        return
-    if not token or request.app.state.tokens.authenticate(token) is None:
+        return None
+    caller: Caller | None = request.app.state.tokens.authenticate(token) if token else None
+    if caller is None:
         raise _unauthorized(f"{what} needs Authorization: Bearer <an API token>")
+    return caller
 
 
 # -- the generic event ---------------------------------------------------------
@@ -291,20 +295,24 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     @router.post("/webhooks/argocd", status_code=202)
     async def argocd_webhook(request: Request) -> JSONResponse:
         """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
-        _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
+        caller = _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        return await store("argocd", delivery, "sync", payload, normalize.argocd(payload))
+        normalised = normalize.argocd(payload)
+        if caller is not None:
+            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
+        return await store("argocd", delivery, "sync", payload, normalised)
 
     @router.post("/webhooks/alertmanager", status_code=202)
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
-        _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
+        caller = _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        return await store(
-            "alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalize.alertmanager(payload)
-        )
+        normalised = normalize.alertmanager(payload)
+        if caller is not None:
+            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
+        return await store("alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalised)
 
     @router.post(
         "/v1/events",
