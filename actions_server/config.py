@@ -62,6 +62,12 @@ class Settings(BaseSettings):
     body_timeout_seconds: float = Field(
         60.0, gt=0, description="A client that sends no part of its request body for this long gets 408."
     )
+    min_body_bytes_per_second: int = Field(
+        10 * 1024,
+        gt=0,
+        description="A request body (but git's) must arrive within the body timeout plus the largest body "
+        "at this rate, or get 408: a trickle of bytes is cut off too.",
+    )
     max_value_length: int = Field(1000, description="Longest template value, unless the template says otherwise.")
     run_wait_seconds: float = Field(
         50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."

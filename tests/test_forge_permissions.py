@@ -40,6 +40,12 @@ def basic(token: str) -> str:
 
 @pytest.fixture
 def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess]:
+    process = start_with_team_tokens(server_env, tmp_path)
+    yield process
+    process.stop()
+
+
+def start_with_team_tokens(server_env: dict[str, str], tmp_path: Path) -> ServerProcess:
     token_file = tmp_path / "tokens.yaml"
     entries = [
         {"name": "admin", "sha256": hash_token(TOKEN)},
@@ -48,9 +54,7 @@ def server(server_env: dict[str, str], tmp_path: Path) -> Iterator[ServerProcess
     ]
     token_file.write_text(yaml.safe_dump({"tokens": entries}))
     env = {key: value for key, value in server_env.items() if key != "PLTF_API_TOKEN"}
-    process = ServerProcess({**env, "PLTF_TOKEN_FILE": str(token_file)}, tmp_path / "server.log").start()
-    yield process
-    process.stop()
+    return ServerProcess({**env, "PLTF_TOKEN_FILE": str(token_file)}, tmp_path / "server.log").start()
 
 
 def api(server: ServerProcess, token: str) -> httpx.Client:

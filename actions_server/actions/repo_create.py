@@ -29,7 +29,7 @@ from ..action import Action, Example, RunCancelled, RunContext
 from ..errors import FieldError, PltfError, invalid_input
 from ..forges import PROVIDERS, CreatedRepository, Forge, GitAuthor, RepositorySpec
 from ..forges.base import check_spec_fields
-from ..forges.permissions import is_gitops_repository, team_ref
+from ..forges.permissions import is_gitops_repository, namespace_refusal, team_ref
 from ..names import ENTITY_REF
 from ..services import Services
 
@@ -255,6 +255,11 @@ def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object
 def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
     forge, spec = _prepare(params, ctx.services)
     spec = replace(spec, team=owner_team(ctx, params))
+    if forge.provider == "embedded":
+        refusal = namespace_refusal(ctx.caller, spec.owner)
+        if refusal is not None:
+            field = "repoUrl" if params.repoUrl is not None else "owner"
+            raise PltfError(refusal, 403, "forbidden", [FieldError(f"input.{field}", refusal)])
     where = forge.describe(spec.owner, spec.name)
     source_root = ctx.workspace / "source"
     source_root.mkdir(parents=True, exist_ok=True)

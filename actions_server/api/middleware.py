@@ -48,8 +48,9 @@ class RequestContextMiddleware:
 
     The size limit answers 413 only after reading the whole body, because a
     server that replies and closes mid-upload makes clients see a reset
-    connection instead of the error. A body that stalls gets 408 (the headers'
-    bound is in http_timeouts, below the ASGI layer), and JSON nested too deep
+    connection instead of the error. A body that stalls, or trickles in slower
+    than `min_body_bytes_per_second` allows, gets 408 (the headers' bound is in
+    http_timeouts, below the ASGI layer), and JSON nested too deep
     for the parsers gets 422.
     """
 
@@ -117,14 +118,22 @@ class RequestContextMiddleware:
 
     async def _limited(self, receive: Receive, send: Send) -> Receive | None:
         limit = self.settings.max_body_bytes
+        # The gap bound alone lets a byte every few seconds hold the connection for ever.
+        allowed = self.settings.body_timeout_seconds + limit / self.settings.min_body_bytes_per_second
+        deadline = time.monotonic() + allowed
         chunks: list[bytes] = []
         size = 0
         more = True
         while more:
             try:
-                message = await receive()
-            except PltfError as exc:
-                await error_response(exc, {"Connection": "close"})({"type": "http"}, receive, send)
+                message = await asyncio.wait_for(receive(), max(deadline - time.monotonic(), 0))
+            except (PltfError, TimeoutError) as exc:
+                error = (
+                    exc
+                    if isinstance(exc, PltfError)
+                    else PltfError(f"the request body did not arrive within {allowed:g} s", 408, "body_timeout")
+                )
+                await error_response(error, {"Connection": "close"})({"type": "http"}, receive, send)
                 return None
             if message["type"] == "http.disconnect":
                 return None

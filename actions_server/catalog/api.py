@@ -134,7 +134,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
     @router.delete("/locations/{location_id}", status_code=204)
     async def delete_location(location_id: str, who: Authed) -> Response:
         may_register(who)
-        await anyio.to_thread.run_sync(services().catalog.delete_location, location_id)
+        await anyio.to_thread.run_sync(services().catalog.delete_location, location_id, who)
         return Response(status_code=204)
 
     @router.post("/refresh")

@@ -178,7 +178,16 @@ class BackstageCatalog(Catalog):
         body: dict[str, Any] = response.json()
         return body
 
-    def delete_location(self, location_id: str) -> None:
+    def delete_location(self, location_id: str, caller: Caller | None = None) -> None:
+        if caller is not None and not caller.is_admin:
+            # pltf registers into Backstage with its own token, so Backstage cannot tell which team a
+            # location is for, and pltf keeps no record of Backstage's locations.
+            raise PltfError(
+                "locations in Backstage are deleted through pltf by admin tokens only; "
+                "pltf does not know which team registered them",
+                403,
+                "forbidden",
+            )
         response = self._call("DELETE", f"/locations/{quote(location_id, safe='')}")
         if response.status_code not in (200, 204):
             raise self._error(response, f"deleting location {location_id}")

@@ -81,7 +81,8 @@ class Catalog(ABC):
 
     @abstractmethod
     def refresh(self, entity_ref: str, caller: Caller | None = None) -> None:
-        """Re-reads the location an entity came from, now. 404 if there is no such entity.
+        """Re-reads the location an entity came from, now. 404 if there is no such entity; 403 when a
+        caller is given that did not register the location and is not an admin.
 
         With a caller, only what that caller may read: a location's file may have changed since it was
         registered, e.g. to a Location whose target is a private repository the caller cannot read.
@@ -108,8 +109,11 @@ class Catalog(ABC):
         """One location, 404 if unknown."""
 
     @abstractmethod
-    def delete_location(self, location_id: str) -> None:
-        """Unregisters a location and removes its entities."""
+    def delete_location(self, location_id: str, caller: Caller | None = None) -> None:
+        """Unregisters a location and removes its entities.
+
+        With a caller, only one it registered (or any, for an admin): another's is a 404, as a missing one.
+        """
 
     def close(self) -> None:  # noqa: B027 - optional: only some catalogs hold connections
         """Releases connections."""

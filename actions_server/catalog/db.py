@@ -25,6 +25,10 @@ catalog_locations = Table(
     Column("target", String(MAX_TARGET_LENGTH), nullable=False, unique=True),
     Column("created_at", Float, nullable=False),
     Column("refreshed_at", Float, nullable=False),
+    # Who may delete and refresh it: the registering token's team (a group ref), or for a token
+    # without a team its name. Both NULL (locations from before owners were kept): admins only.
+    Column("team", String(253)),
+    Column("caller", String(200)),
 )
 
 catalog_entities = Table(

@@ -25,6 +25,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from ..auth import Caller
 from ..config import Settings
 from ..errors import FieldError, PltfError, conflict, invalid_input, not_found
+from ..forges.permissions import team_ref
 from .base import Catalog, Query, Registration
 from .db import (
     MAX_REF_LENGTH,
@@ -177,7 +178,9 @@ class EmbeddedCatalog(Catalog):
         try:
             with self.engine.begin() as conn:
                 self._check_claims(entities, None, conn)
-                conn.execute(insert(catalog_locations).values(**location, created_at=now, refreshed_at=now))
+                conn.execute(
+                    insert(catalog_locations).values(**location, **_owner_of(caller), created_at=now, refreshed_at=now)
+                )
                 self._store(conn, location["id"], entities, {}, now)
         except IntegrityError:
             # Another request (maybe another replica) registered it between our check and our insert.
@@ -274,6 +277,11 @@ class EmbeddedCatalog(Catalog):
             )
         if row is None:
             raise not_found(f"no entity {ref} in the catalog")
+        if not _may_change(caller, row):
+            # The entity is public, so a 404 would hide nothing; say why instead.
+            raise PltfError(
+                f"only the team that registered {row['target']}, or an admin, may refresh it", 403, "forbidden"
+            )
         self.refresh_location(row["id"], caller)
 
     def refresh_location(self, location_id: str, caller: Caller | None = None) -> list[dict[str, Any]]:
@@ -306,12 +314,16 @@ class EmbeddedCatalog(Catalog):
             raise not_found(f"no location {location_id}")
         return _location_json(row)
 
-    def delete_location(self, location_id: str) -> None:
+    def delete_location(self, location_id: str, caller: Caller | None = None) -> None:
         with self.engine.begin() as conn:
+            row = (
+                conn.execute(select(catalog_locations).where(catalog_locations.c.id == location_id)).mappings().first()
+            )
+            # Another team's location answers as a missing one, so the id confirms nothing.
+            if row is None or not _may_change(caller, row):
+                raise not_found(f"no location {location_id}")
             self._remove_entities(conn, location_id)
-            deleted = conn.execute(delete(catalog_locations).where(catalog_locations.c.id == location_id))
-        if deleted.rowcount == 0:
-            raise not_found(f"no location {location_id}")
+            conn.execute(delete(catalog_locations).where(catalog_locations.c.id == location_id))
 
     # -- reading entities --------------------------------------------------------------
 
@@ -442,6 +454,25 @@ def _condition(condition: Condition) -> ColumnElement[bool]:
     if condition.values:
         found = found.where(catalog_search.c.value.in_(condition.values))
     return catalog_entities.c.ref.in_(found)
+
+
+def _owner_of(caller: Caller | None) -> dict[str, str | None]:
+    """The owner columns of a location `caller` registers (none for the server's own registrations)."""
+    if caller is None or caller.is_admin:
+        return {"team": None, "caller": None}
+    if caller.team is not None:
+        return {"team": team_ref(caller.team), "caller": caller.name}
+    return {"team": None, "caller": caller.name}
+
+
+def _may_change(caller: Caller | None, location: Any) -> bool:
+    """Whether `caller` may delete or refresh the location: its team (or, without one, the same token),
+    and admins. Locations with no owner recorded are the admins' alone."""
+    if caller is None or caller.is_admin:
+        return True
+    if caller.team is not None:
+        return location["team"] is not None and location["team"] == team_ref(caller.team)
+    return location["team"] is None and location["caller"] is not None and location["caller"] == caller.name
 
 
 def _location_json(row: Any) -> dict[str, Any]:

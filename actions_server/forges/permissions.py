@@ -18,6 +18,9 @@ One set of rules for git over HTTP, raw files, browse pages and the catalog
   `PLTF_GITOPS_URL` is unset) takes no push over HTTP at all, from anyone:
   pltf writes it itself, through the filesystem (see `gitops.py`), after its
   spec guardrails.
+- **Owner paths** (`<owner>/` in clone URLs): a team's token creates repositories only under its
+  own team's name (`group:default/team-a` → `team-a/…`, any case), so no team makes a repository
+  that reads as another's. Admins create under any owner path; a token with no team under none.
 - A protected default branch refuses force-pushes and deletion from everyone;
   git enforces that with pltf's pre-receive hook (see `git_http.PRE_RECEIVE`).
 """
@@ -29,6 +32,7 @@ from typing import Any
 from ..auth import Caller
 from ..catalog.model import RefError, parse_ref
 from ..config import Settings
+from ..names import owner_slug
 from .embedded import read_metadata, repository_at
 
 PUSH_PERMISSION = "repo:create"
@@ -63,6 +67,18 @@ def may_read(caller: Caller | None, metadata: dict[str, Any], settings: Settings
 
 def is_gitops_repository(owner: str, name: str, settings: Settings) -> bool:
     return settings.gitops_url is None and settings.gitops_repository == f"{owner}/{name}"
+
+
+def namespace_refusal(caller: Caller, owner: str) -> str | None:
+    """Why `caller` may not create a repository under the owner path `owner`, or None when it may."""
+    if caller.is_admin:
+        return None
+    if caller.team is None:
+        return "a token without a team may not create repositories on this server's forge"
+    own = owner_slug(team_ref(caller.team))
+    if owner.lower() != own.lower():
+        return f"a token of team {team_ref(caller.team)} creates repositories under {own}/ only, not {owner}/"
+    return None
 
 
 def push_refusal(caller: Caller, owner: str, name: str, metadata: dict[str, Any], settings: Settings) -> str | None:

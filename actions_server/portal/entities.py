@@ -23,6 +23,7 @@ import yaml
 
 from ..forges.embedded import git_root, read_metadata, repository_dirs
 from ..forges.gitpush import git
+from ..forges.permissions import owner_team
 from ..logs import get_logger
 from .model import service_name
 from .normalize import _team
@@ -140,6 +141,34 @@ def _catalog_entities(services: Services) -> list[dict[str, Any]]:
     except Exception as exc:  # noqa: BLE001 - the portal must work without a healthy catalog
         get_logger().warning("portal: the catalog could not list components", error=str(exc)[:300])
         return []
+
+
+def service_owners(services: Services, names: set[str]) -> dict[str, str | None]:
+    """Each named service's owning team (its bare name, lowercase), or None when nobody owns it yet.
+
+    Who decides, first that says: the catalog Component's `spec.owner`, the team of an embedded
+    repository of that name (private ones too: ownership is not their content), the team the portal
+    recorded for it. Used to authorize `POST /v1/events`, so a catalog that cannot answer is an error,
+    not "no owner".
+    """
+    catalog = getattr(services, "catalog", None)
+    query_type = importlib.import_module("actions_server.catalog.base").Query
+    repositories: dict[str, str] = {}
+    for _, repo_name, repo_dir in embedded_repositories(services):
+        team = owner_team(read_metadata(repo_dir))
+        if team and repo_name in names:
+            repositories.setdefault(repo_name, team)
+    rows = service_rows(services.engine)
+    owners: dict[str, str | None] = {}
+    for name in names:
+        owner = None
+        if catalog is not None:
+            page = catalog.query(query_type(filters=[f"kind=component,metadata.name={name}"], limit=1))
+            for entity in page.get("items") or []:
+                owner = _team(((entity.get("spec") or {}) if isinstance(entity, dict) else {}).get("owner"))
+        owner = owner or _team(repositories.get(name)) or _team(rows.get(name, {}).get("team"))
+        owners[name] = owner.lower() if owner else None
+    return owners
 
 
 def _gitops_services(services: Services, gitops: str) -> list[tuple[str, str | None]]:

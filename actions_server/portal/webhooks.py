@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic import SecretStr as _SecretStr
 
 from ..api.deps import Authed
-from ..auth import token_from_authorization
+from ..auth import Caller, token_from_authorization
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
 from . import normalize
+from .entities import service_owners
 from .events import body_digest, record
 from .model import SHA, Change, Deployment, Incident, Normalised, ServiceUpdate, parse_time, service_name
 
@@ -61,14 +62,18 @@ def _same(secret: _SecretStr, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(secret.get_secret_value().encode(), given.strip().encode())
 
 
-def _bearer(request: Request, secret: _SecretStr | None, what: str) -> None:
+def _bearer(request: Request, secret: _SecretStr | None, what: str) -> Caller | None:
+    """The API token's caller when no webhook token is set, to be authorized as `POST /v1/events` is;
+    None for a delivery with the webhook's own token."""
     token = token_from_authorization(request.headers.get("authorization")) or ""
     if secret is not None:
         if not _same(secret, token):
             raise _unauthorized(f"{what} needs Authorization: Bearer <its webhook token>")
-        return
-    if not token or request.app.state.tokens.authenticate(token) is None:
+        return None
+    caller: Caller | None = request.app.state.tokens.authenticate(token) if token else None
+    if caller is None:
         raise _unauthorized(f"{what} needs Authorization: Bearer <an API token>")
+    return caller
 
 
 # -- the generic event ---------------------------------------------------------
@@ -210,6 +215,36 @@ def generic(body: Any) -> Normalised:
     return out
 
 
+def authorize_events(services: Services, caller: Caller, normalised: Normalised) -> None:
+    """A team's token records events only for its team's services, so no team skews another's DORA
+    metrics; a service nobody owns yet becomes the caller's team's. 403 and nothing stored otherwise.
+    Admin tokens record for any service."""
+    if caller.is_admin:
+        return
+    mine = (normalize._team(caller.team) or "").lower() or None
+    for update in normalised.services:
+        if update.team is not None and update.team.lower() != mine:
+            raise PltfError(
+                f"this token records events for its own team only, not for {update.team}",
+                403,
+                "forbidden",
+                [FieldError("team", "not this token's team")],
+            )
+    named = {d.service for d in normalised.deployments} | {i.service for i in normalised.incidents}
+    named |= {c.service for c in normalised.changes} | {u.name for u in normalised.services}
+    owners = service_owners(services, named)
+    for name in sorted(named):
+        if owners[name] is not None and owners[name] != mine:
+            raise PltfError(
+                f"{name} belongs to another team; this token records events for its own team's services only",
+                403,
+                "forbidden",
+                [FieldError("service", f"{name} is not this token's team's")],
+            )
+        if owners[name] is None and mine is not None:
+            normalised.services.append(ServiceUpdate(name, team=mine))
+
+
 # -- routes ---------------------------------------------------------------------
 
 
@@ -259,20 +294,24 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     @router.post("/webhooks/argocd", status_code=202)
     async def argocd_webhook(request: Request) -> JSONResponse:
         """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
-        _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
+        caller = _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        return await store("argocd", delivery, "sync", payload, normalize.argocd(payload))
+        normalised = normalize.argocd(payload)
+        if caller is not None:
+            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
+        return await store("argocd", delivery, "sync", payload, normalised)
 
     @router.post("/webhooks/alertmanager", status_code=202)
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
-        _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
+        caller = _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        return await store(
-            "alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalize.alertmanager(payload)
-        )
+        normalised = normalize.alertmanager(payload)
+        if caller is not None:
+            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
+        return await store("alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalised)
 
     @router.post(
         "/v1/events",
@@ -293,11 +332,14 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         },
     )
     async def post_events(
-        request: Request, _: Authed, x_delivery_id: Annotated[str | None, Header()] = None
+        request: Request, who: Authed, x_delivery_id: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
-        """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md)."""
+        """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md).
+
+        A team's token only for its team's services (403 otherwise); see authorize_events."""
         body = _json(await request.body())
         normalised = generic(body)
+        await anyio.to_thread.run_sync(authorize_events, services(), who, normalised)
         event_type = "batch" if isinstance(body, dict) and "events" in body else str(body.get("type"))
         return await store("events", x_delivery_id or body_digest(body), event_type, body, normalised)
 
