@@ -65,7 +65,9 @@ def body(name: str) -> dict[str, object]:
     return {"input": {"name": name, "owner": "group:default/bench", "preview": False}}
 
 
-def start_server(code: Path, data_dir: Path, extra: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(
+    code: Path, data_dir: Path, extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
     env = {
         **os.environ,
