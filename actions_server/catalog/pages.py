@@ -14,17 +14,19 @@ from urllib.parse import urlencode, urljoin
 
 import anyio
 import yaml
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
+from ..http_cache import cached_response
 from ..services import Services
 from .api import read_access_for
 from .base import Query as EntityQuery
 from .model import EntityRef, RefError, parse_ref
 
 PAGE_SIZE = 50
+HTML = "text/html; charset=utf-8"
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
 
 
@@ -133,14 +135,20 @@ def _filter_from(kind: str, owner: str, system: str, tag: str) -> tuple[str, lis
 def catalog_pages(services: Callable[[], Services]) -> APIRouter:
     router = APIRouter(prefix="/catalog", include_in_schema=False, dependencies=[Depends(read_access_for(services))])
 
+    def html_page(request: Request, html: str) -> Response:
+        settings = services().settings
+        public = settings.catalog_public_reads
+        return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
+
     @router.get("", response_class=HTMLResponse)
     async def entity_list(
+        request: Request,
         kind: Annotated[str, Query(max_length=100)] = "",
         owner: Annotated[str, Query(max_length=300)] = "",
         system: Annotated[str, Query(max_length=300)] = "",
         tag: Annotated[str, Query(max_length=100)] = "",
         cursor: Annotated[str | None, Query(max_length=4000)] = None,
-    ) -> HTMLResponse:
+    ) -> Response:
         catalog = services().catalog
         filter_text, ignored = _filter_from(kind, owner, system, tag)
         filters = [filter_text] if filter_text else []
@@ -182,10 +190,10 @@ def catalog_pages(services: Callable[[], Services]) -> APIRouter:
             next_url="/catalog?" + urlencode({**params, "cursor": next_cursor}) if next_cursor else None,
             catalog_title=catalog.title,
         )
-        return HTMLResponse(html)
+        return html_page(request, html)
 
     @router.get("/{namespace}/{kind}/{name}", response_class=HTMLResponse)
-    async def entity_page(namespace: str, kind: str, name: str) -> HTMLResponse:
+    async def entity_page(request: Request, namespace: str, kind: str, name: str) -> Response:
         entity = await anyio.to_thread.run_sync(services().catalog.entity, kind, namespace, name)
         if entity is None:
             html = _env.get_template("missing.html").render(ref=f"{kind}:{namespace}/{name}".lower())
@@ -213,6 +221,6 @@ def catalog_pages(services: Callable[[], Services]) -> APIRouter:
             source=yaml.safe_dump(shown, sort_keys=False, allow_unicode=True),
             safe_url=safe_url,
         )
-        return HTMLResponse(html)
+        return html_page(request, html)
 
     return router

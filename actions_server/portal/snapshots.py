@@ -1,0 +1,122 @@
+"""The portal's pages and JSON, computed once per state of their inputs and then read, not recomputed per view.
+
+Computing the home page reads every service's repository, events and probes:
+seconds with hundreds of services, and the pages are public. So each response
+is kept with the fingerprint of what it was computed from: the newest raw event
+(webhooks and the platform's own events; every DORA record comes from one), the
+newest probe, the catalog's entities, and the refs and metadata of every
+embedded repository (a push, a new repository, a visibility change). A view
+whose fingerprint still matches is served as stored. Replicas share the
+database and the forge's git dir, so they agree on the fingerprint.
+
+A response whose window ends "now" is also recomputed after
+PLTF_PORTAL_REFRESH_SECONDS: the window slides, and Prometheus, OpenCost or a
+Backstage catalog change without telling us.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import anyio
+from sqlalchemy import func, select
+
+from ..catalog.db import catalog_entities
+from ..forges.embedded import METADATA_FILE
+from ..http_cache import etag_of
+from .entities import embedded_repositories, git_root
+from .tables import ensure_tables, probes, raw_events
+
+if TYPE_CHECKING:
+    from ..services import Services
+
+MAX_SNAPSHOTS = 256
+# What in a bare repository moves when its default branch, its refs or its metadata change.
+REPOSITORY_INPUTS = ("HEAD", "refs/heads", "packed-refs", METADATA_FILE)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    body: bytes
+    etag: str
+    fingerprint: str
+    computed_at: float
+
+
+def _mtime(path: str) -> int:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return 0
+
+
+def fingerprint(services: Services) -> str:
+    """A digest that changes whenever anything the portal shows could have changed."""
+    ensure_tables(services.engine)
+    digest = hashlib.sha256()
+    with services.engine.connect() as conn:
+        digest.update(repr(conn.execute(select(func.max(raw_events.c.id))).scalar()).encode())
+        digest.update(repr(conn.execute(select(func.max(probes.c.id))).scalar()).encode())
+        digest.update(repr(conn.execute(select(func.count(), func.max(catalog_entities.c.updated_at))).one()).encode())
+    root = git_root(services)
+    digest.update(str(_mtime(str(root))).encode())
+    for owner, name, repo_dir in embedded_repositories(services):
+        digest.update(f"{owner}/{name}".encode())
+        for part in REPOSITORY_INPUTS:
+            digest.update(str(_mtime(str(repo_dir / part))).encode())
+    return digest.hexdigest()
+
+
+class Snapshots:
+    """The latest computed body per key (path and query), in this replica's memory."""
+
+    def __init__(self, max_entries: int = MAX_SNAPSHOTS) -> None:
+        self.max_entries = max_entries
+        self._stored: OrderedDict[str, Snapshot] = OrderedDict()
+        self._computing: dict[str, asyncio.Lock] = {}
+
+    def _current(self, key: str, inputs: str, refresh_seconds: float | None) -> Snapshot | None:
+        found = self._stored.get(key)
+        if found is None or found.fingerprint != inputs:
+            return None
+        if refresh_seconds is not None and time.time() - found.computed_at >= refresh_seconds:
+            return None
+        self._stored.move_to_end(key)
+        return found
+
+    async def get(
+        self, services: Services, key: str, compute: Callable[[], Awaitable[bytes]], *, slides: bool
+    ) -> Snapshot:
+        """The stored body for `key`, or a fresh one; requests arriving while it is computed wait for that one.
+
+        `slides`: the window ends now, so the body also ages out.
+        """
+        inputs = await anyio.to_thread.run_sync(fingerprint, services)
+        refresh = services.settings.portal_refresh_seconds if slides else None
+        found = self._current(key, inputs, refresh)
+        if found is not None:
+            return found
+        lock = self._computing.setdefault(key, asyncio.Lock())
+        try:
+            async with lock:
+                found = self._current(key, inputs, refresh)
+                if found is not None:
+                    return found
+                body = await compute()
+                found = Snapshot(body, etag_of(body), inputs, time.time())
+                self._stored[key] = found
+                self._stored.move_to_end(key)
+                while len(self._stored) > self.max_entries:
+                    self._stored.popitem(last=False)
+                return found
+        finally:
+            # Keys are as many as the URLs anyone asks for: keep a lock only while it is in use.
+            if not lock.locked():
+                self._computing.pop(key, None)
