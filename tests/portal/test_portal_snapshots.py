@@ -22,7 +22,14 @@ END = "end=2024-07-01T00:00:00Z"
 
 
 def deploy(n: int) -> dict[str, str]:
-    return {"type": "deployment", "id": f"d-{n}", "service": "web", "environment": "production", "status": "success", "timestamp": f"2024-06-0{n}T00:00:00Z"}
+    return {
+        "type": "deployment",
+        "id": f"d-{n}",
+        "service": "web",
+        "environment": "production",
+        "status": "success",
+        "timestamp": f"2024-06-0{n}T00:00:00Z",
+    }
 
 
 def test_a_page_is_computed_once_per_state_of_its_inputs(tmp_path: Path) -> None:
@@ -75,7 +82,12 @@ def test_a_push_changes_the_stored_page(server_env: dict[str, str], tmp_path: Pa
         assert "/services/orders" in before.text and "/teams/checkout-team" not in before.text
         work = tmp_path / "orders"
         assert git("clone", "--quiet", remote, str(work)).returncode == 0
-        entity = {"apiVersion": "backstage.io/v1alpha1", "kind": "Component", "metadata": {"name": "orders"}, "spec": {"type": "service", "lifecycle": "production", "owner": "group:default/checkout-team"}}
+        entity = {
+            "apiVersion": "backstage.io/v1alpha1",
+            "kind": "Component",
+            "metadata": {"name": "orders"},
+            "spec": {"type": "service", "lifecycle": "production", "owner": "group:default/checkout-team"},
+        }
         (work / "catalog-info.yaml").write_text(yaml.safe_dump(entity))
         assert git("add", "catalog-info.yaml", cwd=work).returncode == 0
         assert git("commit", "--quiet", "-m", "owner", cwd=work).returncode == 0
