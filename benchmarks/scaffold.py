@@ -94,7 +94,12 @@ def start_server(
 
 def stop(server: subprocess.Popen[bytes]) -> None:
     server.terminate()
-    server.wait(timeout=30)
+    try:
+        server.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        # Still busy with requests the load left behind: its scratch directory is about to go.
+        server.kill()
+        server.wait(timeout=30)
 
 
 def bare_baseline(code: Path, scratch: Path, runs: int) -> list[float]:
