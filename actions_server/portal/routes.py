@@ -244,6 +244,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
     # -- pages (no login) -----------------------------------------------------
 
+    # Called in a worker thread: a page of hundreds of rows would otherwise hold up the event loop.
     def render(template: str, window: str, end: str | None, **context: Any) -> bytes:
         params = {k: v for k, v in (("window", window if window != "30d" else None), ("end", end)) if v}
         query = f"?{urlencode(params)}" if params else ""
@@ -255,7 +256,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         async def compute() -> bytes:
             found = await report.overview(services(), window, seconds, until)
-            return render("home.html", window, end, **found)
+            return await anyio.to_thread.run_sync(lambda: render("home.html", window, end, **found))
 
         return await stored(request, compute, end=end, page=True)
 
@@ -265,7 +266,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         async def compute() -> bytes:
             found = await report.service_page(services(), name, window, seconds, until)
-            return render("service.html", window, end, **found)
+            return await anyio.to_thread.run_sync(lambda: render("service.html", window, end, **found))
 
         return await stored(request, compute, end=end, page=True)
 
@@ -275,7 +276,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         async def compute() -> bytes:
             found = await report.overview(services(), window, seconds, until, team=team)
-            return render("team.html", window, end, team=team, **found)
+            return await anyio.to_thread.run_sync(lambda: render("team.html", window, end, team=team, **found))
 
         return await stored(request, compute, end=end, page=True)
 
