@@ -21,7 +21,7 @@ import hashlib
 import os
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -29,17 +29,18 @@ import anyio
 from sqlalchemy import func, select
 
 from ..catalog.db import catalog_entities
-from ..forges.embedded import METADATA_FILE
 from ..http_cache import etag_of
-from .entities import embedded_repositories, git_root
+from .entities import git_root
 from .tables import ensure_tables, probes, raw_events
 
 if TYPE_CHECKING:
     from ..services import Services
 
 MAX_SNAPSHOTS = 256
-# What in a bare repository moves when its default branch, its refs or its metadata change.
-REPOSITORY_INPUTS = ("HEAD", "refs/heads", "packed-refs", METADATA_FILE)
+# Git updates HEAD, packed-refs and branches by renaming a lock file into place, so the
+# directories holding them get a new mtime: the repository's own (HEAD, packed-refs;
+# pltf.json is written once, before the repository is renamed into place) and refs/heads.
+REPOSITORY_INPUTS = ("", "refs/heads")
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,23 @@ def _mtime(path: str) -> int:
         return 0
 
 
+def _repositories_state(root: str) -> Iterator[str]:
+    """Every repository's path and the mtimes of what moves in it; plain os calls, as this runs on every view."""
+    yield f"{root}:{_mtime(root)}"
+    try:
+        owners = sorted(e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
+    except OSError:
+        return
+    for owner in owners:
+        yield f"{owner}:{_mtime(owner)}"
+        try:
+            repos = sorted(e.path for e in os.scandir(owner) if e.name.endswith(".git") and e.is_dir())
+        except OSError:
+            continue
+        for repo in repos:
+            yield repo + ":" + ",".join(str(_mtime(os.path.join(repo, part))) for part in REPOSITORY_INPUTS)
+
+
 def fingerprint(services: Services) -> str:
     """A digest that changes whenever anything the portal shows could have changed."""
     ensure_tables(services.engine)
@@ -64,13 +82,10 @@ def fingerprint(services: Services) -> str:
     with services.engine.connect() as conn:
         digest.update(repr(conn.execute(select(func.max(raw_events.c.id))).scalar()).encode())
         digest.update(repr(conn.execute(select(func.max(probes.c.id))).scalar()).encode())
-        digest.update(repr(conn.execute(select(func.count(), func.max(catalog_entities.c.updated_at))).one()).encode())
-    root = git_root(services)
-    digest.update(str(_mtime(str(root))).encode())
-    for owner, name, repo_dir in embedded_repositories(services):
-        digest.update(f"{owner}/{name}".encode())
-        for part in REPOSITORY_INPUTS:
-            digest.update(str(_mtime(str(repo_dir / part))).encode())
+        catalog = conn.execute(select(func.count(), func.max(catalog_entities.c.updated_at))).one()
+        digest.update(repr(catalog).encode())
+    for line in _repositories_state(str(git_root(services))):
+        digest.update(line.encode())
     return digest.hexdigest()
 
 
