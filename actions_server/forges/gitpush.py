@@ -54,12 +54,27 @@ def git_environment(author: GitAuthor | None = None, authorization: str | None =
 
 
 def run_git(
-    args: list[str], cwd: Path, env: dict[str, str], timeout: float, redact: Redactor, what: str
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    redact: Redactor,
+    what: str,
+    stdin: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
+    """`git args`, failing with a redacted 502 (or 504 after `timeout`); `stdin` is a file fed to it unchanged."""
     try:
-        done = subprocess.run(
-            ["git", *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        with open(stdin if stdin is not None else os.devnull, "rb") as feed:
+            done = subprocess.run(
+                ["git", *args],
+                cwd=cwd,
+                env=env,
+                stdin=feed,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
     except subprocess.TimeoutExpired:
         raise PltfError(f"{what} took longer than {timeout:g} s", 504, "git_timeout") from None
     if done.returncode != 0:
