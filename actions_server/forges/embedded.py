@@ -200,6 +200,9 @@ class EmbeddedForge(Forge):
         scratch = source_dir.parent / f".pltf-import-{uuid.uuid4().hex}"
         env = git_environment(author)
         env.update(GIT_DIR=str(repo), GIT_WORK_TREE=str(source_dir), GIT_INDEX_FILE=str(scratch / "index"))
+        # One pack: under fast-import's default unpackLimit (100 objects, more than most templates make)
+        # it writes every object as a loose file, as slowly as `git add`.
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="fastimport.unpackLimit", GIT_CONFIG_VALUE_0="1")
         timeout = self.settings.git_timeout_seconds
 
         def git(*args: str, stdin: Path | None = None) -> str:
