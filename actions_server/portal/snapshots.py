@@ -96,6 +96,35 @@ class Snapshots:
         self.max_entries = max_entries
         self._stored: OrderedDict[str, Snapshot] = OrderedDict()
         self._computing: dict[str, asyncio.Lock] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_reading: asyncio.Future[str] | None = None
+        self._reader: asyncio.Task[None] | None = None
+
+    async def _inputs(self, services: Services) -> str:
+        """The fingerprint, read after this call began: calls arriving together share one reading.
+
+        A page view must see every change made before it was asked for, so it
+        cannot use a reading already under way; it waits for the next one, which
+        serves everyone who arrived meanwhile. Under load that is one reading per
+        few milliseconds instead of one per request.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:
+            self._loop, self._next_reading, self._reader = loop, None, None
+        if self._next_reading is None:
+            self._next_reading = loop.create_future()
+        waiting = self._next_reading
+        if self._reader is None or self._reader.done():
+            self._reader = loop.create_task(self._read(services))
+        return await asyncio.shield(waiting)
+
+    async def _read(self, services: Services) -> None:
+        while self._next_reading is not None:
+            reading, self._next_reading = self._next_reading, None
+            try:
+                reading.set_result(await anyio.to_thread.run_sync(fingerprint, services))
+            except Exception as exc:  # noqa: BLE001 - handed to every caller waiting for this reading
+                reading.set_exception(exc)
 
     def _current(self, key: str, inputs: str, refresh_seconds: float | None) -> Snapshot | None:
         found = self._stored.get(key)
@@ -113,7 +142,7 @@ class Snapshots:
 
         `slides`: the window ends now, so the body also ages out.
         """
-        inputs = await anyio.to_thread.run_sync(fingerprint, services)
+        inputs = await self._inputs(services)
         refresh = services.settings.portal_refresh_seconds if slides else None
         found = self._current(key, inputs, refresh)
         if found is not None:
