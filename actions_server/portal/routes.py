@@ -111,9 +111,10 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
     # -- JSON API -------------------------------------------------------------
 
+    # The answers are stored bytes (see `stored`); response_model keeps their documented shape.
     api = APIRouter(prefix="/v1", tags=["portal"])
 
-    @api.get("/services/{name}/dora")
+    @api.get("/services/{name}/dora", response_model=dict[str, Any])
     async def service_dora(request: Request, name: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys of one service: null where there is no data."""
         seconds, until = parse_window(window), parse_end(end)
@@ -124,7 +125,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/teams/{team}/dora")
+    @api.get("/teams/{team}/dora", response_model=dict[str, Any])
     async def team_dora(request: Request, team: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over all the services a team owns, pooled."""
         seconds, until = parse_window(window), parse_end(end)
@@ -136,7 +137,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/dora")
+    @api.get("/dora", response_model=dict[str, Any])
     async def portfolio_dora(request: Request, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over every service (the portfolio)."""
         seconds, until = parse_window(window), parse_end(end)
@@ -147,7 +148,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services")
+    @api.get("/services", response_model=dict[str, Any])
     async def list_portal_services(request: Request, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """Every service with its team, health, DORA level, scorecard level and cost."""
         seconds, until = parse_window(window), parse_end(end)
@@ -177,7 +178,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/health")
+    @api.get("/services/{name}/health", response_model=dict[str, Any])
     async def service_health(request: Request, name: str, _: Authed, end: End = None) -> Response:
         """Uptime over 24 h, 7 d and 30 d; SLO status and the error budget left."""
         until = parse_end(end)
@@ -188,7 +189,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/scorecard")
+    @api.get("/services/{name}/scorecard", response_model=dict[str, Any])
     async def service_scorecard(request: Request, name: str, _: Authed, end: End = None) -> Response:
         """Every rule's result with how to fix it, and the level reached."""
         until = parse_end(end)
@@ -199,7 +200,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/cost")
+    @api.get("/services/{name}/cost", response_model=dict[str, Any])
     async def service_cost(request: Request, name: str, _: Authed, window: Window = "30d") -> Response:
         """Cost per env over the window, the month's forecast, budgets and warnings."""
         seconds = parse_window(window)
@@ -211,7 +212,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute)
 
-    @api.get("/costs")
+    @api.get("/costs", response_model=dict[str, Any])
     async def costs(
         request: Request,
         _: Authed,
