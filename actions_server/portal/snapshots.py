@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from ..services import Services
 
 MAX_SNAPSHOTS = 256
-# Git updates HEAD, packed-refs and branches by renaming a lock file into place, so the
-# directories holding them get a new mtime: the repository's own (HEAD, packed-refs;
-# pltf.json is written once, before the repository is renamed into place) and refs/heads.
+# Git updates HEAD, packed-refs and branches by renaming a new file into place:
+# the file gets a new inode and its directory a new mtime. Both are read, as two
+# updates within one tick of the file system's clock can leave the mtime alone.
 REPOSITORY_INPUTS = ("", "refs/heads")
 
 
@@ -58,8 +58,18 @@ def _mtime(path: str) -> int:
         return 0
 
 
+def _entries(directory: str) -> str:
+    """The directory's mtime and every entry's name and inode (os.scandir has them without a stat per file)."""
+    try:
+        with os.scandir(directory) as found:
+            names = sorted(f"{e.name}={e.inode()}" for e in found)
+    except OSError:
+        return "-"
+    return f"{_mtime(directory)}:{'/'.join(names)}"
+
+
 def _repositories_state(root: str) -> Iterator[str]:
-    """Every repository's path and the mtimes of what moves in it; plain os calls, as this runs on every view."""
+    """Every repository and what moves in it when it changes; plain os calls, as this runs on every view."""
     yield f"{root}:{_mtime(root)}"
     try:
         owners = sorted(e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
@@ -72,7 +82,7 @@ def _repositories_state(root: str) -> Iterator[str]:
         except OSError:
             continue
         for repo in repos:
-            yield repo + ":" + ",".join(str(_mtime(os.path.join(repo, part))) for part in REPOSITORY_INPUTS)
+            yield repo + ":" + ",".join(_entries(os.path.join(repo, part)) for part in REPOSITORY_INPUTS)
 
 
 def fingerprint(services: Services) -> str:
