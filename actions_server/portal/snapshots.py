@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from ..services import Services
 
 MAX_SNAPSHOTS = 256
+# Anyone may ask for any window or end, each a key of its own: bound what they can make us keep.
+MAX_SNAPSHOT_BYTES = 64 * 1024 * 1024
 # Git updates HEAD, packed-refs and branches by renaming a new file into place:
 # the file gets a new inode and its directory a new mtime. Both are read, as two
 # updates within one tick of the file system's clock can leave the mtime alone.
@@ -102,9 +104,11 @@ def fingerprint(services: Services) -> str:
 class Snapshots:
     """The latest computed body per key (path and query), in this replica's memory."""
 
-    def __init__(self, max_entries: int = MAX_SNAPSHOTS) -> None:
+    def __init__(self, max_entries: int = MAX_SNAPSHOTS, max_bytes: int = MAX_SNAPSHOT_BYTES) -> None:
         self.max_entries = max_entries
+        self.max_bytes = max_bytes
         self._stored: OrderedDict[str, Snapshot] = OrderedDict()
+        self._bytes = 0
         self._computing: dict[str, asyncio.Lock] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_reading: asyncio.Future[str] | None = None
@@ -165,10 +169,12 @@ class Snapshots:
                     return found
                 body = await compute()
                 found = Snapshot(body, etag_of(body), inputs, time.time())
+                replaced = self._stored.pop(key, None)
+                self._bytes += len(body) - (len(replaced.body) if replaced else 0)
                 self._stored[key] = found
-                self._stored.move_to_end(key)
-                while len(self._stored) > self.max_entries:
-                    self._stored.popitem(last=False)
+                while len(self._stored) > 1 and (len(self._stored) > self.max_entries or self._bytes > self.max_bytes):
+                    _, evicted = self._stored.popitem(last=False)
+                    self._bytes -= len(evicted.body)
                 return found
         finally:
             # Keys are as many as the URLs anyone asks for: keep a lock only while it is in use.
