@@ -284,6 +284,12 @@ class Settings(BaseSettings):
     opencost_url: str | None = Field(None, description="Cost from OpenCost's allocation API instead of requests.")
     price_sheet: str | None = Field(None, description="YAML price sheet; default portal/data/prices.yaml.")
     scorecard_file: str | None = Field(None, description="YAML scorecard rules; default portal/data/scorecard.yaml.")
+    portal_refresh_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="A portal view ending now is recomputed after this even if no event, probe or push came.",
+    )
+    portal_cache_seconds: int = Field(5, ge=0, description="Cache-Control max-age of the portal's pages and JSON.")
 
     @property
     def base_url(self) -> str:

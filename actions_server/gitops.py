@@ -267,8 +267,8 @@ class GitOpsRepository:
             self._git(["update-ref", "-d", f"refs/heads/{self.branch}"], "git update-ref", env)
             self._git(["read-tree", "--empty"], "git read-tree", env)
         else:
-            self._git(["checkout", "--quiet", "-B", self.branch, ref], "git checkout", env)
-            self._git(["reset", "--quiet", "--hard", ref], "git reset", env)
+            # --force drops local changes to tracked files, as `reset --hard` would: one command, not two.
+            self._git(["checkout", "--quiet", "--force", "-B", self.branch, ref], "git checkout", env)
         self._git(["clean", "--quiet", "-fdx"], "git clean", env)
 
     def _targets(self, changes: Changes) -> dict[str, str | None]:

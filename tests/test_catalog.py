@@ -640,3 +640,18 @@ def test_a_rendered_and_published_service_registers_and_browses(tmp_path: Path) 
         assert page["api:default/users-api"] == "/catalog/default/api/users-api"
         api_definition = entity(client, "api:default/users-api").json()["spec"]["definition"]
         assert api_definition.lstrip().startswith("{")
+
+
+def test_the_stored_list_page_follows_registers_and_refreshes(client: TestClient, files: Path) -> None:
+    """/catalog is kept between views; a register or a refresh that changes an entity shows on the next view."""
+    assert "users-api" not in client.get("/catalog").text
+    path = write_yaml(files / "catalog-info.yaml", component("users-api"))
+    assert register(client, catalogInfoUrl=path.as_uri()).status_code == 200
+    page = client.get("/catalog")
+    assert "users-api" in page.text and "Serves users" not in page.text
+    described = component("users-api")
+    described["metadata"]["description"] = "Serves users"
+    write_yaml(path, described)
+    assert client.post("/api/catalog/refresh", json={"entityRef": "component:default/users-api"}).status_code == 200
+    again = client.get("/catalog")
+    assert "Serves users" in again.text and again.headers["etag"] != page.headers["etag"]

@@ -13,12 +13,13 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.errors import PltfError
 from actions_server.forges import GitAuthor, RepositorySpec
 from actions_server.forges.embedded import EmbeddedForge
 from actions_server.redact import Redactor
-from conftest import TOKEN, ServerProcess
+from conftest import TOKEN, ServerProcess, make_settings
 
 RUNS = "/v1/actions/repo:create/runs"
 
@@ -274,3 +275,39 @@ def test_twenty_requests_across_two_replicas_on_postgres_make_one_repository(
     finally:
         first.stop()
         second.stop()
+
+
+def test_the_first_commit_holds_what_git_add_would(tmp_path: Path) -> None:
+    """.gitignore is honoured, a link stays a link, odd file names survive (the commit is written by fast-import)."""
+    template = tmp_path / "templates" / "odd"
+    project = template / "{{cookiecutter.name}}"
+    (template / "hooks").mkdir(parents=True)
+    project.mkdir()
+    (template / "cookiecutter.json").write_text('{"name": "odd"}')
+    (project / ".gitignore").write_text("*.log\n")
+    (project / "README.md").write_text("# odd\n")
+    (project / "debug.log").write_text("ignored\n")
+    (project / '"quoted" name.txt').write_text("kept\n")
+    (template / "hooks" / "post_gen_project.py").write_text('import os\nos.symlink("README.md", "latest")\n')
+    settings = make_settings(tmp_path, templates_dir=tmp_path / "templates")
+    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        rendered = client.post(
+            "/v1/actions/cookiecutter:render/runs", json={"input": {"template": "odd", "values": {}}}
+        )
+        assert rendered.status_code == 200, rendered.text
+        workspace = rendered.json()["output"]["workspaceId"]
+        created = client.post(RUNS, json={"input": {"workspaceId": workspace, "owner": "team", "name": "odd"}})
+        assert created.status_code == 200, created.text
+    repo = settings.data_dir.resolve() / "git" / "team" / "odd.git"
+    listing = subprocess.run(
+        ["git", "--git-dir", str(repo), "ls-tree", "-r", "-z", "main"], capture_output=True, text=True, check=True
+    ).stdout
+    modes = {line.split("\t", 1)[1]: line.split()[0] for line in listing.split("\0") if line}
+    assert modes == {".gitignore": "100644", "README.md": "100644", '"quoted" name.txt': "100644", "latest": "120000"}
+    link = subprocess.run(
+        ["git", "--git-dir", str(repo), "cat-file", "-p", "main:latest"], capture_output=True, text=True, check=True
+    )
+    assert link.stdout == "README.md"
+    assert remote_head(repo) == created.json()["output"]["commitHash"]
+    fsck = subprocess.run(["git", "--git-dir", str(repo), "fsck", "--strict"], capture_output=True, text=True)
+    assert fsck.returncode == 0, fsck.stderr

@@ -7,24 +7,29 @@ entity: its annotations as links, its relations and the template it came from.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode, urljoin
 
 import anyio
 import yaml
-from fastapi import APIRouter, Depends, Query
-from fastapi.responses import HTMLResponse
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
+from ..http_cache import cached_response
+from ..portal.snapshots import Snapshots
 from ..services import Services
 from .api import read_access_for
+from .base import Catalog
 from .base import Query as EntityQuery
+from .embedded import EmbeddedCatalog
 from .model import EntityRef, RefError, parse_ref
 
 PAGE_SIZE = 50
+HTML = "text/html; charset=utf-8"
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
 
 
@@ -130,62 +135,94 @@ def _filter_from(kind: str, owner: str, system: str, tag: str) -> tuple[str, lis
     return ",".join(conditions), ignored
 
 
+async def _list_html(catalog: Catalog, kind: str, owner: str, system: str, tag: str, cursor: str | None) -> str:
+    """The `/catalog` list page for one filter and cursor."""
+    filter_text, ignored = _filter_from(kind, owner, system, tag)
+    filters = [filter_text] if filter_text else []
+    query = EntityQuery(filters=filters, order_fields=["metadata.name,asc"], limit=PAGE_SIZE, cursor=cursor)
+
+    def load() -> tuple[dict[str, Any], dict[str, Any]]:
+        facet_keys = ["kind", "relations.ownedBy", "relations.partOf", "metadata.tags"]
+        return catalog.query(query), catalog.facets(facet_keys, [])
+
+    page, facets = await anyio.to_thread.run_sync(load)
+    rows = []
+    for entity in page["items"]:
+        ref = EntityRef.of(entity)
+        spec = entity.get("spec") or {}
+        rows.append(
+            {
+                "name": entity["metadata"].get("title") or ref.name,
+                "url": page_url(ref),
+                "kind": entity["kind"],
+                "type": spec.get("type", "") if isinstance(spec.get("type"), str) else "",
+                "owner": _relation_targets(entity, "ownedBy"),
+                "system": [t for t in _relation_targets(entity, "partOf") if t["ref"].startswith("system:")],
+                "description": entity["metadata"].get("description", ""),
+                "tags": entity["metadata"].get("tags", []),
+            }
+        )
+    found = facets["facets"]
+    params = {"kind": kind, "owner": owner, "system": system, "tag": tag}
+    next_cursor = page["pageInfo"].get("nextCursor")
+    html = _env.get_template("list.html").render(
+        rows=rows,
+        total=page["totalItems"],
+        params=params,
+        ignored=ignored,
+        kinds=[f["value"] for f in found.get("kind", [])],
+        owners=[f["value"] for f in found.get("relations.ownedBy", [])],
+        systems=[f["value"] for f in found.get("relations.partOf", []) if str(f["value"]).startswith("system:")],
+        tags=[f["value"] for f in found.get("metadata.tags", [])],
+        next_url="/catalog?" + urlencode({**params, "cursor": next_cursor}) if next_cursor else None,
+        catalog_title=catalog.title,
+    )
+    return html
+
+
 def catalog_pages(services: Callable[[], Services]) -> APIRouter:
     router = APIRouter(prefix="/catalog", include_in_schema=False, dependencies=[Depends(read_access_for(services))])
 
+    def html_page(request: Request, html: str) -> Response:
+        settings = services().settings
+        public = settings.catalog_public_reads
+        return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
+
+    snapshots = Snapshots()
+
+    async def stored_page(request: Request, compute: Callable[[], Awaitable[str]]) -> Response:
+        """The list as stored until the embedded catalog's entities change (in the portal's fingerprint).
+
+        A Backstage catalog changes without telling us: its pages are computed per view.
+        """
+        current = services()
+        if not isinstance(current.catalog, EmbeddedCatalog):
+            return html_page(request, await compute())
+
+        async def body() -> bytes:
+            return (await compute()).encode()
+
+        found = await snapshots.get(current, f"{request.url.path}?{request.url.query}", body, slides=False)
+        settings = current.settings
+        max_age, public = settings.portal_cache_seconds, settings.catalog_public_reads
+        return cached_response(request, found.body, HTML, max_age, public=public, etag=found.etag)
+
     @router.get("", response_class=HTMLResponse)
     async def entity_list(
+        request: Request,
         kind: Annotated[str, Query(max_length=100)] = "",
         owner: Annotated[str, Query(max_length=300)] = "",
         system: Annotated[str, Query(max_length=300)] = "",
         tag: Annotated[str, Query(max_length=100)] = "",
         cursor: Annotated[str | None, Query(max_length=4000)] = None,
-    ) -> HTMLResponse:
-        catalog = services().catalog
-        filter_text, ignored = _filter_from(kind, owner, system, tag)
-        filters = [filter_text] if filter_text else []
-        query = EntityQuery(filters=filters, order_fields=["metadata.name,asc"], limit=PAGE_SIZE, cursor=cursor)
+    ) -> Response:
+        async def compute() -> str:
+            return await _list_html(services().catalog, kind, owner, system, tag, cursor)
 
-        def load() -> tuple[dict[str, Any], dict[str, Any]]:
-            facet_keys = ["kind", "relations.ownedBy", "relations.partOf", "metadata.tags"]
-            return catalog.query(query), catalog.facets(facet_keys, [])
-
-        page, facets = await anyio.to_thread.run_sync(load)
-        rows = []
-        for entity in page["items"]:
-            ref = EntityRef.of(entity)
-            spec = entity.get("spec") or {}
-            rows.append(
-                {
-                    "name": entity["metadata"].get("title") or ref.name,
-                    "url": page_url(ref),
-                    "kind": entity["kind"],
-                    "type": spec.get("type", "") if isinstance(spec.get("type"), str) else "",
-                    "owner": _relation_targets(entity, "ownedBy"),
-                    "system": [t for t in _relation_targets(entity, "partOf") if t["ref"].startswith("system:")],
-                    "description": entity["metadata"].get("description", ""),
-                    "tags": entity["metadata"].get("tags", []),
-                }
-            )
-        found = facets["facets"]
-        params = {"kind": kind, "owner": owner, "system": system, "tag": tag}
-        next_cursor = page["pageInfo"].get("nextCursor")
-        html = _env.get_template("list.html").render(
-            rows=rows,
-            total=page["totalItems"],
-            params=params,
-            ignored=ignored,
-            kinds=[f["value"] for f in found.get("kind", [])],
-            owners=[f["value"] for f in found.get("relations.ownedBy", [])],
-            systems=[f["value"] for f in found.get("relations.partOf", []) if str(f["value"]).startswith("system:")],
-            tags=[f["value"] for f in found.get("metadata.tags", [])],
-            next_url="/catalog?" + urlencode({**params, "cursor": next_cursor}) if next_cursor else None,
-            catalog_title=catalog.title,
-        )
-        return HTMLResponse(html)
+        return await stored_page(request, compute)
 
     @router.get("/{namespace}/{kind}/{name}", response_class=HTMLResponse)
-    async def entity_page(namespace: str, kind: str, name: str) -> HTMLResponse:
+    async def entity_page(request: Request, namespace: str, kind: str, name: str) -> Response:
         entity = await anyio.to_thread.run_sync(services().catalog.entity, kind, namespace, name)
         if entity is None:
             html = _env.get_template("missing.html").render(ref=f"{kind}:{namespace}/{name}".lower())
@@ -213,6 +250,6 @@ def catalog_pages(services: Callable[[], Services]) -> APIRouter:
             source=yaml.safe_dump(shown, sort_keys=False, allow_unicode=True),
             safe_url=safe_url,
         )
-        return HTMLResponse(html)
+        return html_page(request, html)
 
     return router

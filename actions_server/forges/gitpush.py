@@ -61,6 +61,7 @@ def git(
     cwd: Path | None = None,
     git_dir: Path | None = None,
     env: dict[str, str] | None = None,
+    stdin: Path | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Runs the stock git with its output captured, in `git_environment()` unless given another.
 
@@ -68,14 +69,16 @@ def git(
     caller: what a failure means (a 502, a missing file, "no"), each caller knows.
     """
     command = ["git", *(["--git-dir", str(git_dir)] if git_dir is not None else []), *args]
-    return subprocess.run(
-        command,
-        cwd=cwd,
-        env=git_environment() if env is None else env,
-        capture_output=True,
-        timeout=timeout,
-        check=False,
-    )
+    with open(stdin if stdin is not None else os.devnull, "rb") as feed:
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env=git_environment() if env is None else env,
+            stdin=feed,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
 
 
 def as_text(done: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedProcess[str]:
@@ -85,11 +88,18 @@ def as_text(done: subprocess.CompletedProcess[bytes]) -> subprocess.CompletedPro
 
 
 def run_git(
-    args: list[str], cwd: Path, env: dict[str, str], timeout: float, redact: Redactor, what: str
+    args: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    timeout: float,
+    redact: Redactor,
+    what: str,
+    stdin: Path | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`git`, with a timeout or a failure as the PltfError a run reports (504, 502), scrubbed."""
+    """`git`, with a timeout or a failure as the PltfError a run reports (504, 502), scrubbed; `stdin` is a
+    file fed to it unchanged."""
     try:
-        done = as_text(git(args, cwd=cwd, env=env, timeout=timeout))
+        done = as_text(git(args, cwd=cwd, env=env, timeout=timeout, stdin=stdin))
     except subprocess.TimeoutExpired:
         raise PltfError(f"{what} took longer than {timeout:g} s", 504, "git_timeout") from None
     if done.returncode != 0:

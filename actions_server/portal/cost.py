@@ -24,7 +24,7 @@ import httpx
 import yaml
 
 from ..errors import PltfError
-from .entities import RepoFiles, ServiceView, embedded_repositories
+from .entities import ServiceView, gitops_repo
 from .model import HOUR
 
 if TYPE_CHECKING:
@@ -83,26 +83,17 @@ def memory_gib(value: Any) -> float | None:
         return None
 
 
-def _documents(text: str | None) -> list[dict[str, Any]]:
-    if not text:
-        return []
-    try:
-        return [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
-    except yaml.YAMLError:
-        return []
-
-
 def gitops_envs(services: Services, service: str) -> dict[str, dict[str, Any]]:
     """{env: {namespace, experiment, cpu, memoryGiB, budget}} from `envs/<env>/<service>/` of the GitOps repository."""
     wanted = getattr(services.settings, "gitops_repository", "platform/gitops")
-    repo = next((RepoFiles(d) for o, n, d in embedded_repositories(services) if f"{o}/{n}" == wanted), None)
+    repo = gitops_repo(services)
     found: dict[str, dict[str, Any]] = {}
     if repo is None:
         return found
     for path in repo.glob(f"envs/*/{service}/*"):
         env = path.split("/")[1]
         row = found.setdefault(env, {"source": f"{wanted}:envs/{env}/{service}/"})
-        for doc in _documents(repo.read(path)):
+        for doc in repo.dicts(path):
             metadata = doc.get("metadata") or {}
             budget = _number((metadata.get("annotations") or {}).get(BUDGET_ANNOTATION))
             if budget is not None:
@@ -133,7 +124,7 @@ def chart_requests(view: ServiceView) -> dict[str, dict[str, Any]]:
     base = f"charts/{view.name}"
     values: dict[str, Any] = {}
     for path in (f"{base}/values.yaml", f"{base}/values-prod.yaml"):
-        for doc in _documents(view.repo.read(path)):
+        for doc in view.repo.dicts(path):
             values = _merge(values, doc)
     requests = (values.get("resources") or {}).get("requests") or {}
     if not requests:

@@ -13,6 +13,7 @@ instead: availability is 1 − the 5xx ratio of `http_requests_total{job=<servic
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -83,23 +84,41 @@ async def run_prober(services: Services, interval: float) -> None:
 
 
 def probe_uptime(services: Services, service: str, now: float) -> dict[str, Any]:
+    return probe_uptimes(services, [service], now)[service]
+
+
+def probe_uptimes(services: Services, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
+    """Uptime per window and the last probe of each service, in two queries whatever the number of services."""
     ensure_tables(services.engine)
-    out: dict[str, Any] = {}
+    wanted = sorted(set(names))
+    out: dict[str, dict[str, Any]] = {
+        name: {label: {"ratio": None, "probes": 0} for label in UPTIME_WINDOWS} | {"last": None} for name in wanted
+    }
+    if not wanted:
+        return out
+    columns = []
+    for seconds in UPTIME_WINDOWS.values():
+        inside = probes.c.time > now - seconds
+        up = and_(inside, probes.c.ok.is_(True))
+        columns += [func.sum(case((inside, 1), else_=0)), func.sum(case((up, 1), else_=0))]
+    longest = max(UPTIME_WINDOWS.values())
+    counted = (
+        select(probes.c.service, *columns)
+        .where(and_(probes.c.service.in_(wanted), probes.c.time > now - longest, probes.c.time <= now))
+        .group_by(probes.c.service)
+    )
+    newest = select(probes.c.service, func.max(probes.c.time).label("time")).where(probes.c.service.in_(wanted))
+    newest_times = newest.group_by(probes.c.service).subquery()
+    last = select(probes).join(
+        newest_times, and_(probes.c.service == newest_times.c.service, probes.c.time == newest_times.c.time)
+    )
     with services.engine.connect() as conn:
-        for label, seconds in UPTIME_WINDOWS.items():
-            row = conn.execute(
-                select(func.count(), func.sum(case((probes.c.ok.is_(True), 1), else_=0))).where(
-                    and_(probes.c.service == service, probes.c.time > now - seconds, probes.c.time <= now)
-                )
-            ).one()
-            total, up = int(row[0] or 0), int(row[1] or 0)
-            out[label] = {"ratio": up / total if total else None, "probes": total}
-        last = (
-            conn.execute(select(probes).where(probes.c.service == service).order_by(probes.c.time.desc()).limit(1))
-            .mappings()
-            .first()
-        )
-    out["last"] = None if last is None else {k: last[k] for k in ("time", "ok", "status", "ms", "url")}
+        for row in conn.execute(counted):
+            for n, label in enumerate(UPTIME_WINDOWS):
+                total, ups = int(row[1 + 2 * n] or 0), int(row[2 + 2 * n] or 0)
+                out[row[0]][label] = {"ratio": ups / total if total else None, "probes": total}
+        for found in conn.execute(last.order_by(probes.c.id)).mappings():
+            out[found["service"]]["last"] = {k: found[k] for k in ("time", "ok", "status", "ms", "url")}
     return out
 
 
@@ -113,12 +132,9 @@ def objective(view: ServiceView) -> tuple[float, str]:
         pass
     if view.repo is not None:
         for path in ("slo/sloth.yaml", "slo/sloth.yml"):
-            text = view.repo.read(path)
-            if not text:
-                continue
             try:
-                spec = yaml.safe_load(text)
-            except yaml.YAMLError:
+                spec = view.repo.yaml(path)
+            except (FileNotFoundError, yaml.YAMLError):
                 continue
             for slo in (spec or {}).get("slos") or []:
                 if isinstance(slo, dict) and "availability" in str(slo.get("name", "")):
@@ -145,11 +161,22 @@ def slo_status(target: float, availability: float | None) -> dict[str, Any]:
 async def health(
     services: Services, view: ServiceView, now: float, client: httpx.AsyncClient | None = None
 ) -> dict[str, Any]:
-    target, source = objective(view)
     prometheus = services.settings.prometheus_url
     if prometheus:
+        # Off the event loop: the objective may come from parsing the repository's SLO file.
+        target, source = await anyio.to_thread.run_sync(objective, view)
         return await _from_prometheus(prometheus, view, target, source, client)
-    uptime = await anyio.to_thread.run_sync(probe_uptime, services, view.name, now)
+    return await anyio.to_thread.run_sync(probe_health, services, view, now)
+
+
+def probe_health(
+    services: Services, view: ServiceView, now: float, uptime: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """`health` from the stored probes (no Prometheus), with `probe_uptimes`' answer when the caller has it.
+
+    Blocking, for a worker thread."""
+    target, source = objective(view)
+    uptime = uptime or probe_uptime(services, view.name, now)
     slo = slo_status(target, uptime["30d"]["ratio"])
     return {
         "source": "probes",

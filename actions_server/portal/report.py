@@ -126,6 +126,7 @@ async def overview(
     def compute() -> dict[str, Any]:
         data = load_dataset(services.engine, names)
         version = services.settings.dora_levels
+        uptimes = None if services.settings.prometheus_url else health.probe_uptimes(services, names, end)
         rows = []
         for view in chosen:
             figures = dora.compute(data, {view.name}, start, end, version)
@@ -139,6 +140,8 @@ async def overview(
                     else scorecard_for(services, view, end),
                 }
             )
+            if uptimes is not None:
+                rows[-1]["health"] = health.probe_health(services, view, end, uptimes[view.name])
         return {
             "rows": rows,
             "figures": dora.compute(data, names, start, end, version),
@@ -148,5 +151,6 @@ async def overview(
 
     computed = await anyio.to_thread.run_sync(compute)
     for row in computed["rows"]:
-        row["health"] = await health.health(services, row["view"], end)
+        if "health" not in row:
+            row["health"] = await health.health(services, row["view"], end)
     return computed

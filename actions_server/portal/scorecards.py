@@ -115,11 +115,12 @@ def _non_root(view: ServiceView, path: str) -> tuple[bool, str]:
 
 
 def _yaml_value(view: ServiceView, spec: dict[str, Any]) -> tuple[bool, str]:
-    text = view.repo.read(spec["file"]) if view.repo else None
-    if text is None:
+    if view.repo is None:
         return False, f"{spec['file']} not found"
     try:
-        value = _dotted(yaml.safe_load(text), spec["path"])
+        value = _dotted(view.repo.yaml(spec["file"]), spec["path"])
+    except FileNotFoundError:
+        return False, f"{spec['file']} not found"
     except yaml.YAMLError:
         return False, f"{spec['file']} is not valid YAML"
     return bool(value), f"{spec['file']} {spec['path']} = {value!r}"

@@ -305,9 +305,10 @@ def chart_value_files(chart: Path) -> list[Path | None]:
     return [None, *sorted(chart.glob("values-*.yaml"))]
 
 
-def render_charts(directory: Path, findings: list[Finding]) -> list[Manifest]:
-    """Lints and renders every chart under charts/ with each environment's values."""
-    charts = sorted(p.parent for p in (directory / "charts").glob("*/Chart.yaml"))
+def render_charts(directory: Path, findings: list[Finding], charts: list[Path] | None = None) -> list[Manifest]:
+    """Lints and renders every chart under charts/ (or `charts`) with each environment's values."""
+    if charts is None:
+        charts = sorted(p.parent for p in (directory / "charts").glob("*/Chart.yaml"))
     if not charts:
         return []
     helm = _load_helm()
