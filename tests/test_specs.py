@@ -391,25 +391,30 @@ policies:
   - {id: not-an-api-name, severity: info, message: m, when: {not: {fact: spec.name, matches: "-api$"}}}
   - {id: pii-as-number, severity: info, message: m, when: {fact: spec.policy.pii, gt: 0}}
   - {id: unlike-a-missing-fact, severity: info, message: m, when: {fact: spec.env, ne: {fact: settings.noSuchSetting}}}
+  - {id: budget-at-least-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, ge: 500}}
+  - {id: budget-under-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, lt: 500}}
+  - {id: budget-at-most-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, le: 500}}
 """
+# The standard tier's default budget, which the spec below gets: exactly on the boundary of the three.
+AT_500 = {"budget-at-least-500", "budget-at-most-500"}
 
 
 @pytest.mark.parametrize(
     ("name", "env", "fired"),
     [
-        ("ledger-api", "prod", set()),
-        ("ledger-api", "staging", {"outside-prod"}),
-        ("ledger", "prod", {"not-an-api-name"}),
+        ("ledger-api", "prod", AT_500),
+        ("ledger-api", "staging", {"outside-prod"} | AT_500),
+        ("ledger", "prod", {"not-an-api-name"} | AT_500),
     ],
 )
 def test_the_condition_language_of_org_rules(tmp_path: Path, name: str, env: str, fired: set[str]) -> None:
-    # `ne` and `matches` as documented in policies/default.yaml; a boolean is not a number, and a
-    # comparison with a fact that is not there never holds.
+    # `ne`, `matches`, `ge`, `lt` and `le` as documented in policies/default.yaml; a boolean is not
+    # a number, and a comparison with a fact that is not there never holds.
     spec = PII_SPEC.replace("name: ledger", f"name: {name}").replace("env: prod", f"env: {env}")
     with client_with_policies(tmp_path, CONDITION_RULES) as client:
         planned = post(client, spec, dry_run=True)
         assert planned.status_code == 200, planned.text
-        own = {"outside-prod", "not-an-api-name", "pii-as-number", "unlike-a-missing-fact"}
+        own = {rule["id"] for rule in yaml.safe_load(CONDITION_RULES)["policies"]}
         assert {f["rule"] for f in planned.json()["output"]["findings"]} & own == fired
 
 
