@@ -390,6 +390,7 @@ policies:
   - {id: outside-prod, severity: info, message: m, when: {fact: spec.env, ne: prod}}
   - {id: not-an-api-name, severity: info, message: m, when: {not: {fact: spec.name, matches: "-api$"}}}
   - {id: pii-as-number, severity: info, message: m, when: {fact: spec.policy.pii, gt: 0}}
+  - {id: name-as-number, severity: info, message: m, when: {fact: spec.name, gt: 0}}
   - {id: unlike-a-missing-fact, severity: info, message: m, when: {fact: spec.env, ne: {fact: settings.noSuchSetting}}}
   - {id: budget-at-least-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, ge: 500}}
   - {id: budget-under-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, lt: 500}}
@@ -408,8 +409,8 @@ AT_500 = {"budget-at-least-500", "budget-at-most-500"}
     ],
 )
 def test_the_condition_language_of_org_rules(tmp_path: Path, name: str, env: str, fired: set[str]) -> None:
-    # `ne`, `matches`, `ge`, `lt` and `le` as documented in policies/default.yaml; a boolean is not
-    # a number, and a comparison with a fact that is not there never holds.
+    # `not`, `ne`, `matches`, `ge`, `lt` and `le` as documented in policies/default.yaml; neither a
+    # boolean nor a name is a number, and a comparison with a fact that is not there never holds.
     spec = PII_SPEC.replace("name: ledger", f"name: {name}").replace("env: prod", f"env: {env}")
     with client_with_policies(tmp_path, CONDITION_RULES) as client:
         planned = post(client, spec, dry_run=True)
