@@ -390,6 +390,40 @@ def test_an_org_rule_can_require_a_manifest(tmp_path: Path, allow_list: str, blo
             assert finding["message"] == "ledger handles personal data and has no egress allow-list policy"
 
 
+CONDITION_RULES = """\
+policies:
+  - {id: outside-prod, severity: info, message: m, when: {fact: spec.env, ne: prod}}
+  - {id: not-an-api-name, severity: info, message: m, when: {not: {fact: spec.name, matches: "-api$"}}}
+  - {id: pii-as-number, severity: info, message: m, when: {fact: spec.policy.pii, gt: 0}}
+  - {id: name-as-number, severity: info, message: m, when: {fact: spec.name, gt: 0}}
+  - {id: unlike-a-missing-fact, severity: info, message: m, when: {fact: spec.env, ne: {fact: settings.noSuchSetting}}}
+  - {id: budget-at-least-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, ge: 500}}
+  - {id: budget-under-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, lt: 500}}
+  - {id: budget-at-most-500, severity: info, message: m, when: {fact: spec.budget.monthly_usd, le: 500}}
+"""
+# The standard tier's default budget, which the spec below gets: exactly on the boundary of the three.
+AT_500 = {"budget-at-least-500", "budget-at-most-500"}
+
+
+@pytest.mark.parametrize(
+    ("name", "env", "fired"),
+    [
+        ("ledger-api", "prod", AT_500),
+        ("ledger-api", "staging", {"outside-prod"} | AT_500),
+        ("ledger", "prod", {"not-an-api-name"} | AT_500),
+    ],
+)
+def test_the_condition_language_of_org_rules(tmp_path: Path, name: str, env: str, fired: set[str]) -> None:
+    # `not`, `ne`, `matches`, `ge`, `lt` and `le` as documented in policies/default.yaml; neither a
+    # boolean nor a name is a number, and a comparison with a fact that is not there never holds.
+    spec = PII_SPEC.replace("name: ledger", f"name: {name}").replace("env: prod", f"env: {env}")
+    with client_with_policies(tmp_path, CONDITION_RULES) as client:
+        planned = post(client, spec, dry_run=True)
+        assert planned.status_code == 200, planned.text
+        own = {rule["id"] for rule in yaml.safe_load(CONDITION_RULES)["policies"]}
+        assert {f["rule"] for f in planned.json()["output"]["findings"]} & own == fired
+
+
 def test_policies_are_data_the_org_file_overrides_them(tmp_path: Path, services: Services) -> None:
     policies = load_policies(services.settings)
     rules = {rule.id: rule for rule in policies.rules}
