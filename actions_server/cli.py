@@ -54,7 +54,7 @@ def serve(
     import uvicorn
 
     from .app import create_app
-    from .auth import load_tokens
+    from .auth import TokenFileError, load_tokens
     from .http_timeouts import header_timeout_protocol
     from .storage import storage_problem
 
@@ -66,7 +66,10 @@ def serve(
     problem = storage_problem(settings)
     if problem is not None:
         raise PltfError(f"cannot start: {problem}", 1, "storage")
-    _, generated = load_tokens(settings)
+    try:
+        _, generated = load_tokens(settings)
+    except TokenFileError as exc:
+        raise PltfError(f"cannot start: {exc}", 1, "config") from None
     typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
     if generated is not None:
         typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)

@@ -119,3 +119,14 @@ def test_templates_check_exits_non_zero_with_findings(tmp_path: Path) -> None:
     findings = json.loads(result.stdout)["templates"]["python-service"]
     assert any("latest" in finding["message"] for finding in findings)
     assert result.stderr.strip().splitlines()[-1] == "pltf: error: template check failed: python-service"
+
+
+def test_serve_with_a_bad_token_file_exits_with_one_clear_line(tmp_path: Path, server_env: dict[str, str]) -> None:
+    token_file = tmp_path / "tokens.yaml"
+    token_file.write_text("tokens:\n  - name: ci\n    sha256: pltf_plaintext_pasted_by_mistake\n")
+    env = {key: value for key, value in server_env.items() if key != "PLTF_API_TOKEN"}
+    done = pltf("serve", env={**env, "PLTF_TOKEN_FILE": str(token_file), "PLTF_PORT": "1"})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pltf: error: cannot start: token file {token_file}"), done.stderr
+    assert "pltf_plaintext" not in done.stderr
