@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
-import socket
-import threading
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -22,50 +18,45 @@ RENDER = "/v1/actions/cookiecutter:render/runs"
 
 
 class HookGate:
-    """Where the blocking-hook template's hook reports each start, then waits until released.
+    """Sees each start of the blocking-hook template's hook, and lets them go on.
 
-    A loopback socket rather than a marker file: the hook runs in the sandbox, where the test's files do not exist.
+    The hook runs in the sandbox, without a network and without the test's files; it can write only
+    its own directory, in the server's run workspace. So the servers get `TMPDIR=runs`, the hook leaves
+    `hook-started` there and waits for `hook-go` beside it.
     """
 
-    def __init__(self) -> None:
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.address = f"127.0.0.1:{self.listener.getsockname()[1]}"
-        self.calls: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
+    def __init__(self, runs: Path) -> None:
+        runs.mkdir(parents=True, exist_ok=True)
+        self.runs = runs
+        self.env = {"TMPDIR": str(runs)}
+        self._seen: set[Path] = set()
 
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):
-            while True:
-                conn, _ = self.listener.accept()
-                conn.recv(64)  # the hook's pid: it has started
-                self.calls.append(conn)
+    @property
+    def calls(self) -> list[Path]:
+        """Every start seen so far (a finished run's workspace, marker included, is removed)."""
+        self._seen.update(self.runs.glob("pltf-run-*/**/hook-started"))
+        return sorted(self._seen)
 
     def release(self) -> None:
-        for conn in self.calls:
-            conn.sendall(b"go")
-
-    def close(self) -> None:
-        self.listener.close()
-        for conn in self.calls:
-            conn.close()
+        for started in self.calls:
+            if started.parent.is_dir():
+                (started.parent / "hook-go").write_text("go\n")
 
 
 @pytest.fixture
-def hook_gate() -> Iterator[HookGate]:
-    gate = HookGate()
-    yield gate
-    gate.close()
+def hook_gate(tmp_path: Path) -> HookGate:
+    return HookGate(tmp_path / "runs")
 
 
 def test_restart_keeps_runs_and_fails_interrupted_ones(
     tmp_path: Path, server_env: dict[str, str], hook_gate: HookGate
 ) -> None:
-    server = ServerProcess(server_env, tmp_path / "server.log").start()
+    server = ServerProcess({**server_env, **hook_gate.env}, tmp_path / "server.log").start()
     try:
         with server.client() as http:
             keyed = {"Idempotency-Key": "survives-restarts"}
             done = http.post(RENDER, json={"input": {"template": "demo"}}, headers=keyed).json()
-            blocking = {"template": "blocking-hook", "values": {"gate": hook_gate.address}}
+            blocking = {"template": "blocking-hook", "values": {"gate": "files"}}
             started = http.post(f"{RENDER}?wait=false", json={"input": blocking})
             assert started.status_code == 202
             wait_until(lambda: hook_gate.calls, what="the blocking hook to start")
@@ -112,10 +103,10 @@ def test_runs_of_a_replica_that_stopped_beating_are_failed(tmp_path: Path) -> No
 def test_two_replicas_share_one_postgres_and_run_a_key_once(
     tmp_path: Path, server_env: dict[str, str], postgres_url: str, hook_gate: HookGate
 ) -> None:
-    env = {**server_env, "PLTF_DATABASE_URL": postgres_url}
+    env = {**server_env, **hook_gate.env, "PLTF_DATABASE_URL": postgres_url}
     first = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "a")}, tmp_path / "a.log").start()
     second = ServerProcess({**env, "PLTF_DATA_DIR": str(tmp_path / "b")}, tmp_path / "b.log").start()
-    body = {"input": {"template": "blocking-hook", "values": {"gate": hook_gate.address}}}
+    body = {"input": {"template": "blocking-hook", "values": {"gate": "files"}}}
     headers = {"Idempotency-Key": "one-run-only"}
     try:
         with first.client() as a, second.client() as b:
