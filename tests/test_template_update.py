@@ -112,3 +112,150 @@ def test_bad_repositories_get_a_422_that_says_why(server: ServerProcess, tmp_pat
         assert plain.status_code == 422, plain.text
         assert "not made from a template" in plain.json()["error"]["message"]
         assert git("ls-remote", "--heads", remote, authorization=AUTH_HEADER).stdout.count("refs/heads/") == 1
+
+
+def add_files(checkout: Path) -> None:
+    (checkout / "worker.py").write_text("print('work')\n")
+    (checkout / "docs" / "runbook.md").write_text("# Runbook\n")
+
+
+# Per service: its edit, the conflicts the update must report, and what the update branch must then hold
+# (path -> text, or None for "absent").
+FLEET: dict[str, tuple[Any, list[str], dict[str, Any]]] = {
+    "s0-untouched": (
+        None,
+        [],
+        {
+            "app.py": "VERSION = 2",
+            "Dockerfile": "FROM",
+            "docs/handbook.md": "# Guide",
+            "old.txt": None,
+            "docs/guide.md": None,
+        },
+    ),
+    "s1-same-line": (
+        replace_in("app.py", "VERSION = 1", "VERSION = 100"),
+        ["app.py"],
+        {"app.py": "<<<<<<<", "config.yaml": "replicas: 2"},
+    ),
+    "s2-other-line": (
+        replace_in("app.py", "PORT = 8080", "PORT = 9090"),
+        [],
+        {"app.py": "VERSION = 2\nNAME = 's2-other-line'\nPORT = 9090"},
+    ),
+    "s3-deleted-changed-file": (
+        lambda c: (c / "config.yaml").unlink(),
+        [],
+        {"config.yaml": None, "app.py": "VERSION = 2"},
+    ),
+    "s4-added-files": (
+        add_files,
+        [],
+        {"worker.py": "print('work')", "docs/runbook.md": "# Runbook", "Dockerfile": "FROM"},
+    ),
+    "s5-edited-renamed-file": (
+        replace_in("docs/guide.md", "How to run", "How to start"),
+        [],
+        {"docs/handbook.md": "How to start", "docs/guide.md": None},
+    ),
+    "s6-edited-removed-file": (replace_in("old.txt", "legacy", "still used"), ["old.txt"], {"old.txt": "still used"}),
+    "s7-config-other-line": (
+        replace_in("config.yaml", "logLevel: info", "logLevel: debug"),
+        [],
+        {"config.yaml": "replicas: 2\nmemory: 256Mi\ncpu: 100m\nlogLevel: debug"},
+    ),
+    "s8-config-same-line": (
+        replace_in("config.yaml", "replicas: 1", "replicas: 5"),
+        ["config.yaml"],
+        {"config.yaml": "<<<<<<<"},
+    ),
+    "s9-deleted-renamed-file": (
+        lambda c: (c / "docs" / "guide.md").unlink(),
+        [],
+        {"docs/guide.md": None, "docs/handbook.md": None, "app.py": "VERSION = 2"},
+    ),
+}
+
+
+def branch_file(remote: str, branch: str, path: str, tmp_path: Path) -> str | None:
+    checkout = tmp_path / f"check-{remote.rsplit('/', 1)[-1]}-{branch.replace('/', '_')}"
+    if not checkout.exists():
+        done = git("clone", "--quiet", "--branch", branch, remote, str(checkout), authorization=AUTH_HEADER)
+        assert done.returncode == 0, done.stderr
+    target = checkout / path
+    return target.read_text() if target.exists() else None
+
+
+def test_a_fleet_takes_version_2_keeping_each_services_edits(
+    server: ServerProcess, templates: Path, tmp_path: Path
+) -> None:
+    remotes = {}
+    with server.client() as client:
+        for name, (edit, _, _) in FLEET.items():
+            remotes[name] = make_service(client, name)
+            if edit is not None:
+                push_edit(remotes[name], tmp_path / "edits" / name, edit)
+        same = run(client, "template:update", {"repository": "team-a/s0-untouched"})
+        assert same.json()["output"]["status"] == "up-to-date", same.text
+        write_template(templates, "2", V2)
+
+        for name, (_, conflicts, expected) in FLEET.items():
+            answer = run(client, "template:update", {"repository": f"team-a/{name}"})
+            assert answer.status_code == 200, answer.text
+            out = answer.json()["output"]
+            assert out["conflicts"] == conflicts, name
+            assert out["status"] == ("conflicts" if conflicts else "clean"), name
+            assert (out["fromVersion"], out["toVersion"], out["branch"]) == ("1", "2", "pltf/update-2")
+            for path, text in expected.items():
+                found = branch_file(remotes[name], "pltf/update-2", path, tmp_path)
+                if text is None:
+                    assert found is None, f"{name}: {path} should be absent"
+                else:
+                    assert found is not None and text in found, f"{name}: {path}: {found!r}"
+            assert not any(p.endswith(".rej") for p in out["filesChanged"])
+            again = run(client, "template:update", {"repository": f"team-a/{name}"}).json()["output"]
+            assert again["changeRequestUrl"] == out["changeRequestUrl"]
+        for name in FLEET:
+            listed = client.get(f"/v1/repositories/team-a/{name}/changes").json()["changes"]
+            assert len(listed) == 1, name
+
+
+def test_a_change_request_is_viewed_and_merged_only_while_current(
+    server: ServerProcess, templates: Path, tmp_path: Path
+) -> None:
+    with server.client() as client:
+        remote = make_service(client, "merging")
+        write_template(templates, "2", V2)
+        out = run(client, "template:update", {"repository": "team-a/merging"}).json()["output"]
+        assert out["changeRequestUrl"] == f"{server.url}/git/team-a/merging/changes/1"
+        page = client.get(out["changeRequestUrl"])
+        assert page.status_code == 200
+        assert "+VERSION = 2" in page.text and "pltf/update-2" in page.text
+
+        # main moves on: the branch is no longer current, and merging it would lose that commit.
+        push_edit(remote, tmp_path / "moving", replace_in("app.py", "PORT = 8080", "PORT = 1"))
+        stale = client.post("/v1/repositories/team-a/merging/changes/1/merge")
+        assert stale.status_code == 409
+        assert "not current" in stale.json()["error"]["message"]
+        head = git("ls-remote", remote, "refs/heads/main", authorization=AUTH_HEADER).stdout.split()[0]
+
+        # Merged by hand into the branch (a normal push), the change is current again and merges.
+        branch = tmp_path / "branch"
+        git("clone", "--quiet", "--branch", "pltf/update-2", remote, str(branch), authorization=AUTH_HEADER)
+        git("pull", "--quiet", "--no-rebase", "origin", "main", cwd=branch, authorization=AUTH_HEADER)
+        assert (
+            git("push", "--quiet", "origin", "HEAD:pltf/update-2", cwd=branch, authorization=AUTH_HEADER).returncode
+            == 0
+        )
+        merged = client.post("/v1/repositories/team-a/merging/changes/1/merge")
+        assert merged.status_code == 200, merged.text
+        assert merged.json()["state"] == "merged"
+        after = tmp_path / "after"
+        git("clone", "--quiet", remote, str(after), authorization=AUTH_HEADER)
+        assert git("merge-base", "--is-ancestor", head, "HEAD", cwd=after).returncode == 0
+        assert "VERSION = 2" in (after / "app.py").read_text() and "PORT = 1" in (after / "app.py").read_text()
+        assert json.loads((after / ".cruft.json").read_text())["template_version"] == "2"
+        assert client.post("/v1/repositories/team-a/merging/changes/1/merge").status_code == 409
+        assert (
+            run(client, "template:update", {"repository": "team-a/merging"}).json()["output"]["status"] == "up-to-date"
+        )
