@@ -4,7 +4,10 @@ real `git push`, then version 2 merged into each as a change request on the embe
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,7 +16,7 @@ import httpx
 import pytest
 from test_forge_embedded import AUTH_HEADER, git
 
-from conftest import ServerProcess
+from conftest import TOKEN, ServerProcess
 
 APP_V1 = "import os\n\nVERSION = 1\nNAME = '{{ cookiecutter.name }}'\nPORT = 8080\n\n\ndef main():\n    print(NAME)\n"
 CONFIG_V1 = "replicas: 1\nmemory: 256Mi\ncpu: 100m\nlogLevel: info\n"
@@ -54,6 +57,13 @@ def server(server_env: dict[str, str], templates: Path, tmp_path: Path) -> Itera
     process = ServerProcess({**server_env, "PLTF_TEMPLATES_DIR": str(templates)}, tmp_path / "server.log").start()
     yield process
     process.stop()
+
+
+def pltf(*args: str, server: ServerProcess) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PLTF_URL": server.url, "PLTF_API_TOKEN": TOKEN}
+    return subprocess.run(
+        [sys.executable, "-m", "actions_server.cli", *args], env=env, capture_output=True, text=True, timeout=300
+    )
 
 
 def run(client: httpx.Client, action: str, params: dict[str, Any]) -> httpx.Response:
@@ -199,10 +209,18 @@ def test_a_fleet_takes_version_2_keeping_each_services_edits(
         assert same.json()["output"]["status"] == "up-to-date", same.text
         write_template(templates, "2", V2)
 
+        dry = pltf("update", "--all", "--template", "svc", "--dry-run", "--json", server=server)
+        assert dry.returncode == 0, dry.stderr
+        assert {row["status"] for row in json.loads(dry.stdout)} == {"clean", "conflicts"}
+        assert all(client.get(f"/v1/repositories/team-a/{name}/changes").json()["changes"] == [] for name in FLEET)
+
+        fleet = pltf("update", "--all", "--template", "svc", "--parallel", "3", "--json", server=server)
+        assert fleet.returncode == 0, fleet.stderr
+        assert fleet.stderr.count("[") == len(FLEET)  # a progress line per repository
+        rows = {row["repository"].removeprefix("team-a/"): row for row in json.loads(fleet.stdout)}
+        assert set(rows) == set(FLEET)
         for name, (_, conflicts, expected) in FLEET.items():
-            answer = run(client, "template:update", {"repository": f"team-a/{name}"})
-            assert answer.status_code == 200, answer.text
-            out = answer.json()["output"]
+            out = rows[name]
             assert out["conflicts"] == conflicts, name
             assert out["status"] == ("conflicts" if conflicts else "clean"), name
             assert (out["fromVersion"], out["toVersion"], out["branch"]) == ("1", "2", "pltf/update-2")
@@ -213,8 +231,14 @@ def test_a_fleet_takes_version_2_keeping_each_services_edits(
                 else:
                     assert found is not None and text in found, f"{name}: {path}: {found!r}"
             assert not any(p.endswith(".rej") for p in out["filesChanged"])
-            again = run(client, "template:update", {"repository": f"team-a/{name}"}).json()["output"]
-            assert again["changeRequestUrl"] == out["changeRequestUrl"]
+
+        again = pltf("update", "--all", "--template", "svc", "--json", server=server)
+        assert again.returncode == 0, again.stderr
+        assert {r["repository"]: r["changeRequestUrl"] for r in json.loads(again.stdout)} == {
+            r["repository"]: r["changeRequestUrl"] for r in rows.values()
+        }
+        table = pltf("update", "team-a/s1-same-line", server=server)
+        assert "conflicts" in table.stdout and "app.py" in table.stdout and "/changes/1" in table.stdout
         for name in FLEET:
             listed = client.get(f"/v1/repositories/team-a/{name}/changes").json()["changes"]
             assert len(listed) == 1, name

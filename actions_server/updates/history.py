@@ -85,6 +85,19 @@ class TemplateHistory:
             self._git(["update-ref", "refs/heads/main", commit, parent or _ZERO], repo)
             return commit
 
+    def versions(self, name: str) -> list[str]:
+        """The versions of local template `name` pltf has rendered, oldest first."""
+        repo = self._repo(name)
+        if not repo.exists():
+            return []
+        done = git(["log", "--reverse", "--format=%s", "refs/heads/main"], git_dir=repo, timeout=30)
+        found: list[str] = []
+        for subject in done.stdout.decode(errors="replace").splitlines():
+            version = subject.removeprefix(f"{name} ")
+            if version not in found:
+                found.append(version)
+        return found
+
     def checkout(self, name: str, commit: str, into: Path) -> Path:
         """Writes the local template `name` as it was at `commit` into `into`/`name`; raises a 422 if unknown."""
         repo = self._repo(name)
