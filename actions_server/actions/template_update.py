@@ -253,5 +253,10 @@ action = Action(
     output=UpdateOutput,
     handler=handler,
     check=check,
-    examples=[Example("Update users-api to its template's latest version", {"repository": "platform-team/users-api"})],
+    examples=[
+        Example(
+            "Update a repository to its template's latest version",
+            {"repository": "${{ steps['repo:create'].output.remoteUrl }}"},
+        )
+    ],
 )
