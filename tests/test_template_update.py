@@ -21,6 +21,17 @@ from conftest import TOKEN, ServerProcess
 APP_V1 = "import os\n\nVERSION = 1\nNAME = '{{ cookiecutter.name }}'\nPORT = 8080\n\n\ndef main():\n    print(NAME)\n"
 CONFIG_V1 = "replicas: 1\nmemory: 256Mi\ncpu: 100m\nlogLevel: info\n"
 GUIDE = "# Guide\n\nHow to run {{ cookiecutter.name }}.\n"
+CATALOG_INFO = """apiVersion: backstage.io/v1alpha1
+kind: Component
+metadata:
+  name: {{ cookiecutter.name }}
+  annotations:
+    pltf.dev/template-version: "{{ cookiecutter._pltf.version }}"
+spec:
+  type: service
+  lifecycle: production
+  owner: {{ cookiecutter.owner }}
+"""
 
 
 def write_template(root: Path, version: str, files: dict[str, str]) -> None:
@@ -36,12 +47,19 @@ def write_template(root: Path, version: str, files: dict[str, str]) -> None:
         (project / path).write_text(text)
 
 
-V1 = {"app.py": APP_V1, "config.yaml": CONFIG_V1, "old.txt": "legacy\n", "docs/guide.md": GUIDE}
+V1 = {
+    "app.py": APP_V1,
+    "config.yaml": CONFIG_V1,
+    "old.txt": "legacy\n",
+    "docs/guide.md": GUIDE,
+    "catalog-info.yaml": CATALOG_INFO,
+}
 V2 = {
     "app.py": APP_V1.replace("VERSION = 1", "VERSION = 2"),
     "config.yaml": CONFIG_V1.replace("replicas: 1", "replicas: 2"),
     "docs/handbook.md": GUIDE,
     "Dockerfile": "FROM python:3.12-slim\n",
+    "catalog-info.yaml": CATALOG_INFO,
 }
 
 
@@ -249,9 +267,18 @@ def test_a_change_request_is_viewed_and_merged_only_while_current(
 ) -> None:
     with server.client() as client:
         remote = make_service(client, "merging")
+        registered = run(
+            client,
+            "catalog:register",
+            {"catalogInfoUrl": f"{server.url}/git/team-a/merging/raw/main/catalog-info.yaml"},
+        )
+        assert registered.status_code == 200, registered.text
         write_template(templates, "2", V2)
         out = run(client, "template:update", {"repository": "team-a/merging"}).json()["output"]
         assert out["changeRequestUrl"] == f"{server.url}/git/team-a/merging/changes/1"
+        before = client.get("/v1/templates/svc/drift").json()
+        assert before["versions"] == [{"version": "1", "services": 1}, {"version": "2", "services": 0}]
+        assert before["updateRequests"] == {"open": 1}
         page = client.get(out["changeRequestUrl"])
         assert page.status_code == 200
         assert "+VERSION = 2" in page.text and "pltf/update-2" in page.text
@@ -274,6 +301,14 @@ def test_a_change_request_is_viewed_and_merged_only_while_current(
         merged = client.post("/v1/repositories/team-a/merging/changes/1/merge")
         assert merged.status_code == 200, merged.text
         assert merged.json()["state"] == "merged"
+        assert merged.json()["refreshedEntities"] == ["component:default/merging"]
+        entity = client.get("/api/catalog/entities/by-name/component/default/merging").json()
+        assert entity["metadata"]["annotations"]["pltf.dev/template-version"] == "2"
+        after_drift = client.get("/v1/templates/svc/drift").json()
+        assert after_drift["versions"] == [{"version": "1", "services": 0}, {"version": "2", "services": 1}]
+        assert after_drift["updateRequests"] == {"merged": 1}
+        portal = client.get("/templates/svc")
+        assert portal.status_code == 200 and "#1 to 2: merged" in portal.text
         after = tmp_path / "after"
         git("clone", "--quiet", remote, str(after), authorization=AUTH_HEADER)
         assert git("merge-base", "--is-ancestor", head, "HEAD", cwd=after).returncode == 0

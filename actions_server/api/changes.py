@@ -13,7 +13,8 @@ from ..errors import PltfError, not_found
 from ..forges.changes import get_change, list_changes, merge_change
 from ..forges.embedded import git_root, read_metadata, repository_dir
 from ..forges.permissions import may_read, push_refusal
-from .deps import Authed, SettingsDep
+from ..updates.fleet import after_merge
+from .deps import Authed, CatalogDep, EventsDep, SettingsDep
 
 router = APIRouter()
 
@@ -45,11 +46,12 @@ async def get_change_request(owner: str, name: str, number: int, who: Authed, se
 
 @router.post("/v1/repositories/{owner}/{name}/changes/{number}/merge", tags=["changes"])
 async def merge_change_request(
-    owner: str, name: str, number: int, who: Authed, settings: SettingsDep
+    owner: str, name: str, number: int, who: Authed, settings: SettingsDep, catalog: CatalogDep, events: EventsDep
 ) -> dict[str, Any]:
     repo = _readable(owner, name, who, settings)
     refusal = push_refusal(who, owner, name, read_metadata(repo), settings)
     if refusal is not None:
         raise PltfError(refusal, 403, "forbidden")
     merged = await anyio.to_thread.run_sync(merge_change, repo, number, who.name)
-    return _with_url(merged, owner, name, settings)
+    refreshed = await anyio.to_thread.run_sync(after_merge, settings, catalog, events, owner, name, merged, who)
+    return {**_with_url(merged, owner, name, settings), "refreshedEntities": refreshed}

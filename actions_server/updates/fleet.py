@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..auth import Caller
+from ..catalog import Catalog
 from ..config import Settings
+from ..events import EventBus
 from ..forges.changes import list_changes
-from ..forges.embedded import git_root, read_metadata, repository_dirs
+from ..forges.embedded import git_root, read_metadata, repository_dir, repository_dirs
 from ..forges.gitpush import git
 from ..forges.permissions import may_read
 from .history import CRUFT_FILE, LOCAL_PREFIX
@@ -86,3 +88,46 @@ def drift(services: list[Service], versions: list[str]) -> dict[str, Any]:
         + [{"version": version, "services": count} for version, count in on.items() if version not in versions],
         "updateRequests": dict(states),
     }
+
+
+def after_merge(
+    settings: Settings,
+    catalog: Catalog,
+    events: EventBus,
+    owner: str,
+    name: str,
+    change: dict[str, Any],
+    caller: Caller,
+) -> list[str]:
+    """What a merged change request tells the platform: the push (DORA), and the catalog entities read again
+    from the repository, so that their `pltf.dev/template-version` is the merged one. Returns those refs."""
+    repo = repository_dir(git_root(settings), owner, name)
+    span = f"{change['mergedFrom']}..{change['mergedSha']}"
+    listed = git(["log", "--format=%H %cI", "--max-count=500", span], git_dir=repo, timeout=30) if repo else None
+    commits = [
+        {"sha": sha, "timestamp": when}
+        for sha, _, when in (line.partition(" ") for line in (listed.stdout.decode() if listed else "").splitlines())
+    ]
+    events.publish(
+        "forge.push",
+        {
+            "name": name,
+            "owner": owner,
+            "ref": f"refs/heads/{change['target']}",
+            "after": change["mergedSha"],
+            "commits": commits,
+            "deliveryId": f"push:{owner}/{name}:refs/heads/{change['target']}:{change['mergedSha']}",
+        },
+    )
+    prefix = f"{settings.base_url}/git/{owner}/{name}/raw/"
+    refreshed = []
+    for location in catalog.locations():
+        target = str(location.get("target", ""))
+        if not target.startswith(prefix):
+            continue
+        for entity in catalog.entities_at(target, caller):
+            metadata = entity.get("metadata") or {}
+            ref = f"{entity.get('kind', '').lower()}:{metadata.get('namespace', 'default')}/{metadata.get('name')}"
+            catalog.refresh(ref, caller)
+            refreshed.append(ref)
+    return refreshed
