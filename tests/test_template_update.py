@@ -34,13 +34,14 @@ spec:
 """
 
 
-def write_template(root: Path, version: str, files: dict[str, str]) -> None:
+def write_template(root: Path, version: str, files: dict[str, str], migrations: list[Any] | None = None) -> None:
     """The template `svc` at `version`: its directory replaced, as an author editing it in place would."""
     template = root / "svc"
     shutil.rmtree(template, ignore_errors=True)
     project = template / "{{cookiecutter.name}}"
     project.mkdir(parents=True)
-    context = {"name": "svc", "owner": "group:default/team-a", "tier": "bronze", "_pltf": {"version": version}}
+    meta: dict[str, Any] = {"version": version, **({"migrations": migrations} if migrations else {})}
+    context = {"name": "svc", "owner": "group:default/team-a", "tier": "bronze", "_pltf": meta}
     (template / "cookiecutter.json").write_text(json.dumps(context))
     for path, text in files.items():
         (project / path).parent.mkdir(parents=True, exist_ok=True)
@@ -318,3 +319,35 @@ def test_a_change_request_is_viewed_and_merged_only_while_current(
         assert (
             run(client, "template:update", {"repository": "team-a/merging"}).json()["output"]["status"] == "up-to-date"
         )
+
+
+def test_migrations_run_in_the_sandbox_when_an_update_crosses_their_version(
+    server: ServerProcess, templates: Path, tmp_path: Path
+) -> None:
+    move = "import os; os.makedirs('conf', exist_ok=True); os.rename('extra.cfg', 'conf/extra.cfg')"
+    stamp = "open('MIGRATED', 'w').write(open('app.py').read().splitlines()[2])"
+    steps = [
+        {"version": "2", "when": "before", "command": ["python", "-c", move]},
+        {"version": "2", "when": "after", "command": ["python", "-c", stamp]},
+        # Not crossed by 1 -> 2: never runs.
+        {"version": "3", "when": "after", "command": ["python", "-c", "open('NEVER', 'w')"]},
+    ]
+    with server.client() as client:
+        remote = make_service(client, "migrated")
+        push_edit(remote, tmp_path / "edit", lambda c: (c / "extra.cfg").write_text("mine\n"))
+        write_template(templates, "2", V2, steps)
+        answer = run(client, "template:update", {"repository": "team-a/migrated"})
+        assert answer.json()["status"] == "succeeded", answer.text
+        assert answer.json()["output"]["status"] == "clean"
+    assert branch_file(remote, "pltf/update-2", "conf/extra.cfg", tmp_path) == "mine\n"
+    assert branch_file(remote, "pltf/update-2", "extra.cfg", tmp_path) is None
+    # The after step saw the merged tree.
+    assert branch_file(remote, "pltf/update-2", "MIGRATED", tmp_path) == "VERSION = 2"
+    assert branch_file(remote, "pltf/update-2", "NEVER", tmp_path) is None
+    checkout = tmp_path / "check-migrated.git-pltf_update-2"
+    subjects = git("log", "--format=%s", "origin/main..HEAD", cwd=checkout).stdout.splitlines()
+    assert subjects == [
+        "Template migration to 2 (after the merge)",
+        "Update template svc from 1 to 2",
+        "Template migration to 2 (before the merge)",
+    ]

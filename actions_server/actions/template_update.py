@@ -36,7 +36,8 @@ from ..updates.history import (
     template_at,
     write_cruft,
 )
-from ..updates.merge import three_way
+from ..updates.merge import GitRepo, Migration, three_way
+from ..updates.migrations import pending, run_steps
 
 AUTHOR = GitAuthor("pltf", "pltf@localhost")
 
@@ -123,6 +124,28 @@ def _render(ctx: RunContext, template: Template, values: dict[str, Any], commit:
     return rendered.project_dir
 
 
+def _migrations(
+    ctx: RunContext, template: Template, from_version: str, to_version: str, when: Literal["before", "after"]
+) -> Migration | None:
+    """The template's migration steps this update crosses, run `when` in the sandbox; None when there are none."""
+    steps = pending(template, from_version, to_version, when)
+    if not steps:
+        return None
+    if not template.trusted:
+        ctx.logger.warning(f"skipped {len(steps)} migration steps: the template's source is not trusted")
+        return None
+    settings = ctx.services.settings
+    ctx.logger.info(f"{len(steps)} migration steps {when} the merge")
+
+    def migrate(repo: GitRepo, commit: str) -> str:
+        workdir = ctx.workspace / "migrations"
+        return run_steps(
+            repo, commit, steps, workdir, Sandbox(settings), settings.hook_timeout_seconds, ctx.logger.info
+        )
+
+    return migrate
+
+
 def _branch_name(version: str) -> str:
     return "pltf/update-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", version).strip(".-") or "latest")
 
@@ -175,7 +198,17 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
     if code != 0:
         raise PltfError(f"could not clone {owner}/{name}", 500, "update_failed")
     message = f"Update template {theirs_template.name} from {from_version} to {out.toVersion}"
-    merged = three_way(clone, ours, base_dir, theirs_dir, message, AUTHOR, timeout)
+    merged = three_way(
+        clone,
+        ours,
+        base_dir,
+        theirs_dir,
+        message,
+        AUTHOR,
+        timeout,
+        before=_migrations(ctx, theirs_template, from_version, out.toVersion, "before"),
+        after=_migrations(ctx, theirs_template, from_version, out.toVersion, "after"),
+    )
     if merged.commit is None:
         ctx.logger.info("the new version changes nothing in this repository")
         out.branch = None

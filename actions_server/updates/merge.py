@@ -10,6 +10,7 @@ git's standard conflict markers and are listed; nothing is ever written as a `.r
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +27,7 @@ class Merged:
     files_changed: list[str] = field(default_factory=list)
 
 
-class _Repo:
+class GitRepo:
     def __init__(self, path: Path, author: GitAuthor, timeout: float) -> None:
         self.path = path
         self.env = git_environment(author)
@@ -65,15 +66,30 @@ class _Repo:
         ).strip()
 
 
+Migration = Callable[[GitRepo, str], str]
+
+
 def three_way(
-    repo: Path, ours: str, base_dir: Path, theirs_dir: Path, message: str, author: GitAuthor, timeout: float
+    repo: Path,
+    ours: str,
+    base_dir: Path,
+    theirs_dir: Path,
+    message: str,
+    author: GitAuthor,
+    timeout: float,
+    before: Migration | None = None,
+    after: Migration | None = None,
 ) -> Merged:
     """Merges the change from `base_dir` to `theirs_dir` into commit `ours` of the bare repository `repo`.
 
     Files the service deleted stay deleted, also when the template changed or renamed them; a file the
-    template removed that the service changed is a conflict, kept with the service's content.
+    template removed that the service changed is a conflict, kept with the service's content. `before` and
+    `after` (template migrations) turn a commit into one on top of it, before and after the merge.
     """
-    git_repo = _Repo(repo, author, timeout)
+    git_repo = GitRepo(repo, author, timeout)
+    original = ours
+    if before is not None:
+        ours = before(git_repo, ours)
     base = git_repo.commit(git_repo.tree_of(base_dir), "template: the recorded version")
     theirs_tree = git_repo.tree_of(theirs_dir)
     ours_paths = git_repo.paths(ours)
@@ -81,10 +97,14 @@ def three_way(
     deleted_by_service = base_paths - ours_paths
     drop = {path for path in deleted_by_service if path in git_repo.paths(theirs_tree)}
     # A file the service deleted and the template renamed stays deleted under its new name too.
-    renames = git_repo.run("diff-tree", "-r", "-z", "-M", "--name-status", base, theirs_tree).split("\0")
-    for n, status in enumerate(renames):
-        if status.startswith("R") and n + 2 < len(renames) and renames[n + 1] in deleted_by_service:
-            drop.add(renames[n + 2])
+    fields = git_repo.run("diff-tree", "-r", "-z", "-M", "--name-status", base, theirs_tree).split("\0")
+    n = 0
+    while n < len(fields) and fields[n]:
+        # -z --name-status: a status, then one path, or two for a rename or copy.
+        status, paths = fields[n], 2 if fields[n][:1] in ("R", "C") else 1
+        if status.startswith("R") and fields[n + 1] in deleted_by_service:
+            drop.add(fields[n + 2])
+        n += 1 + paths
     if drop:
         theirs_tree = git_repo.tree_of(theirs_dir, drop)
     theirs = git_repo.commit(theirs_tree, "template: the new version", base)
@@ -93,8 +113,12 @@ def three_way(
         "merge-tree", "--write-tree", "--name-only", "--no-messages", ours_copy, theirs, ok=(0, 1)
     ).splitlines()
     tree, conflicts = out[0].strip(), sorted({line for line in out[1:] if line.strip()})
-    if tree == git_repo.run("rev-parse", f"{ours}^{{tree}}").strip():
+    commit = ours
+    if tree != git_repo.run("rev-parse", f"{ours}^{{tree}}").strip():
+        commit = git_repo.commit(tree, message, ours)
+    if after is not None:
+        commit = after(git_repo, commit)
+    if commit == original:
         return Merged(None)
-    commit = git_repo.commit(tree, message, ours)
-    changed = git_repo.run("diff-tree", "-r", "-z", "--name-only", "--no-renames", ours, commit).split("\0")
+    changed = git_repo.run("diff-tree", "-r", "-z", "--name-only", "--no-renames", original, commit).split("\0")
     return Merged(commit, conflicts, sorted(path for path in changed if path))
