@@ -14,8 +14,10 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 from test_forge_embedded import AUTH_HEADER, git
 
+from actions_server.auth import hash_token
 from conftest import TOKEN, ServerProcess
 
 APP_V1 = "import os\n\nVERSION = 1\nNAME = '{{ cookiecutter.name }}'\nPORT = 8080\n\n\ndef main():\n    print(NAME)\n"
@@ -351,3 +353,40 @@ def test_migrations_run_in_the_sandbox_when_an_update_crosses_their_version(
         "Update template svc from 1 to 2",
         "Template migration to 2 (before the merge)",
     ]
+
+
+def test_only_the_owner_team_updates_and_merges_its_repositories(
+    server_env: dict[str, str], templates: Path, tmp_path: Path
+) -> None:
+    team_a, team_b = "team-a-token-0123456789", "team-b-token-0123456789"
+    token_file = tmp_path / "tokens.yaml"
+    entries = [
+        {"name": "team-a", "sha256": hash_token(team_a), "actions": ["*"], "team": "group:default/team-a"},
+        {"name": "team-b", "sha256": hash_token(team_b), "actions": ["*"], "team": "group:default/team-b"},
+    ]
+    token_file.write_text(yaml.safe_dump({"tokens": entries}))
+    env = {**server_env, "PLTF_TEMPLATES_DIR": str(templates), "PLTF_TOKEN_FILE": str(token_file)}
+    env.pop("PLTF_API_TOKEN")
+    server = ServerProcess(env, tmp_path / "server.log").start()
+
+    def as_team(token: str) -> httpx.Client:
+        return httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {token}"}, timeout=60)
+
+    try:
+        with as_team(team_a) as owner, as_team(team_b) as other:
+            make_service(owner, "owned")
+            write_template(templates, "2", V2)
+            refused = run(other, "template:update", {"repository": "team-a/owned"})
+            assert refused.status_code == 403, refused.text
+            assert "only its team's tokens" in refused.json()["error"]["message"]
+            assert owner.get("/v1/repositories/team-a/owned/changes").json()["changes"] == []
+            opened = run(owner, "template:update", {"repository": "team-a/owned"})
+            assert opened.json()["output"]["status"] == "clean", opened.text
+            # Another team may read the change request of a repository it may read, and not merge it.
+            assert other.get("/v1/repositories/team-a/owned/changes/1").status_code == 200
+            merge = other.post("/v1/repositories/team-a/owned/changes/1/merge")
+            assert merge.status_code == 403 and merge.json()["error"]["code"] == "forbidden"
+            assert owner.get("/v1/repositories/team-a/owned/changes/1").json()["state"] == "open"
+            assert owner.post("/v1/repositories/team-a/owned/changes/1/merge").json()["state"] == "merged"
+    finally:
+        server.stop()
