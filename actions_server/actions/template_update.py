@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import re
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
 from ..errors import FieldError, PltfError, invalid_input
 from ..forges.base import GitAuthor
+from ..forges.change_requests import find_change_request, open_change_request, remote_repository
 from ..forges.changes import create_change, open_change_for
 from ..forges.embedded import git_root, read_metadata, repository_at, repository_dir
-from ..forges.gitpush import git
+from ..forges.gitpush import git, git_environment
+from ..forges.hosts import provider_for_url
 from ..forges.permissions import push_refusal
+from ..forges.rest import RestForge
 from ..sandbox import Sandbox
 from ..services import Services
 from ..templates.catalog import Template
@@ -150,27 +155,78 @@ def _branch_name(version: str) -> str:
     return "pltf/update-" + (re.sub(r"[^A-Za-z0-9._-]+", "-", version).strip(".-") or "latest")
 
 
+@dataclass
+class _Target:
+    """Where the update goes: the embedded forge (its change requests) or a provider's (pull/merge requests)."""
+
+    owner: str
+    name: str
+    remote: str
+    env: dict[str, str]
+    default_branch: str
+    embedded_dir: Path | None = None
+    forge: RestForge | None = None
+
+
+def _resolve(ctx: RunContext, reference: str) -> _Target:
+    services = ctx.services
+    settings = services.settings
+    provider = provider_for_url(settings, reference) if "://" in reference else None
+    if provider in (None, "embedded"):
+        owner, name, repo = _repository(services, reference)
+        metadata = read_metadata(repo)
+        refusal = push_refusal(ctx.caller, owner, name, metadata, settings)
+        if refusal is not None:
+            raise PltfError(refusal, 403, "forbidden")
+        branch = str(metadata.get("defaultBranch", "main"))
+        return _Target(owner, name, str(repo), git_environment(AUTHOR), branch, embedded_dir=repo)
+    forge = services.forges.get(str(provider))
+    if not isinstance(forge, RestForge):
+        raise invalid_input(f"{provider} takes no updates", [FieldError("repository", "unsupported forge")])
+    if not ctx.caller.is_admin:
+        # pltf records no owner team for a repository on another forge, and acts there with its own token.
+        raise PltfError(f"only an admin token updates repositories on {forge.title}", 403, "forbidden")
+    path = urlsplit(reference).path.strip("/").removesuffix(".git")
+    owner, _, name = path.rpartition("/")
+    if not owner or not name:
+        raise invalid_input(
+            f"{reference!r} names no repository", [FieldError("repository", "must be the repository's URL")]
+        )
+    remote = remote_repository(forge, owner, name)
+    return _Target(
+        owner,
+        name,
+        remote.clone_url,
+        git_environment(AUTHOR, forge.git_authorization()),
+        remote.default_branch,
+        forge=forge,
+    )
+
+
 def check(params: UpdateInput, services: Services) -> None:
-    _repository(services, params.repository)
+    if "://" not in params.repository or provider_for_url(services.settings, params.repository) in (None, "embedded"):
+        _repository(services, params.repository)
 
 
 def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
     services = ctx.services
     settings = services.settings
     timeout = settings.git_timeout_seconds
-    owner, name, repo = _repository(services, params.repository)
-    metadata = read_metadata(repo)
-    refusal = push_refusal(ctx.caller, owner, name, metadata, settings)
-    if refusal is not None:
-        raise PltfError(refusal, 403, "forbidden")
-    default_branch = str(metadata.get("defaultBranch", "main"))
-    code, ours = _run(repo, "rev-parse", "--verify", "--quiet", f"refs/heads/{default_branch}", timeout=timeout)
+    target = _resolve(ctx, params.repository)
+    owner, name = target.owner, target.name
+    work = ctx.workspace
+    clone = work / "repo.git"
+    shutil.rmtree(clone, ignore_errors=True)
+    cloned = git(["clone", "--quiet", "--bare", target.remote, str(clone)], env=target.env, timeout=timeout)
+    if cloned.returncode != 0:
+        detail = services.redactor(cloned.stderr.decode(errors="replace").strip()[-500:])
+        raise PltfError(f"could not clone {owner}/{name}: {detail}", 502, "update_failed")
+    code, ours = _run(clone, "rev-parse", "--verify", "--quiet", f"refs/heads/{target.default_branch}", timeout=timeout)
     if code != 0:
         raise invalid_input(
-            f"{owner}/{name} has no branch {default_branch}", [FieldError("repository", "empty repository")]
+            f"{owner}/{name} has no branch {target.default_branch}", [FieldError("repository", "empty repository")]
         )
-    recorded = _recorded(repo, ours, timeout)
-    work = ctx.workspace
+    recorded = _recorded(clone, ours, timeout)
     base_template = template_at(services.templates, TemplateHistory(settings), recorded, work / "base-template")
     theirs_template = _target(services, recorded, params.toRef, work / "theirs-template")
     base_values = base_template.validate_values(recorded_values(base_template, recorded))
@@ -184,19 +240,15 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
         ctx.logger.info(f"{owner}/{name} is on {theirs_template.name} {out.toVersion} already")
         return out
     out.branch = _branch_name(out.toVersion)
-    existing = open_change_for(repo, out.branch)
-    if existing is not None:
-        ctx.logger.info(f"change request {existing['number']} is open for {out.branch} already")
-        return _from_change(out, existing, settings.base_url, owner, name)
+    if target.embedded_dir is not None:
+        existing = open_change_for(target.embedded_dir, out.branch)
+        if existing is not None:
+            ctx.logger.info(f"change request {existing['number']} is open for {out.branch} already")
+            return _from_change(out, existing, settings.base_url, owner, name)
 
     ctx.logger.info(f"rendering {base_template.name} {from_version} (base) and {out.toVersion} (theirs)")
     base_dir = _render(ctx, base_template, base_values, str(recorded["commit"]), work / "base")
     theirs_dir = _render(ctx, theirs_template, theirs_values, to_commit, work / "theirs")
-    clone = work / "repo.git"
-    shutil.rmtree(clone, ignore_errors=True)
-    code, _ = _run(repo, "clone", "--quiet", "--bare", str(repo), str(clone), timeout=timeout)
-    if code != 0:
-        raise PltfError(f"could not clone {owner}/{name}", 500, "update_failed")
     message = f"Update template {theirs_template.name} from {from_version} to {out.toVersion}"
     merged = three_way(
         clone,
@@ -221,12 +273,21 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
     if params.dryRun or ctx.dry_run:
         ctx.logger.info(f"dry run: {len(merged.files_changed)} files would change on {out.branch}")
         return out
+    if target.forge is not None:
+        found = find_change_request(target.forge, owner, name, out.branch)
+        if found is not None:
+            ctx.logger.info(f"a change request is open for {out.branch} already: {found}")
+            out.changeRequestUrl = found
+            return out
     # Never a force: a branch of that name that is not this commit's ancestor makes the push fail.
     pushed = git(
-        ["push", "--quiet", str(repo), f"{merged.commit}:refs/heads/{out.branch}"], git_dir=clone, timeout=timeout
+        ["push", "--quiet", target.remote, f"{merged.commit}:refs/heads/{out.branch}"],
+        git_dir=clone,
+        env=target.env,
+        timeout=timeout,
     )
     if pushed.returncode != 0:
-        existing = open_change_for(repo, out.branch)
+        existing = open_change_for(target.embedded_dir, out.branch) if target.embedded_dir else None
         if existing is not None:
             return _from_change(out, existing, settings.base_url, owner, name)
         raise PltfError(
@@ -241,22 +302,28 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
             *(["Conflicts (resolve the markers before merging):", *merged.conflicts] if merged.conflicts else []),
         ]
     )
-    change = create_change(
-        repo,
-        out.branch,
-        message,
-        body,
-        kind="template-update",
-        template=theirs_template.name,
-        fromVersion=from_version,
-        toVersion=out.toVersion,
-        status=out.status,
-        conflicts=merged.conflicts,
-        filesChanged=merged.files_changed,
-        openedBy=ctx.caller.name,
-    )
-    out.changeRequestUrl = _change_url(settings.base_url, owner, name, int(change["number"]))
-    ctx.logger.info(f"opened change request {change['number']}: {out.changeRequestUrl}")
+    if target.forge is not None:
+        out.changeRequestUrl = open_change_request(
+            target.forge, owner, name, out.branch, target.default_branch, message, body
+        )
+    else:
+        assert target.embedded_dir is not None
+        change = create_change(
+            target.embedded_dir,
+            out.branch,
+            message,
+            body,
+            kind="template-update",
+            template=theirs_template.name,
+            fromVersion=from_version,
+            toVersion=out.toVersion,
+            status=out.status,
+            conflicts=merged.conflicts,
+            filesChanged=merged.files_changed,
+            openedBy=ctx.caller.name,
+        )
+        out.changeRequestUrl = _change_url(settings.base_url, owner, name, int(change["number"]))
+    ctx.logger.info(f"opened a change request: {out.changeRequestUrl}")
     services.events.publish(
         "template.update.opened",
         {"repository": out.repository, "template": theirs_template.name, "toVersion": out.toVersion},
