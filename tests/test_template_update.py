@@ -91,13 +91,13 @@ def run(client: httpx.Client, action: str, params: dict[str, Any]) -> httpx.Resp
     return client.post(f"/v1/actions/{action}/runs", json={"input": params})
 
 
-def make_service(client: httpx.Client, name: str) -> str:
+def make_service(client: httpx.Client, name: str, **extra: Any) -> str:
     rendered = run(client, "cookiecutter:render", {"template": "svc", "values": {"name": name}})
     assert rendered.status_code == 200, rendered.text
     created = run(
         client,
         "repo:create",
-        {"workspaceId": rendered.json()["output"]["workspaceId"], "owner": "team-a", "name": name},
+        {"workspaceId": rendered.json()["output"]["workspaceId"], "owner": "team-a", "name": name, **extra},
     )
     assert created.status_code == 200, created.text
     return str(created.json()["output"]["remoteUrl"])
@@ -390,3 +390,20 @@ def test_only_the_owner_team_updates_and_merges_its_repositories(
             assert owner.post("/v1/repositories/team-a/owned/changes/1/merge").json()["state"] == "merged"
     finally:
         server.stop()
+
+
+def test_the_scorecard_wants_the_latest_template_version_or_one_behind(server: ServerProcess, templates: Path) -> None:
+    with server.client() as client:
+        make_service(client, "old-one", visibility="public")
+        write_template(templates, "2", V2)
+        make_service(client, "newer-one", visibility="public")
+        write_template(templates, "3", {**V2, "Dockerfile": "FROM python:3.13-slim\n"})
+
+        def rule(service: str) -> dict[str, Any]:
+            card = client.get(f"/v1/services/{service}/scorecard").json()
+            return next(r for r in card["rules"] if r["id"] == "template-current")
+
+        assert rule("old-one")["passed"] is False
+        assert rule("old-one")["detail"] == "on svc 1, 2 behind 3"
+        assert rule("newer-one")["passed"] is True
+        assert rule("newer-one")["detail"] == "on svc 2, 1 behind 3"

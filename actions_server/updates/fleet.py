@@ -8,18 +8,21 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..auth import Caller
 from ..catalog import Catalog
 from ..config import Settings
+from ..errors import PltfError
 from ..events import EventBus
 from ..forges.changes import list_changes
 from ..forges.embedded import git_root, read_metadata, repository_dir, repository_dirs
 from ..forges.gitpush import git
 from ..forges.permissions import may_read
-from .history import CRUFT_FILE, LOCAL_PREFIX
+from ..templates.catalog import TEMPLATE_NAME, TemplateCatalog
+from .history import CRUFT_FILE, LOCAL_PREFIX, TemplateHistory
 
 
 @dataclass
@@ -131,3 +134,21 @@ def after_merge(
             catalog.refresh(ref, caller)
             refreshed.append(ref)
     return refreshed
+
+
+def template_versions(settings: Settings, templates: TemplateCatalog) -> Callable[[str], list[str]]:
+    """A template's versions, oldest first: those pltf rendered (its history) and its current one."""
+    history = TemplateHistory(settings)
+    known: dict[str, list[str]] = {}
+
+    def versions(name: str) -> list[str]:
+        if name not in known:
+            found = history.versions(name) if TEMPLATE_NAME.match(name) else []
+            try:
+                latest = templates.get(name).version
+            except PltfError:
+                latest = None
+            known[name] = found + ([latest] if latest is not None and latest not in found else [])
+        return known[name]
+
+    return versions
