@@ -143,6 +143,20 @@ def test_bad_repositories_get_a_422_that_says_why(server: ServerProcess, tmp_pat
         assert plain.status_code == 422, plain.text
         assert "not made from a template" in plain.json()["error"]["message"]
         assert git("ls-remote", "--heads", remote, authorization=AUTH_HEADER).stdout.count("refs/heads/") == 1
+        make_service(client, "forged")
+        forged = tmp_path / "forged"
+        push_edit(remote.replace("plain", "forged"), forged, replace_in(".cruft.json", '"commit": "', '"commit": "0'))
+        unknown = run(client, "template:update", {"repository": "team-a/forged"})
+        assert unknown.status_code == 422
+        assert "cannot be rendered: pltf has no such version" in unknown.json()["error"]["message"]
+        assert unknown.json()["error"]["fields"][0]["field"] == "repository"
+        make_service(client, "fine")
+        bad_ref = run(client, "template:update", {"repository": "team-a/fine", "toRef": "f" * 40})
+        assert bad_ref.status_code == 422
+        assert bad_ref.json()["error"]["fields"][0]["field"] == "toRef"
+        bad_value = run(client, "template:update", {"repository": "team-a/fine", "values": {"tier": ["x"]}})
+        assert bad_value.status_code == 422
+        assert bad_value.json()["error"]["fields"][0]["field"].startswith("values.tier")
 
 
 def add_files(checkout: Path) -> None:

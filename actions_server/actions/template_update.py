@@ -111,7 +111,7 @@ def _target(services: Services, recorded: dict[str, Any], to_ref: str | None, wo
         current = services.templates.get(source.removeprefix(LOCAL_PREFIX))
         if to_ref is None:
             return current
-        return current.reloaded(history.checkout(current.name, to_ref, workdir))
+        return current.reloaded(history.checkout(current.name, to_ref, workdir, field="toRef"))
     directory = recorded.get("directory")
     return services.templates.get(source, to_ref, directory if isinstance(directory, str) else None)
 

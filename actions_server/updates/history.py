@@ -98,8 +98,8 @@ class TemplateHistory:
                 found.append(version)
         return found
 
-    def checkout(self, name: str, commit: str, into: Path) -> Path:
-        """Writes the local template `name` as it was at `commit` into `into`/`name`; raises a 422 if unknown."""
+    def checkout(self, name: str, commit: str, into: Path, field: str = "repository") -> Path:
+        """Writes the local template `name` as it was at `commit` into `into`/`name`; a 422 on `field` if unknown."""
         repo = self._repo(name)
         known = (
             FULL_COMMIT.match(commit) is not None
@@ -107,10 +107,11 @@ class TemplateHistory:
             and git(["cat-file", "-e", f"{commit}^{{commit}}"], git_dir=repo, timeout=30).returncode == 0
         )
         if not known:
+            what = f"{CRUFT_FILE} names" if field == "repository" else "this is not"
             raise invalid_input(
-                f"the recorded version {commit} of template {name} can no longer be rendered: pltf has no such "
-                "version in its template history",
-                [FieldError("repository", f"{CRUFT_FILE} names a template version pltf does not have")],
+                f"version {commit} of template {name} cannot be rendered: pltf has no such version in its "
+                "template history",
+                [FieldError(field, f"{what} a version of {name} pltf has (a full commit of its history)")],
             )
         target = into / name
         if target.exists():
