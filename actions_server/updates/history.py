@@ -76,14 +76,20 @@ class TemplateHistory:
                 tree = self._git(["write-tree"], repo, env)
             finally:
                 index.unlink(missing_ok=True)
-            head = git(["rev-parse", "--verify", "--quiet", "refs/heads/main"], git_dir=repo, timeout=30)
-            parent = head.stdout.decode().strip() if head.returncode == 0 else None
-            if parent is not None and self._git(["rev-parse", f"{parent}^{{tree}}"], repo) == tree:
-                return parent
-            message = f"{template.name} {template.version}"
-            commit = self._git(["commit-tree", tree, *(["-p", parent] if parent else []), "-m", message], repo, env)
-            self._git(["update-ref", "refs/heads/main", commit, parent or _ZERO], repo)
-            return commit
+            # Another replica sharing the data directory may record at the same moment: update-ref's old
+            # value makes the loser read the winner's commit and try again on top of it.
+            for _ in range(5):
+                head = git(["rev-parse", "--verify", "--quiet", "refs/heads/main"], git_dir=repo, timeout=30)
+                parent = head.stdout.decode().strip() if head.returncode == 0 else None
+                if parent is not None and self._git(["rev-parse", f"{parent}^{{tree}}"], repo) == tree:
+                    return parent
+                message = f"{template.name} {template.version}"
+                parents = ["-p", parent] if parent else []
+                commit = self._git(["commit-tree", tree, *parents, "-m", message], repo, env)
+                moved = git(["update-ref", "refs/heads/main", commit, parent or _ZERO], git_dir=repo, timeout=30)
+                if moved.returncode == 0:
+                    return commit
+            raise PltfError(f"template history of {template.name}: too many concurrent writers", 503, "busy")
 
     def versions(self, name: str) -> list[str]:
         """The versions of local template `name` pltf has rendered, oldest first."""
