@@ -272,6 +272,8 @@ def test_a_fleet_takes_version_2_keeping_each_services_edits(
         assert {r["repository"]: r["changeRequestUrl"] for r in json.loads(again.stdout)} == {
             r["repository"]: r["changeRequestUrl"] for r in rows.values()
         }
+        unresolved = client.post("/v1/repositories/team-a/s1-same-line/changes/1/merge")
+        assert unresolved.status_code == 409 and "has conflicts in app.py" in unresolved.json()["error"]["message"]
         table = pltf("update", "team-a/s1-same-line", server=server)
         assert "conflicts" in table.stdout and "app.py" in table.stdout and "/changes/1" in table.stdout
         for name in FLEET:

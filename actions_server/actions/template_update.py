@@ -320,6 +320,7 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
             status=out.status,
             conflicts=merged.conflicts,
             filesChanged=merged.files_changed,
+            head=merged.commit,
             openedBy=ctx.caller.name,
         )
         out.changeRequestUrl = _change_url(settings.base_url, owner, name, int(change["number"]))

@@ -106,6 +106,12 @@ def merge_change(repo_dir: Path, number: int, by: str) -> dict[str, Any]:
     target_head = _head(repo_dir, change["target"])
     if head is None or target_head is None:
         raise conflict(f"the branch {change['branch']} or {change['target']} no longer exists")
+    if change.get("conflicts") and head == change.get("head"):
+        # Still the commit pltf pushed, conflict markers and all: merging it would put them on the default branch.
+        raise conflict(
+            f"change request {number} has conflicts in {', '.join(change['conflicts'])}: resolve them on "
+            f"{change['branch']} and push, then merge"
+        )
     current = git(["merge-base", "--is-ancestor", target_head, head], git_dir=repo_dir, timeout=30)
     if current.returncode != 0:
         raise conflict(
