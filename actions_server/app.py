@@ -15,7 +15,7 @@ import anyio
 from fastapi import FastAPI
 
 from . import __version__
-from .api import ops, runs, templates
+from .api import changes, drift, ops, runs, templates
 from .api.errors import add_error_handlers
 from .api.middleware import RequestContextMiddleware
 from .auth import load_tokens, read_generated_token
@@ -109,6 +109,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(backstage_actions_router(settings, engine, services))  # Backstage's actions registry
     app.include_router(catalog_pages(services))
     add_error_handlers(app)
-    for router in (ops.router, runs.router, templates.router):
+    for router in (ops.router, runs.router, templates.router, changes.router, drift.router):
         app.include_router(router)
     return app

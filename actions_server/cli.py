@@ -548,6 +548,60 @@ def policies_list(as_json: JsonOption = False) -> None:
         )
 
 
+def _update_one(backend: Any, repository: str, dry_run: bool) -> dict[str, Any]:
+    """One repository's update as a table row; a failure is a row too, so one bad repository stops no other."""
+    result = backend.run("template:update", {"repository": repository, "dryRun": dry_run}, False, None, None)
+    if result["status"] != "succeeded":
+        error = result.get("error") or {}
+        return {"repository": repository, "status": "failed", "error": error.get("message", result["status"])}
+    return {"repository": repository, **(result.get("output") or {})}
+
+
+@app.command("update")
+def update(
+    repository: Annotated[str | None, typer.Argument(help="owner/name or clone URL of one repository")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Every repository made from --template")] = False,
+    template: Annotated[str | None, typer.Option("--template", help="The template, with --all")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Merge and report; push and open nothing")] = False,
+    parallel: Annotated[int, typer.Option(min=1, max=32, help="Repositories updated at once")] = 4,
+    as_json: JsonOption = False,
+) -> None:
+    """Update repositories to their template's latest version, each as a change request keeping its edits."""
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    if every == (repository is not None) or (every and not template):
+        raise PltfError("give one REPOSITORY, or --all with --template NAME", 2, "usage")
+    backend = _backend()
+    if every:
+        listed = backend.run("template:services", {"template": template}, False, None, None)
+        if listed["status"] != "succeeded":
+            raise PltfError((listed.get("error") or {}).get("message", "template:services failed"), 1, "run_failed")
+        targets = [service["repository"] for service in listed["output"]["services"]]
+    else:
+        targets = [str(repository)]
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        futures = [pool.submit(_update_one, backend, target, dry_run) for target in targets]
+        for done in as_completed(futures):
+            row = done.result()
+            rows.append(row)
+            typer.echo(f"[{len(rows)}/{len(targets)}] {row['repository']}: {row['status']}", err=True)
+    rows.sort(key=lambda row: str(row["repository"]))
+    if as_json:
+        _print_json(rows)
+    else:
+        typer.echo(f"{'REPOSITORY':<40} {'STATUS':<11} {'VERSION':<15} {'CONFLICTS':<30} LINK")
+        for row in rows:
+            versions = f"{row.get('fromVersion', '?')} -> {row.get('toVersion', '?')}"
+            conflicts = ", ".join(row.get("conflicts", [])) or "-"
+            link = row.get("changeRequestUrl") or row.get("error") or ""
+            typer.echo(f"{row['repository']:<40} {row['status']:<11} {versions:<15} {conflicts:<30} {link}")
+    if any(row["status"] == "failed" for row in rows):
+        raise PltfError(
+            f"{sum(row['status'] == 'failed' for row in rows)} of {len(rows)} updates failed", 1, "run_failed"
+        )
+
+
 def main() -> None:
     try:
         app()

@@ -53,7 +53,7 @@ def test_run_renders_and_answers_with_output_and_log(client: TestClient) -> None
     assert run["status"] == "succeeded"
     assert run["caller"] == "api-token", "a run records who started it"
     assert run["output"]["directory"] == "users-api"
-    assert run["output"]["files"] == ["README.md", "run.sh", "src/users_api/__init__.py"]
+    assert run["output"]["files"] == [".cruft.json", "README.md", "run.sh", "src/users_api/__init__.py"]
     assert run["output"]["templateVersion"] == "1.2.3"
     assert [line["message"] for line in run["log"]][-1] == "cookiecutter:render succeeded"
     assert response.headers["Location"] == f"/v1/runs/{run['id']}"

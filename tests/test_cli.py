@@ -32,7 +32,7 @@ def test_run_in_process_shows_progress_and_summary(tmp_path: Path) -> None:
         "run", "cookiecutter:render", "--set", "template=demo", "--set", "values.name=cli-demo", env=local_env(tmp_path)
     )
     assert result.returncode == 0, result.stderr
-    assert "rendered 3 files into cli-demo/" in result.stderr
+    assert "rendered 4 files into cli-demo/" in result.stderr
     assert "directory: cli-demo" in result.stdout
 
 
@@ -88,7 +88,7 @@ def test_cli_against_a_running_server(tmp_path: Path, server_env: dict[str, str]
         env = {"PLTF_URL": server.url, "PLTF_DATA_DIR": server_env["PLTF_DATA_DIR"], "PLTF_API_TOKEN": ""}
         result = pltf("run", "cookiecutter:render", "--set", "template=demo", "--set", "values.name=remote", env=env)
         assert result.returncode == 0, result.stderr
-        assert "rendered 3 files into remote/" in result.stderr
+        assert "rendered 4 files into remote/" in result.stderr
         bad = pltf("run", "cookiecutter:render", "--set", "template=demo", "--set", "values.port=x", env=env)
         assert bad.returncode == 1 and "values.port" in bad.stderr
         denied = pltf("actions", env={**env, "PLTF_API_TOKEN": "wrong-token"})

@@ -59,6 +59,7 @@ def with_step_outputs(client: TestClient, value: Any) -> Any:
         return value
     action_id, key = match.groups()
     first = next(example for example in discover()[action_id].examples if not example.dry_run)
-    response = client.post(f"/v1/actions/{action_id}/runs", json={"input": first.input})
+    # That example may take an earlier step's output in turn (template:update ← repo:create ← cookiecutter:render).
+    response = client.post(f"/v1/actions/{action_id}/runs", json={"input": with_step_outputs(client, first.input)})
     assert response.status_code == 200, response.text
     return response.json()["output"][key]

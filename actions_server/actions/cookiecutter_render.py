@@ -12,6 +12,7 @@ from ..action import Action, Example, RunContext
 from ..sandbox import Sandbox
 from ..services import Services
 from ..templates.render import build_context, check_paths, render
+from ..updates.history import CRUFT_FILE, TemplateHistory, write_cruft
 
 
 class RenderInput(BaseModel):
@@ -63,6 +64,10 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
         log=ctx.logger.info,
         sandbox=Sandbox(services.settings),
     )
+    # What made it, in .cruft.json, so that template:update can render this version again.
+    commit = TemplateHistory(services.settings).record(template)
+    if write_cruft(rendered.project_dir, template, commit, build_context(template, values), params.directory):
+        rendered.files = sorted([*rendered.files, CRUFT_FILE])
     ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
     output = RenderOutput(
         directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version

@@ -13,8 +13,10 @@ from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
 
 from ..auth import Caller, TokenRegistry, token_from_authorization
+from ..catalog import Catalog
 from ..config import Settings
 from ..errors import PltfError
+from ..events import EventBus
 from ..metrics import Metrics
 from ..runs import RunEngine
 from ..templates.catalog import TemplateCatalog
@@ -62,9 +64,21 @@ def _workspaces(request: Request) -> WorkspaceStore:
     return workspaces
 
 
+def _catalog(request: Request) -> Catalog:
+    catalog: Catalog = request.app.state.services.catalog
+    return catalog
+
+
+def _events(request: Request) -> EventBus:
+    events: EventBus = request.app.state.services.events
+    return events
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 MetricsDep = Annotated[Metrics, Depends(_metrics)]
 EngineDep = Annotated[RunEngine, Depends(_run_engine)]
 DatabaseDep = Annotated[Engine, Depends(_database)]
 TemplatesDep = Annotated[TemplateCatalog, Depends(_templates)]
 WorkspacesDep = Annotated[WorkspaceStore, Depends(_workspaces)]
+CatalogDep = Annotated[Catalog, Depends(_catalog)]
+EventsDep = Annotated[EventBus, Depends(_events)]

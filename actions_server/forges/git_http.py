@@ -54,8 +54,11 @@ from starlette.types import Receive, Scope, Send
 
 from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..config import Settings
+from ..errors import PltfError
 from ..events import EventBus
 from ..logs import get_logger
+from .changes import diff as change_diff
+from .changes import get_change
 from .embedded import git_root, list_repositories, read_metadata, repository_dir
 from .gitpush import git, git_environment
 from .permissions import may_read, push_refusal
@@ -134,6 +137,14 @@ code,pre{font:13px ui-monospace,monospace}pre{background:#f6f8fa;padding:1em;ove
 <a href="{{ repo_url }}/tree/{{ ref }}/{{ entry.path }}">{{ entry.name }}</a></td><td class="muted">{{ entry.size }}</td></tr>{% endfor %}</table>{% endif %}
 <h2>Last commits</h2><table>{% for c in commits %}<tr><td><code>{{ c.sha[:10] }}</code></td><td>{{ c.subject }}</td>
 <td class="muted">{{ c.author }}</td><td class="muted">{{ c.date }}</td></tr>{% endfor %}</table>{% endif %}
+{% endblock %}""",
+    "change.html": """{% extends "layout.html" %}{% block title %}{{ owner }}/{{ name }} change {{ change.number }}{% endblock %}
+{% block crumbs %} / <a href="{{ repo_url }}">{{ owner }}/{{ name }}</a> / changes / {{ change.number }}{% endblock %}
+{% block body %}<h1>{{ change.title }} <span class="muted">#{{ change.number }}</span></h1>
+<p><strong>{{ change.state }}</strong> · <code>{{ change.branch }}</code> into <code>{{ change.target }}</code>
+{% if change.state == "open" %}· merge with <code>POST {{ base }}/v1/repositories/{{ owner }}/{{ name }}/changes/{{ change.number }}/merge</code>{% endif %}</p>
+{% if change.get("conflicts") %}<p>Conflicts to resolve before merging:</p><ul>{% for path in change["conflicts"] %}<li><code>{{ path }}</code></li>{% endfor %}</ul>{% endif %}
+<pre>{{ diff }}</pre>
 {% endblock %}""",
 }
 
@@ -455,6 +466,22 @@ class GitHttp:
             **view,
         )
 
+    async def change(self, request: Request) -> Response:
+        """A change request's page: what it proposes, its conflicts, and its diff."""
+        found = self._repo(request)
+        if found is None:
+            return _not_found()
+        owner, name, repo_dir = found
+        if not self._may_read(request, repo_dir):
+            return self._refuse_read(request)
+        try:
+            change = get_change(repo_dir, request.path_params["number"])
+        except PltfError:
+            return _not_found()
+        patch = await anyio.to_thread.run_sync(change_diff, repo_dir, change)
+        repo_url = f"{self.settings.base_url}/git/{owner}/{name}"
+        return self._page("change.html", owner=owner, name=name, repo_url=repo_url, change=change, diff=patch)
+
     def _page(self, template: str, **context: Any) -> HTMLResponse:
         html = _pages.get_template(template).render(base=self.settings.base_url, **context)
         return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
@@ -556,5 +583,6 @@ def git_routes(settings: Settings, events: EventBus) -> Router:
             Route("/{owner}/{name}/tree/{ref}", git.tree),
             Route("/{owner}/{name}/tree/{ref}/{path:path}", git.tree),
             Route("/{owner}/{name}", git.tree),
+            Route("/{owner}/{name}/changes/{number:int}", git.change),
         ]
     )

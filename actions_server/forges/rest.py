@@ -149,6 +149,10 @@ class RestForge(Forge):
             return [str(self.failure(protected, "protecting the default branch"))]
         raise self.failure(protected, "protecting the default branch")
 
+    def git_authorization(self) -> str:
+        """The Authorization header git sends to this forge's remotes (the token as the password)."""
+        return basic_authorization(self.git_username, self._token)
+
     def push(self, repository: CreatedRepository, source_dir: Path, message: str, author: GitAuthor) -> str:
         return commit_and_push(
             source_dir,
@@ -158,7 +162,7 @@ class RestForge(Forge):
             author,
             self.redactor,
             self.git_timeout,
-            authorization=basic_authorization(self.git_username, self._token),
+            authorization=self.git_authorization(),
         )
 
     def close(self) -> None:

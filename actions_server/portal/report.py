@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ..errors import not_found
+from ..updates.fleet import template_versions
 from . import cost, dora, health, scorecards
 from .entities import ServiceView, directory
 from .model import DAY, iso
@@ -84,7 +85,8 @@ async def allocations(services: Services, window: str) -> list[dict[str, Any]] |
 
 def scorecard_for(services: Services, view: ServiceView, end: float) -> dict[str, Any]:
     level = dora_figures(services, {view.name}, end - SCORECARD_WINDOW, end).level
-    return scorecards.scorecard(view, level, services.settings.scorecard_file)
+    versions = template_versions(services.settings, services.templates)
+    return scorecards.scorecard(view, level, services.settings.scorecard_file, versions)
 
 
 async def service_page(services: Services, name: str, window: str, seconds: float, end: float) -> dict[str, Any]:
@@ -135,7 +137,12 @@ async def overview(
                     "view": view,
                     "figures": figures,
                     "cost": cost.service_cost(services, view, seconds, found),
-                    "scorecard": scorecards.scorecard(view, figures.level, services.settings.scorecard_file)
+                    "scorecard": scorecards.scorecard(
+                        view,
+                        figures.level,
+                        services.settings.scorecard_file,
+                        template_versions(services.settings, services.templates),
+                    )
                     if seconds == SCORECARD_WINDOW
                     else scorecard_for(services, view, end),
                 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from functools import cache
@@ -11,9 +12,13 @@ from typing import Any
 import yaml
 
 from ..errors import PltfError
+from ..updates.fleet import template_name
+from ..updates.history import CRUFT_FILE
 from .dora import LEVELS, at_least
 from .entities import ServiceView
 
+# A template's versions, oldest first (`updates.fleet.template_versions`).
+Versions = Callable[[str], list[str]]
 DEFAULT_RULES = Path(__file__).parent / "data" / "scorecard.yaml"
 ROOT_USERS = {"root", "0", "0:0", "root:root"}
 
@@ -60,13 +65,15 @@ def dockerfile_user(text: str) -> str | None:
     return user
 
 
-def evaluate(check: dict[str, Any], view: ServiceView, dora_level: str | None) -> tuple[bool, str]:
+def evaluate(
+    check: dict[str, Any], view: ServiceView, dora_level: str | None, template_versions: Versions | None = None
+) -> tuple[bool, str]:
     """(passed, what was found) for one check."""
     if "anyOf" in check:
-        results = [evaluate(c, view, dora_level) for c in check["anyOf"]]
+        results = [evaluate(c, view, dora_level, template_versions) for c in check["anyOf"]]
         return any(ok for ok, _ in results), "; ".join(why for _, why in results)
     if "allOf" in check:
-        results = [evaluate(c, view, dora_level) for c in check["allOf"]]
+        results = [evaluate(c, view, dora_level, template_versions) for c in check["allOf"]]
         return all(ok for ok, _ in results), "; ".join(why for _, why in results)
     entity = view.entity or {}
     repo = view.repo
@@ -93,6 +100,7 @@ def evaluate(check: dict[str, Any], view: ServiceView, dora_level: str | None) -
         ),
         "dockerfileNonRoot": lambda path: _non_root(view, path),
         "yamlValue": lambda spec: _yaml_value(view, spec),
+        "templateVersionsBehind": lambda limit: _template_current(view, int(limit), template_versions),
         "doraLevelAtLeast": lambda level: (
             at_least(dora_level, level),
             f"DORA level {dora_level or 'unknown (no data)'}",
@@ -102,6 +110,23 @@ def evaluate(check: dict[str, Any], view: ServiceView, dora_level: str | None) -
         if key in check:
             return handler(check[key])
     raise PltfError(f"unknown scorecard check {sorted(check)}", 500, "bad_scorecard")
+
+
+def _template_current(view: ServiceView, limit: int, template_versions: Versions | None) -> tuple[bool, str]:
+    """At most `limit` versions behind its template's latest (a service not made from a template passes)."""
+    text = view.repo.read(CRUFT_FILE) if view.repo else None
+    if text is None:
+        return True, "not made from a template"
+    try:
+        recorded = json.loads(text)
+        name, version = template_name(str(recorded["template"])), str(recorded["template_version"])
+    except (ValueError, KeyError, TypeError):
+        return False, f"{CRUFT_FILE} does not say which template version made it"
+    versions = template_versions(name) if template_versions else []
+    if version not in versions:
+        return False, f"on {name} {version}, a version pltf does not know"
+    behind = len(versions) - 1 - versions.index(version)
+    return behind <= limit, f"on {name} {version}, {behind} behind {versions[-1]}"
 
 
 def _non_root(view: ServiceView, path: str) -> tuple[bool, str]:
@@ -126,12 +151,17 @@ def _yaml_value(view: ServiceView, spec: dict[str, Any]) -> tuple[bool, str]:
     return bool(value), f"{spec['file']} {spec['path']} = {value!r}"
 
 
-def scorecard(view: ServiceView, dora_level: str | None, rules_file: str | None = None) -> dict[str, Any]:
+def scorecard(
+    view: ServiceView,
+    dora_level: str | None,
+    rules_file: str | None = None,
+    template_versions: Versions | None = None,
+) -> dict[str, Any]:
     data = load_rules(rules_file)
     levels: list[str] = data["levels"]
     results = []
     for rule in data["rules"]:
-        passed, detail = evaluate(rule["check"], view, dora_level)
+        passed, detail = evaluate(rule["check"], view, dora_level, template_versions)
         results.append(
             {
                 "id": rule["id"],

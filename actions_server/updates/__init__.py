@@ -1,0 +1,1 @@
+"""Template updates: reproducible renders (`.cruft.json`, template history) and three-way merges."""
