@@ -226,6 +226,11 @@ class Settings(BaseSettings):
         default_factory=lambda: ["github.com", "raw.githubusercontent.com", "gitlab.com"],
         description="Hosts the catalog may read catalog files from over http(s), besides this server's forge.",
     )
+    register_platform_entities: bool = Field(
+        True,
+        description="At start-up, register catalog-info/ (the platform's team, systems, API and templates) "
+        "unless it is registered already, so the golden path's references resolve.",
+    )
     catalog_public_reads: bool = Field(True, description="The read API and the /catalog pages need no token.")
     catalog_read_timeout_seconds: float = 10.0
     catalog_max_file_bytes: int = 5 * 1024 * 1024

@@ -130,7 +130,16 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
                         "total": row["scorecard"]["total"],
                     },
                     "cost": {
-                        k: row["cost"][k] for k in ("currency", "cost", "forecastMonthly", "budgetMonthly", "warnings")
+                        k: row["cost"][k]
+                        for k in (
+                            "currency",
+                            "cost",
+                            "forecastMonthly",
+                            "budgetMonthly",
+                            "warnings",
+                            "estimate",
+                            "basis",
+                        )
                     },
                 }
                 for row in found["rows"]

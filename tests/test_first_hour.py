@@ -1,0 +1,114 @@
+"""The first hour (issue 17): right after the golden path, the catalog and the portal are real, linked and alive."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from actions_server.config import PROJECT_ROOT
+from conftest import ServerProcess, wait_until
+
+
+def entity(http: httpx.Client, ref: str) -> httpx.Response:
+    kind, rest = ref.split(":", 1)
+    namespace, name = rest.split("/", 1) if "/" in rest else ("default", rest)
+    return http.get(f"/api/catalog/entities/by-name/{kind}/{namespace}/{name}")
+
+
+def fresh_server(tmp_path: Path, server_env: dict[str, str], **extra: str) -> ServerProcess:
+    """A server as a newcomer starts it: the project's own templates and catalog-info/ registered at start."""
+    env = {
+        **server_env,
+        "PLTF_TEMPLATES_DIR": str(PROJECT_ROOT / "cookiecutters"),
+        "PLTF_REGISTER_PLATFORM_ENTITIES": "true",
+        "PLTF_RUN_WAIT_SECONDS": "120",
+        **extra,
+    }
+    return ServerProcess(env, tmp_path / "server.log")
+
+
+def test_golden_path_with_a_preview_ends_in_a_live_linked_catalog(tmp_path: Path, server_env: dict[str, str]) -> None:
+    server = fresh_server(tmp_path, server_env, PLTF_PROBE_INTERVAL_SECONDS="0.5").start()
+    try:
+        with server.client() as http:
+            body = {"input": {"name": "users-api", "owner": "group:default/platform-team", "description": "Users API"}}
+            run = http.post("/v1/actions/service:create/runs", json=body).json()
+            assert run["status"] == "succeeded", run.get("error")
+            out = run["output"]
+            assert out["previewStatus"] == "ready"
+            assert out["previewUrl"] == f"http://users-api.preview.localhost:{server.port}/"
+            assert out["previewId"]
+
+            component = entity(http, "component:default/users-api").json()
+            annotations = component["metadata"]["annotations"]
+            links = {link["title"]: link["url"] for link in component["metadata"]["links"]}
+            contents = out["repoContentsUrl"]
+            assert contents.startswith(f"{server.url}/git/platform-team/users-api/")
+            assert links["Repository"] == contents
+            assert links["Preview"] == out["previewUrl"]
+            assert annotations["pltf.dev/preview-url"] == out["previewUrl"]
+            assert annotations["backstage.io/source-location"] == f"url:{contents}/"
+            assert "github.com/project-slug" not in annotations  # the repository is not on GitHub
+            assert annotations["backstage.io/source-template"] == "template:default/python-service"
+            runbook = http.get(links["Runbook"])
+            assert runbook.status_code == 200 and "runbook" in runbook.text.lower()
+
+            refs = {relation["targetRef"] for relation in component["relations"]}
+            refs |= {annotations["backstage.io/source-template"], component["spec"]["owner"]}
+            refs.add(f"system:default/{component['spec']['system']}")
+            missing = [ref for ref in sorted(refs) if entity(http, ref).status_code != 200]
+            assert missing == []
+
+            def probed_up() -> dict[str, Any] | None:
+                found: dict[str, Any] = http.get("/v1/services/users-api/health").json()
+                return found if found["last"] and found["last"]["ok"] else None
+
+            health = wait_until(probed_up, timeout=60, what="a successful probe of the preview")
+            assert health["url"] == f"{out['previewUrl']}healthz"
+            assert health["uptime"]["24h"]["ratio"] == 1.0
+
+            cost = http.get("/v1/services/users-api/cost").json()
+            assert cost["estimate"] is True and "price sheet" in cost["basis"]
+            assert cost["forecastMonthly"] is not None
+            home = http.get("/").text
+            assert "(estimate)" in home
+
+            destroyed = http.post("/v1/actions/preview:destroy/runs", json={"input": {"previewId": out["previewId"]}})
+            assert destroyed.json()["status"] == "succeeded", destroyed.text
+            wait_until(
+                lambda: http.get("/v1/services/users-api/health").json()["url"] is None,
+                timeout=30,
+                what="the destroyed preview to stop being probed",
+            )
+    finally:
+        server.stop()
+
+
+def test_platform_entities_are_registered_once_at_first_start(tmp_path: Path, server_env: dict[str, str]) -> None:
+    server = fresh_server(tmp_path, server_env)
+    for _ in range(2):  # a restart finds them registered and registers nothing twice
+        server.start()
+        try:
+            with server.client() as http:
+                for ref in (
+                    "group:default/platform-team",
+                    "system:default/platform",
+                    "template:default/python-service",
+                ):
+                    assert entity(http, ref).status_code == 200, ref
+                targets = [location["data"]["target"] for location in http.get("/api/catalog/locations").json()]
+                own = [t for t in targets if t.endswith("catalog-info/catalog-info.yaml")]
+                assert len(own) == 1
+        finally:
+            server.stop()
+
+
+def test_platform_entities_are_not_registered_when_turned_off(tmp_path: Path, server_env: dict[str, str]) -> None:
+    server = fresh_server(tmp_path, server_env, PLTF_REGISTER_PLATFORM_ENTITIES="false").start()
+    try:
+        with server.client() as http:
+            assert entity(http, "group:default/platform-team").status_code == 404
+    finally:
+        server.stop()
