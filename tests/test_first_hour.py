@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from test_forge_embedded import AUTH_HEADER, create_repository, git
 
 from actions_server.config import PROJECT_ROOT
 from conftest import ServerProcess, wait_until
@@ -52,6 +53,11 @@ def test_golden_path_with_a_preview_ends_in_a_live_linked_catalog(tmp_path: Path
             assert annotations["backstage.io/source-location"] == f"url:{contents}/"
             assert "github.com/project-slug" not in annotations  # the repository is not on GitHub
             assert annotations["backstage.io/source-template"] == "template:default/python-service"
+            host = {"Host": f"users-api.preview.localhost:{server.port}"}
+            answer = httpx.get(f"{server.url}/healthz", headers=host)
+            assert answer.status_code == 200
+            assert [name for name in ("date", "server") if len(answer.headers.get_list(name)) > 1] == []
+
             runbook = http.get(links["Runbook"])
             assert runbook.status_code == 200 and "runbook" in runbook.text.lower()
 
@@ -110,5 +116,32 @@ def test_platform_entities_are_not_registered_when_turned_off(tmp_path: Path, se
     try:
         with server.client() as http:
             assert entity(http, "group:default/platform-team").status_code == 404
+    finally:
+        server.stop()
+
+
+def test_raw_and_tree_urls_take_refs_of_several_segments(tmp_path: Path, server_env: dict[str, str]) -> None:
+    server = ServerProcess(server_env, tmp_path / "server.log").start()
+    try:
+        with server.client() as http:
+            output = create_repository(http, "team", "branched")
+        work = tmp_path / "work"
+        assert git("clone", "--quiet", output["remoteUrl"], str(work)).returncode == 0
+        (work / "docs").mkdir()
+        (work / "docs" / "release.md").write_text("# Release one\n")
+        git("checkout", "--quiet", "-b", "release/1", cwd=work)
+        git("add", ".", cwd=work)
+        git("commit", "--quiet", "-m", "release notes", cwd=work)
+        pushed = git("push", "origin", "release/1", cwd=work, authorization=AUTH_HEADER)
+        assert pushed.returncode == 0, pushed.stderr
+
+        base = output["webUrl"]
+        raw = httpx.get(f"{base}/raw/release/1/docs/release.md")
+        assert raw.status_code == 200 and raw.text == "# Release one\n"
+        assert httpx.get(f"{base}/raw/main/docs/release.md").status_code == 404  # only on the branch
+        tree = httpx.get(f"{base}/tree/release/1/docs")
+        assert tree.status_code == 200 and "release.md" in tree.text
+        assert httpx.get(f"{base}/tree/release/1").status_code == 200
+        assert httpx.get(f"{base}/tree/release/2").status_code == 404
     finally:
         server.stop()
