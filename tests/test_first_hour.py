@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,7 +13,7 @@ import httpx
 from test_forge_embedded import AUTH_HEADER, create_repository, git
 
 from actions_server.config import PROJECT_ROOT
-from conftest import ServerProcess, wait_until
+from conftest import ServerProcess, kill_processes_under, wait_until
 
 
 def entity(http: httpx.Client, ref: str) -> httpx.Response:
@@ -145,3 +149,69 @@ def test_raw_and_tree_urls_take_refs_of_several_segments(tmp_path: Path, server_
         assert httpx.get(f"{base}/tree/release/2").status_code == 404
     finally:
         server.stop()
+
+
+def pltf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "actions_server.cli", *args],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def in_process_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        "PLTF_URL": "",
+        "PLTF_DATA_DIR": str(tmp_path / "data"),
+        "PLTF_TEMPLATES_DIR": str(PROJECT_ROOT / "cookiecutters"),
+    }
+
+
+def test_usage_errors_are_one_line(tmp_path: Path) -> None:
+    env = in_process_env(tmp_path)
+    for args in (("create", "service", "orders", "--owner"), ("create", "service"), ("create", "service", "--bogus")):
+        result = pltf(*args, env=env)
+        assert result.returncode == 2, args
+        assert result.stderr.startswith("pltf: error: ") and result.stderr.count("\n") == 1, result.stderr
+    assert "<bool>" not in pltf("create", "service", "--help", env=env).stdout
+
+
+def test_names_say_the_rule_the_limit_and_what_was_derived(tmp_path: Path) -> None:
+    env = in_process_env(tmp_path)
+    digit = pltf("create", "service", "1", "api", env=env)
+    assert digit.returncode == 2 and digit.stderr.count("\n") == 1
+    assert "'1-api'" in digit.stderr and "starting with a letter" in digit.stderr
+    long = pltf("create", "service", "a" * 80, env=env)
+    assert long.returncode == 2 and "80 characters long; the limit is 63" in long.stderr
+    derived = pltf("create", "service", "Users API!", "--no-preview", "--dry-run", env=env)
+    assert derived.returncode == 0, derived.stderr
+    assert derived.stderr.splitlines()[0].startswith("the name is users-api (from 'Users API!'")
+
+
+def test_an_unknown_template_is_one_line_before_anything_starts(tmp_path: Path) -> None:
+    result = pltf("create", "service", "orders", "--template", "nope", env=in_process_env(tmp_path))
+    assert result.returncode != 0
+    assert result.stderr.splitlines() == [
+        "pltf: error: unknown template 'nope' (template: the templates here are: python-service)"
+    ]
+
+
+def test_in_process_mode_says_so_links_nowhere_and_says_how_to_stop_its_preview(tmp_path: Path) -> None:
+    env = in_process_env(tmp_path)
+    try:
+        created = pltf("create", "service", "users", "api", env=env)
+        assert created.returncode == 0, created.stderr
+        assert "in this process (PLTF_URL is unset" in created.stderr
+        assert "http://" not in created.stdout and "https://" not in created.stdout
+        stop = next(line for line in created.stdout.splitlines() if "stop it with: " in line)
+        command = stop.split("stop it with: ", 1)[1].split()
+        assert command[:3] == ["pltf", "previews", "destroy"]
+        assert json.loads(pltf("previews", "list", "--json", env=env).stdout)["previews"] != []
+        stopped = pltf(*command[1:], env=env)
+        assert stopped.returncode == 0, stopped.stderr
+        assert json.loads(pltf("previews", "list", "--json", env=env).stdout)["previews"] == []
+    finally:
+        kill_processes_under(tmp_path / "data")
