@@ -486,10 +486,9 @@ def _spec_input(spec_file: str, owner: str | None, spec_format: str) -> dict[str
 
 def _show_provision(output: dict[str, Any], planning: bool) -> None:
     for service in output.get("services", []):
-        source = service.get("ownerSource") or "nowhere"
-        typer.echo(
-            f"{service['service']}  owner {service.get('owner') or '(none)'} (from {source})  -> {service['directory']}/"
-        )
+        owner = service.get("owner")
+        whose = f"owner {owner} (from {service.get('ownerSource')})" if owner else "no owner found"
+        typer.echo(f"{service['service']}  {whose}  -> {service['directory']}/")
     marks = {"info": "i", "warn": "!", "block": "x"}
     for finding in output.get("findings", []):
         fix = finding.get("fix")

@@ -51,7 +51,7 @@ def test_golden_path_with_a_preview_ends_in_a_live_linked_catalog(tmp_path: Path
             links = {link["title"]: link["url"] for link in component["metadata"]["links"]}
             contents = out["repoContentsUrl"]
             assert contents.startswith(f"{server.url}/git/platform-team/users-api/")
-            assert links["Repository"] == contents
+            assert links["Source"] == contents
             assert links["Preview"] == out["previewUrl"]
             assert annotations["pltf.dev/preview-url"] == out["previewUrl"]
             assert annotations["backstage.io/source-location"] == f"url:{contents}/"
