@@ -27,8 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".pltf"), description="Where the embedded defaults keep their data.")
     database_url: str | None = Field(
         None,
-        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` lets "
-        "several replicas share runs, idempotency keys and workspaces.",
+        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` (with "
+        "`pip install 'pltf[postgres]'`) lets several replicas share runs, idempotency keys and workspaces.",
     )
     public_url: str | None = Field(
         None,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -215,3 +216,27 @@ def test_in_process_mode_says_so_links_nowhere_and_says_how_to_stop_its_preview(
         assert json.loads(pltf("previews", "list", "--json", env=env).stdout)["previews"] == []
     finally:
         kill_processes_under(tmp_path / "data")
+
+
+def test_make_test_without_node_or_root_says_so_in_one_line(tmp_path: Path) -> None:
+    bare = tmp_path / "bin"  # a machine with make and a shell, but no Node, chromium, promtool or apt-get
+    bare.mkdir()
+    for tool in ("make", "bash", "env", "sed", "id"):
+        found = shutil.which(tool)
+        assert found is not None, tool
+        (bare / tool).symlink_to(found)
+    # -n: even were the check to pass, nothing would run.
+    done = subprocess.run(
+        ["make", "-n", "test"],
+        cwd=PROJECT_ROOT,
+        env={"PATH": str(bare), "HOME": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert "make test: needs Node 20+ and npm" in line
+    assert "root with apt-get to install chromium, prometheus (for promtool)" in line
