@@ -3,13 +3,29 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run demo test validators browser lint bench mutate clean sandbox
+.PHONY: run demo test validators browser lint bench mutate clean sandbox lock
 
-$(BIN)/pltf: pyproject.toml
+# `make test` apt-installs chromium and prometheus and runs npm: without root or Node it says so, in one
+# line, before changing anything.
+ifneq ($(filter test,$(MAKECMDGOALS)),)
+MISSING := $(shell .ci/check-prerequisites 2>&1)
+ifneq ($(MISSING),)
+$(error $(MISSING))
+endif
+endif
+
+# The versions in uv.lock, never whatever is newest today: `make lock` moves them on purpose.
+$(BIN)/pltf: pyproject.toml uv.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --upgrade pip 'uv>=0.4,<1'
+	$(BIN)/uv export --frozen --all-extras --no-emit-project --quiet -o $(VENV)/requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet -r $(VENV)/requirements.lock
+	VIRTUAL_ENV=$(VENV) $(BIN)/uv pip install --quiet --no-deps -e .
 	touch $@
+
+## Re-resolve uv.lock after changing the dependencies in pyproject.toml.
+lock: $(BIN)/pltf
+	$(BIN)/uv lock
 
 ## Start the action server on the embedded defaults (SQLite and local templates in ./.pltf).
 run: $(BIN)/pltf sandbox
@@ -31,7 +47,8 @@ validators: $(BIN)/pltf
 browser: $(BIN)/pltf
 	VENV=$(VENV) tests/browser/install.sh
 
-## Run the whole test suite (installs what it needs first).
+## Run the whole test suite. Installs what it needs first: the locked Python packages into .venv, the
+## validators (pip and npm in tools/validators; apt: prometheus), chromium (apt) and bubblewrap (apt).
 test: $(BIN)/pltf validators browser sandbox
 	$(BIN)/pytest
 

@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             redactor.add([read_generated_token(generated) or ""])
         engine = RunEngine(services, metrics)
         interrupted = await anyio.to_thread.run_sync(engine.recover, True)
+        await anyio.to_thread.run_sync(services.register_platform_entities)
         # Probed once, here: which isolation hooks and previews get (or why they will be refused).
         sandbox = await anyio.to_thread.run_sync(sandbox_summary, settings)
         state.update(services=services, engine=engine)

@@ -7,6 +7,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from .config import Settings
 from .errors import PltfError
@@ -17,6 +18,8 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help: the rich one writes `<bool>` after flags that take no value.
+    rich_markup_mode=None,
 )
 templates_app = typer.Typer(help="List and check the templates in cookiecutters/.", invoke_without_command=True)
 tokens_app = typer.Typer(help="Manage API tokens.", no_args_is_help=True)
@@ -219,30 +222,57 @@ def create_service(
     as_json: JsonOption = False,
 ) -> None:
     """Create a service: render it, create its repository, register it, and wire a preview."""
-    from .names import dns_name, is_dns_label
+    from .names import dns_name, name_problem
 
+    given = " ".join(words)
     name = dns_name(words)
-    if not is_dns_label(name):
-        raise PltfError(f"{' '.join(words)!r} does not make a DNS-safe name (got {name!r})", 2, "usage")
+    problem = name_problem(name)
+    if problem:
+        raise PltfError(f"{given!r} gives the name {name!r}, which {problem}", 2, "usage")
+    if name != "-".join(words).lower() and not as_json:
+        typer.echo(f"the name is {name} (from {given!r}: lowercase, other characters become hyphens)", err=True)
+    backend = _backend()
     params: dict[str, Any] = {"name": name, "owner": owner, "template": template, "preview": preview}
     params.update({k: v for k, v in (("description", description), ("system", system), ("repoUrl", repo_url)) if v})
     params["values"] = parse_assignments(set_, [])
-    if not as_json:
-        typer.echo(f"Creating service {name} from {template}", err=True)
-    result = _backend().run("service:create", params, dry_run, idempotency_key, None if as_json else _show_log)
+    where = "" if backend.server_url else " in this process (PLTF_URL is unset: no server is used)"
+    started = False
+
+    def show(line: dict[str, Any]) -> None:
+        # Said with the first log line: input refused before the run starts is then one line of error alone.
+        nonlocal started
+        if not started:
+            typer.echo(f"Creating service {name} from {template}{where}", err=True)
+            started = True
+        _show_log(line)
+
+    result = backend.run("service:create", params, dry_run, idempotency_key, None if as_json else show)
     if as_json:
         _print_json(result)
     elif result["status"] == "succeeded":
-        output = result.get("output") or {}
-        typer.echo(f"Created {name}")
-        for link in output.get("links", []):
-            typer.echo(f"  {link['title']:<18} {link['url']}")
-        if output.get("remoteUrl"):
-            typer.echo(f"  {'git clone':<18} git clone {output['remoteUrl']}")
+        _created(name, result.get("output") or {}, backend.server_url)
     if result["status"] != "succeeded":
         error = result.get("error") or {}
         reason = error.get("message", "no reason given")
         raise PltfError(f"service:create {result['status']}: {reason}", 1, "run_failed")
+
+
+def _created(name: str, output: dict[str, Any], server_url: str | None) -> None:
+    typer.echo(f"Created {name}")
+    if server_url:
+        for link in output.get("links", []):
+            typer.echo(f"  {link['title']:<18} {link['url']}")
+        if output.get("remoteUrl"):
+            typer.echo(f"  {'git clone':<18} git clone {output['remoteUrl']}")
+        return
+    # In-process: the links would name a server that is not running; say what makes them work instead.
+    typer.echo("  Ran in this process: its links answer once `pltf serve` runs on the same PLTF_DATA_DIR")
+    typer.echo("  (or set PLTF_URL to a running server to create through it).")
+    if output.get("previewId"):
+        typer.echo(
+            f"  Its preview {output['previewId']} keeps running (`pltf serve` serves and adopts it); "
+            f"stop it with: pltf previews destroy {output['previewId']}"
+        )
 
 
 def _summarise(run_result: dict[str, Any]) -> None:
@@ -459,10 +489,9 @@ def _spec_input(spec_file: str, owner: str | None, spec_format: str) -> dict[str
 
 def _show_provision(output: dict[str, Any], planning: bool) -> None:
     for service in output.get("services", []):
-        source = service.get("ownerSource") or "nowhere"
-        typer.echo(
-            f"{service['service']}  owner {service.get('owner') or '(none)'} (from {source})  -> {service['directory']}/"
-        )
+        owner = service.get("owner")
+        whose = f"owner {owner} (from {service.get('ownerSource')})" if owner else "no owner found"
+        typer.echo(f"{service['service']}  {whose}  -> {service['directory']}/")
     marks = {"info": "i", "warn": "!", "block": "x"}
     for finding in output.get("findings", []):
         fix = finding.get("fix")
@@ -604,7 +633,19 @@ def update(
 
 def main() -> None:
     try:
-        app()
+        code = app(prog_name="pltf", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help() if exc.ctx is not None else exc.format_message())
+        sys.exit(exc.exit_code)
+    except ClickException as exc:
+        # One line, as for every other error, with where to look for the right spelling.
+        ctx = getattr(exc, "ctx", None)
+        command = ctx.command_path if ctx is not None else "pltf"
+        typer.echo(f"pltf: error: {exc.format_message()} (see `{command} --help`)", err=True)
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        typer.echo("pltf: interrupted", err=True)
+        sys.exit(130)
     except PltfError as exc:
         detail = "; ".join(f"{f.field}: {f.message}" for f in exc.fields)
         typer.echo(f"pltf: error: {exc.message}" + (f" ({detail})" if detail else ""), err=True)
@@ -612,6 +653,7 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("pltf: interrupted", err=True)
         sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

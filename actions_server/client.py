@@ -25,6 +25,9 @@ LogCallback = Callable[[dict[str, Any]], None]
 
 
 class Backend(Protocol):
+    server_url: str | None
+    """The action server's URL; None when actions run in this process."""
+
     def actions(self) -> list[dict[str, Any]]: ...
 
     def templates(self) -> list[dict[str, Any]]: ...
@@ -90,6 +93,7 @@ def local_services(settings: Settings) -> Services:
 class RemoteBackend:
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
+        self.server_url: str | None = str(client.base_url)
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         return call(self.client, method, path, **kwargs)
@@ -151,6 +155,7 @@ class LocalBackend:
 
         self.services = local_services(settings)
         self.registry = discover()
+        self.server_url: str | None = None
 
     def actions(self) -> list[dict[str, Any]]:
         return [action.describe(self.services) for action in self.registry.values()]

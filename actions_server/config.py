@@ -27,8 +27,8 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path(".pltf"), description="Where the embedded defaults keep their data.")
     database_url: str | None = Field(
         None,
-        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` lets "
-        "several replicas share runs, idempotency keys and workspaces.",
+        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` (with "
+        "`pip install 'pltf[postgres]'`) lets several replicas share runs, idempotency keys and workspaces.",
     )
     public_url: str | None = Field(
         None,
@@ -231,6 +231,11 @@ class Settings(BaseSettings):
     catalog_read_hosts: Annotated[list[str], NoDecode] = Field(
         default_factory=lambda: ["github.com", "raw.githubusercontent.com", "gitlab.com"],
         description="Hosts the catalog may read catalog files from over http(s), besides this server's forge.",
+    )
+    register_platform_entities: bool = Field(
+        True,
+        description="At start-up, register catalog-info/ (the platform's team, systems, API and templates) "
+        "unless it is registered already, so the golden path's references resolve.",
     )
     catalog_public_reads: bool = Field(True, description="The read API and the /catalog pages need no token.")
     catalog_read_timeout_seconds: float = 10.0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Any
 
 from sqlalchemy import (
@@ -23,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
+
+from .errors import PltfError
 
 metadata = MetaData()
 
@@ -81,6 +84,16 @@ workspaces = Table(
 )
 
 
+def require_postgres_driver(setting: str) -> None:
+    """PostgreSQL's driver is the `postgres` extra: SQLite users do not install it."""
+    if importlib.util.find_spec("psycopg") is None:
+        raise PltfError(
+            f"{setting} names PostgreSQL, whose driver is not installed: pip install 'pltf[postgres]'",
+            500,
+            "missing_dependency",
+        )
+
+
 def connect(url: str) -> Engine:
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
@@ -94,6 +107,7 @@ def connect(url: str) -> Engine:
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
     else:
+        require_postgres_driver("PLTF_DATABASE_URL")
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
     _create_schema(engine)
     return engine

@@ -21,6 +21,24 @@ def is_dns_label(name: str) -> bool:
     return bool(DNS_LABEL.match(name))
 
 
+MAX_NAME_LENGTH = 63  # one DNS label: the name is also a host name, a namespace and a Kubernetes object's
+NAME_RULE = (
+    f"a name is 1 to {MAX_NAME_LENGTH} lowercase letters, digits and hyphens, "
+    "starting with a letter and not ending with a hyphen"
+)
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` cannot name a service (the rule and the limit), or None when it can."""
+    if not name:
+        return f"is empty: {NAME_RULE}"
+    if len(name) > MAX_NAME_LENGTH:
+        return f"is {len(name)} characters long; the limit is {MAX_NAME_LENGTH}"
+    if not is_dns_label(name):
+        return f"is not DNS-safe: {NAME_RULE}"
+    return None
+
+
 def owner_slug(owner_ref: str) -> str:
     """`group:default/platform-team` → `platform-team`: the name part of an entity ref."""
     match = ENTITY_REF.match(owner_ref.strip())

@@ -12,15 +12,19 @@ from dataclasses import dataclass, field
 from sqlalchemy.engine import Engine
 
 from .catalog import Catalog, open_catalog
-from .config import Settings
+from .config import PROJECT_ROOT, Settings
 from .db import connect
+from .errors import PltfError
 from .events import EventBus
 from .forges import ForgeRegistry
+from .logs import get_logger
 from .portal.events import platform_event_recorder
 from .previews import PreviewHub
 from .redact import Redactor
 from .templates.catalog import TemplateCatalog
 from .workspaces import WorkspaceStore
+
+PLATFORM_CATALOG_FILE = PROJECT_ROOT / "catalog-info" / "catalog-info.yaml"
 
 
 @dataclass
@@ -61,6 +65,22 @@ class Services:
         )
         services._unsubscribe = services.events.subscribe(platform_event_recorder(services))
         return services
+
+    def register_platform_entities(self) -> None:
+        """Registers catalog-info/ unless it is registered already (PLTF_REGISTER_PLATFORM_ENTITIES): the
+        team, systems and template a new service refers to must exist on a fresh install."""
+        # A Backstage catalog reads this repository's catalog-info/ from its own app-config instead.
+        if not self.settings.register_platform_entities or self.catalog.kind != "embedded":
+            return
+        target = f"file:{PLATFORM_CATALOG_FILE}"
+        log = get_logger()
+        try:
+            if not self.catalog.register(target, dry_run=True).exists:
+                self.catalog.register(target)
+                log.info("registered the platform's own entities", location=target)
+        except PltfError as exc:
+            if exc.code != "location_exists":  # another replica was first
+                log.warning("could not register the platform's own entities", location=target, error=exc.message)
 
     def close(self) -> None:
         self._unsubscribe()

@@ -30,6 +30,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "templates_dir": FIXTURE_TEMPLATES,
         "api_token": TOKEN,
         "hook_timeout_seconds": 20,
+        # Most tests count or register catalog entities themselves; fresh-install tests turn it on.
+        "register_platform_entities": False,
     }
     values.update(overrides)
     return Settings(**values)
@@ -127,6 +129,7 @@ def server_env(tmp_path: Path) -> dict[str, str]:
         "PLTF_TEMPLATES_DIR": str(FIXTURE_TEMPLATES),
         "PLTF_API_TOKEN": TOKEN,
         "PLTF_HEARTBEAT_SECONDS": "0.5",
+        "PLTF_REGISTER_PLATFORM_ENTITIES": "false",
     }
 
 

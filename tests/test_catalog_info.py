@@ -37,6 +37,7 @@ def test_our_validator_accepts_every_entity_and_resolves_the_definition(tmp_path
     assert {
         "Group:platform-team",
         "System:pltf",
+        "System:platform",
         "Component:pltf-actions-server",
         "API:pltf-actions-api",
         "Location:pltf-backstage-templates",
@@ -62,4 +63,4 @@ def test_backstages_validator_accepts_every_entity() -> None:
     )
     results = json.loads(done.stdout)
     assert [r for r in results if not r["ok"]] == []
-    assert len(results) == 5
+    assert len(results) == 6  # group, two systems, component, API, location

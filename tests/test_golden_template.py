@@ -46,6 +46,9 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "availability_slo": 99.5,
         "latency_slo": 95.0,
         "latency_slo_threshold_ms": 1000,
+        "forge": "embedded",
+        "repository_url": "http://127.0.0.1:8787/git/commerce/orders-api-v2/tree/main",
+        "preview_url": "http://orders-api-v2.preview.localhost:8787/",
     },
 }
 
@@ -135,9 +138,18 @@ def test_rendering_has_the_promised_files(renderings: dict[str, Path], variant: 
     assert {k: answers[k] for k in VARIANTS[variant]} == VARIANTS[variant]
     catalog = list(yaml.safe_load_all((project / "catalog-info.yaml").read_text()))
     annotations = catalog[0]["metadata"]["annotations"]
-    assert annotations["backstage.io/source-template"].endswith("@1.0.0")
+    # An entity ref Backstage can follow; the version has an annotation of its own.
+    assert annotations["backstage.io/source-template"] == "template:default/python-service"
+    assert annotations["pltf.dev/template-version"] == "1.0.0"
+    on_github = VARIANTS[variant].get("forge", "github") == "github"
+    assert ("github.com/project-slug" in annotations) == on_github
+    if "preview_url" in VARIANTS[variant]:
+        assert annotations["pltf.dev/preview-url"] == VARIANTS[variant]["preview_url"]
+    links = {link["title"]: link["url"] for link in catalog[0]["metadata"]["links"]}
+    repository = VARIANTS[variant].get("repository_url", f"https://github.com/acme/{name}/tree/main")
+    assert links["Source"] == repository and links["Runbook"] == f"{repository}/docs/runbook.md"
+    assert ("Preview" in links) == ("preview_url" in VARIANTS[variant])
     for annotation in (
-        "github.com/project-slug",
         "backstage.io/techdocs-ref",
         "backstage.io/kubernetes-id",
         "argocd/app-name",

@@ -20,7 +20,7 @@ says so (or says it could not, and what to delete by hand).
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import parse_qs
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -205,6 +205,13 @@ def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, Reposi
             [FieldError(f"input.{target.name_field}", "the GitOps repository's name")],
         )
     return forge, spec
+
+
+def planned_repository(target: dict[str, Any], services: Services) -> CreatedRepository:
+    """Where `repo:create` with these inputs would put the repository, creating nothing: a template
+    rendered before the repository exists can then link to it."""
+    forge, spec = _prepare(RepoCreateInput.model_validate({"workspaceId": "planned", **target}), services)
+    return forge.planned(spec)
 
 
 def check(params: RepoCreateInput, services: Services) -> None:

@@ -6,6 +6,7 @@ lines. A verb whose action is not installed is skipped, and the log says so.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -13,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ..action import Action, Example, RunContext
 from ..names import DNS_LABEL, ENTITY_REF, owner_slug
 from ..services import Services
+
+# The actions whose results the template links to (a check runs before the registry is at hand).
+ACTIONS_USED = ("repo:create", "preview:create")
 
 
 class ServiceCreateInput(BaseModel):
@@ -51,14 +55,39 @@ class ServiceCreateOutput(BaseModel):
     catalogInfoUrl: str | None = None
     entityRef: str | None = None
     entityUrl: str | None = Field(None, description="The entity's page in the catalog")
+    previewId: str | None = Field(None, description="What preview:destroy takes to stop the preview")
     previewUrl: str | None = None
     previewStatus: str | None = None
     links: list[Link] = Field(default_factory=list, description="Ready for a Backstage template's output.links")
     skipped: list[str] = Field(default_factory=list, description="Steps whose actions are not installed")
 
 
-def template_values(params: ServiceCreateInput) -> dict[str, Any]:
-    values = {**params.values, "name": params.name, "owner": params.owner}
+def repository_target(params: ServiceCreateInput) -> dict[str, Any]:
+    if params.repoUrl:
+        return {"repoUrl": params.repoUrl}
+    return {"provider": "embedded", "owner": owner_slug(params.owner), "name": params.name}
+
+
+def where_values(params: ServiceCreateInput, services: Services, installed: Collection[str]) -> dict[str, Any]:
+    """Where the repository and the preview will be, for the template's links: it is rendered before
+    either exists, and would otherwise link to its own placeholders."""
+    from .repo_create import planned_repository
+
+    values: dict[str, Any] = {}
+    if "repo:create" in installed:
+        repository = planned_repository(repository_target(params), services)
+        values["forge"] = repository.provider
+        values["repository_url"] = repository.contents_url
+        values["runbook_url"] = f"{repository.contents_url}/docs/runbook.md"
+    if params.preview and "preview:create" in installed:
+        values["preview_url"] = services.previews.get(services).url_for(params.name)
+    return values
+
+
+def template_values(params: ServiceCreateInput, services: Services, installed: Collection[str]) -> dict[str, Any]:
+    declared = services.templates.get(params.template).public_keys
+    where = {key: value for key, value in where_values(params, services, installed).items() if key in declared}
+    values = {**where, **params.values, "name": params.name, "owner": params.owner}
     if params.description is not None:
         values["description"] = params.description
     if params.system is not None:
@@ -70,7 +99,8 @@ def check(params: ServiceCreateInput, services: Services) -> None:
     from .cookiecutter_render import RenderInput
     from .cookiecutter_render import check as check_render
 
-    check_render(RenderInput(template=params.template, values=template_values(params)), services)
+    values = template_values(params, services, ACTIONS_USED)
+    check_render(RenderInput(template=params.template, values=values), services)
 
 
 def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
@@ -78,9 +108,8 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
     out = ServiceCreateOutput(name=params.name)
 
     ctx.logger.info(f"1/4 rendering {params.template} for {params.name}")
-    rendered = ctx.run_step(
-        "render", "cookiecutter:render", {"template": params.template, "values": template_values(params)}
-    )
+    values = template_values(params, ctx.services, installed)
+    rendered = ctx.run_step("render", "cookiecutter:render", {"template": params.template, "values": values})
     out.workspaceId = rendered.get("workspaceId")
 
     if "repo:create" not in installed:
@@ -90,11 +119,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
         ctx.logger.info("2/4 repository: skipped on a dry run")
     else:
         ctx.logger.info("2/4 creating the repository and pushing the first commit")
-        target: dict[str, Any] = (
-            {"repoUrl": params.repoUrl}
-            if params.repoUrl
-            else {"provider": "embedded", "owner": owner_slug(params.owner), "name": params.name}
-        )
+        target = repository_target(params)
         published = ctx.run_step(
             "publish",
             "repo:create",
@@ -140,6 +165,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
                 # failing the run after the repository was made.
                 {"repoUrl": out.remoteUrl, "service": params.name, "owner": params.owner, "bestEffort": True},
             )
+            out.previewId = preview.get("previewId")
             out.previewUrl = preview.get("previewUrl")
             out.previewStatus = preview.get("status")
 

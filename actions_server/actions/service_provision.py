@@ -85,7 +85,10 @@ def handler(ctx: RunContext, params: ProvisionInput) -> ProvisionOutput:
     ctx.logger.info(f"{'planning' if ctx.dry_run else 'applying'} {params.filename}")
     result = provision(ctx.services, params.spec, params.filename, submitter, dry_run=ctx.dry_run, fmt=params.format)
     for plan in result.services:
-        ctx.logger.info(f"{plan.spec.key}: owner {plan.spec.owner} (from {plan.owner_source or 'nowhere'})")
+        if plan.spec.owner:
+            ctx.logger.info(f"{plan.spec.key}: owner {plan.spec.owner} (from {plan.owner_source})")
+        else:
+            ctx.logger.info(f"{plan.spec.key}: no owner found (the spec, the catalog and the caller name none)")
     for finding in result.findings:
         level = ctx.logger.info if finding.severity == "info" else ctx.logger.warning
         level(str(finding), rule=finding.rule)

@@ -161,6 +161,7 @@ class EmbeddedCatalog(Catalog):
     # -- registering ------------------------------------------------------------
 
     def register(self, target: str, *, dry_run: bool = False, caller: Caller | None = None) -> Registration:
+        target = self.reader.canonical(target)
         entities = self.read_location(target, caller)
         location = {"id": str(uuid.uuid4()), "type": self.reader.location_type(target), "target": target}
         with self.engine.connect() as conn:

@@ -106,6 +106,17 @@ class LocationReader:
         if self.caller is not None and url.startswith(self.forge_prefix):
             self._repo_dir(self.forge_file(url), url)
 
+    def canonical(self, url: str) -> str:
+        """One spelling per file of this server's forge (its raw URL), so a tree or blob URL of a registered
+        file finds that location instead of conflicting with it; other URLs as given."""
+        if not url.startswith(self.forge_prefix):
+            return url
+        try:
+            forge_file = self.forge_file(url)
+        except LocationError:
+            return url  # reading it says what is wrong
+        return f"{self.forge_prefix}{forge_file.owner}/{forge_file.name}/raw/{forge_file.ref}/{forge_file.path}"
+
     def repository_of(self, url: str) -> str:
         """The boundary a reference from `url` must stay within (a URL prefix)."""
         if url.startswith(self.forge_prefix):

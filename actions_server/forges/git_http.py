@@ -64,8 +64,8 @@ from .gitpush import git, git_environment
 from .permissions import may_read, push_refusal
 
 SERVICES = ("git-upload-pack", "git-receive-pack")
-# A ref as our pages and raw URLs take it: one path segment, a branch, tag or sha.
-REF = re.compile(r"^(?![-.])(?!.*\.\.)(?!.*@\{)[A-Za-z0-9._-]{1,100}$")
+# A ref as our pages and raw URLs take it: a branch, tag or sha, in one or more segments (release/1).
+REF = re.compile(r"^(?![-./])(?!.*\.\.)(?!.*//)(?!.*/[-.])(?!.*@\{)(?!.*[/.]$)[A-Za-z0-9._/-]{1,200}$")
 GIT_PROTOCOL = re.compile(r"^[A-Za-z0-9=:._-]{0,100}$")
 MAX_PATH = 1000
 MAX_SHOWN_BYTES = 512 * 1024
@@ -404,11 +404,15 @@ class GitHttp:
 
     async def raw(self, request: Request) -> Response:
         found = self._repo(request)
-        ref, path = request.path_params["ref"], _safe_path(request.path_params["path"])
-        if found is None or not REF.match(ref) or not path:
+        rest = _safe_path(request.path_params["rest"])
+        if found is None or not rest:
             return _not_found()
         if not self._may_read(request, found[2]):
             return self._refuse_read(request)
+        split = await anyio.to_thread.run_sync(_ref_and_path, found[2], rest)
+        if split is None or not split[1]:
+            return _not_found()
+        ref, path = split
         shown = await anyio.to_thread.run_sync(_git, found[2], "cat-file", "blob", f"{ref}:{path}")
         if shown.returncode != 0:
             return _not_found()
@@ -444,10 +448,15 @@ class GitHttp:
         owner, name, repo_dir = found
         if not self._may_read(request, repo_dir):
             return self._refuse_read(request)
-        ref = request.path_params.get("ref")
-        path = _safe_path(request.path_params.get("path", ""))
-        if (ref is not None and not REF.match(ref)) or path is None:
-            return _not_found()
+        rest = request.path_params.get("rest")
+        ref: str | None = None
+        path = ""
+        if rest is not None:
+            safe = _safe_path(rest)
+            split = None if not safe else await anyio.to_thread.run_sync(_ref_and_path, repo_dir, safe)
+            if split is None:
+                return _not_found()
+            ref, path = split
         view = await anyio.to_thread.run_sync(_tree_view, repo_dir, ref, path)
         if view is None:
             return _not_found()
@@ -485,6 +494,19 @@ class GitHttp:
     def _page(self, template: str, **context: Any) -> HTMLResponse:
         html = _pages.get_template(template).render(base=self.settings.base_url, **context)
         return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
+
+
+def _ref_and_path(repo: Path, rest: str) -> tuple[str, str] | None:
+    """`release/1/docs/a.md` as (ref, path): the shortest leading segments that name a commit, as GitHub
+    reads its tree and raw URLs; None when no prefix does."""
+    parts = rest.split("/")
+    for end in range(1, len(parts) + 1):
+        ref = "/".join(parts[:end])
+        if not REF.match(ref):
+            continue
+        if _git(repo, "rev-parse", "--verify", "--quiet", "--end-of-options", f"{ref}^{{commit}}").returncode == 0:
+            return ref, "/".join(parts[end:])
+    return None
 
 
 def _tree_view(repo: Path, ref: str | None, path: str) -> dict[str, Any] | None:
@@ -579,9 +601,8 @@ def git_routes(settings: Settings, events: EventBus) -> Router:
             Route("/{owner}/{name}.git/info/refs", git.smart),
             Route("/{owner}/{name}.git/{action:str}", git.smart, methods=["POST"]),
             Route("/{owner}/{name}.git", git.clone_url_page),
-            Route("/{owner}/{name}/raw/{ref}/{path:path}", git.raw),
-            Route("/{owner}/{name}/tree/{ref}", git.tree),
-            Route("/{owner}/{name}/tree/{ref}/{path:path}", git.tree),
+            Route("/{owner}/{name}/raw/{rest:path}", git.raw),
+            Route("/{owner}/{name}/tree/{rest:path}", git.tree),
             Route("/{owner}/{name}", git.tree),
             Route("/{owner}/{name}/changes/{number:int}", git.change),
         ]

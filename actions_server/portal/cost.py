@@ -233,6 +233,13 @@ def service_cost(
     return {
         "service": view.name,
         "source": source,
+        # Requests × prices is what the service would cost if it ran as asked, not what it cost.
+        "estimate": source == "requests",
+        "basis": (
+            "opencost allocations"
+            if source == "opencost"
+            else f"estimate: requested resources × price sheet ({services.settings.price_sheet or 'built-in prices'})"
+        ),
         "currency": sheet["currency"],
         "windowHours": round(hours, 3),
         "cost": round(sum(e["cost"] for e in envs), 4) if envs else None,

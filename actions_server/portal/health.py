@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -46,7 +47,8 @@ async def probe_once(services: Services, client: httpx.AsyncClient) -> list[dict
         status: int | None = None
         error: str | None = None
         try:
-            response = await client.get(url)
+            target, headers = loopback_target(url)
+            response = await client.get(target, headers=headers)
             status = response.status_code
         except httpx.HTTPError as exc:
             error = type(exc).__name__
@@ -62,6 +64,20 @@ async def probe_once(services: Services, client: httpx.AsyncClient) -> list[dict
     if results:
         await anyio.to_thread.run_sync(_store, services, results)
     return results
+
+
+def loopback_target(url: str) -> tuple[str, dict[str, str]]:
+    """Where to send a probe of `url`, and the Host header it needs.
+
+    Names under `.localhost` are the loopback interface by definition (RFC 6761), but not every
+    resolver knows it, and local previews live at `<name>.preview.localhost`.
+    """
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if not host.endswith(".localhost"):
+        return url, {}
+    port = f":{parts.port}" if parts.port else ""
+    return urlunsplit(parts._replace(netloc=f"127.0.0.1{port}")), {"Host": f"{host}{port}"}
 
 
 def _store(services: Services, results: list[dict[str, Any]]) -> None:

@@ -169,7 +169,15 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
                         },
                         "cost": {
                             k: row["cost"][k]
-                            for k in ("currency", "cost", "forecastMonthly", "budgetMonthly", "warnings")
+                            for k in (
+                                "currency",
+                                "cost",
+                                "forecastMonthly",
+                                "budgetMonthly",
+                                "warnings",
+                                "estimate",
+                                "basis",
+                            )
                         },
                     }
                     for row in found["rows"]

@@ -49,7 +49,7 @@ class PreviewHub:
         with self._lock:
             if self._manager is None:
                 self._manager = PreviewManager(
-                    services.settings, services.engine, services.redactor, provider_for(services)
+                    services.settings, services.engine, services.redactor, provider_for(services), services.events
                 )
             return self._manager
 

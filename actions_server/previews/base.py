@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from ..config import Settings
+    from ..events import EventBus
     from ..redact import Redactor
 
 Log = Callable[[str], None]
@@ -51,6 +52,9 @@ class PreviewParts(Protocol):
 
     @property
     def redactor(self) -> Redactor: ...
+
+    @property
+    def events(self) -> EventBus: ...
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from typing import Any
 import httpx
 
 from ..config import Settings
+from ..db import require_postgres_driver
 from ..errors import FieldError, PltfError
 from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..forges.hosts import git_credentials
@@ -220,6 +221,7 @@ class PreviewDatabases:
                 log(f"dropped database {name}")
 
     def _execute(self, *statements: str) -> None:
+        require_postgres_driver("PLTF_PREVIEW_DATABASE_URL")
         import psycopg
 
         try:

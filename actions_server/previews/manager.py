@@ -46,6 +46,7 @@ from ..auth import Caller
 from ..config import Settings
 from ..db import metadata, run_logs, runs
 from ..errors import PltfError, conflict, not_found
+from ..events import EventBus
 from ..logs import get_logger
 from ..redact import Redactor
 from ..visibility import only_visible
@@ -118,8 +119,17 @@ class PreviewFailed(PltfError):
 
 
 class PreviewManager:
-    def __init__(self, settings: Settings, engine: Engine, redactor: Redactor, provider: PreviewProvider) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        redactor: Redactor,
+        provider: PreviewProvider,
+        events: EventBus | None = None,
+    ) -> None:
         self.settings = settings
+        # The portal learns of previews from here (it probes a preview from the moment it is ready).
+        self.events = events or EventBus()
         self.engine = engine
         self.redactor = redactor
         self.provider = provider
@@ -601,18 +611,35 @@ class PreviewManager:
             ).rowcount
         if changed:
             self.log.info("preview ready", preview_id=row["id"], name=row["name"])
+            self._publish("preview.deployed", row)
             self._note_on_run(row, f"preview {row['name']} is ready at {row['url']}", "ready")
+
+    def _publish(self, kind: str, row: dict[str, Any]) -> None:
+        now = time.time()
+        self.events.publish(
+            kind,
+            {
+                "service": row["service"],
+                "previewId": row["id"],
+                "url": row["url"],
+                "environment": "preview",
+                "timestamp": iso(now),
+                "deliveryId": f"{kind}:{row['id']}",
+            },
+        )
 
     def _finish(self, preview_id: str, status: str, detail: str | None = None, logs: list[str] | None = None) -> None:
         values: dict[str, Any] = {"status": status, "active_name": None, "finished_at": time.time(), "detail": detail}
         if logs is not None:
             values["logs"] = [self.redactor(line) for line in logs]
         with self.engine.begin() as conn:
-            conn.execute(
+            finished = conn.execute(
                 update(previews_table)
                 .where(and_(previews_table.c.id == preview_id, previews_table.c.status.in_(ACTIVE)))
                 .values(**values)
-            )
+            ).rowcount
+        if finished:
+            self._publish("preview.destroyed", self._row(preview_id))
 
     def _note_on_run(self, row: dict[str, Any], message: str, status: str) -> None:
         """After its run has answered, a preview's readiness (or failure) shows on that run too."""

@@ -74,6 +74,8 @@ PLTF_HEADER_PREFIX = "x-pltf-"
 FORWARDING_HEADERS = frozenset(
     {"forwarded", "x-forwarded-for", "x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix", "x-real-ip"}
 )
+# The server this proxy runs in (uvicorn) writes its own: the preview's would make them appear twice.
+SERVER_OWN_HEADERS = frozenset({"date", "server"})
 PATH_BASED_CSP = (b"content-security-policy", b"sandbox allow-scripts allow-forms allow-popups")
 
 
@@ -190,7 +192,7 @@ class PreviewRouter:
             )
             return
         try:
-            dropped = HOP_BY_HOP | ({"set-cookie"} if prefix else set())
+            dropped = HOP_BY_HOP | SERVER_OWN_HEADERS | ({"set-cookie"} if prefix else set())
             answer_headers = [
                 (k.encode("latin-1"), v.encode("latin-1"))
                 for k, v in response.headers.multi_items()

@@ -357,9 +357,9 @@ class TemplateCatalog:
         path = self.settings.templates_dir / reference
         if not (path / "cookiecutter.json").is_file():
             known = ", ".join(t.name for t in self.list()) or "none"
+            # The field says what the message does not, so a one-line rendering of both repeats nothing.
             raise invalid_input(
-                f"unknown template {reference!r} (known: {known})",
-                [FieldError("template", f"no template named {reference!r}")],
+                f"unknown template {reference!r}", [FieldError("template", f"the templates here are: {known}")]
             )
         return self._load(reference, path, trusted=True, source=f"cookiecutters/{reference}")
 
