@@ -28,6 +28,7 @@ from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .portal.routes import portal_router
+from .portal.snapshots import fingerprint as portal_fingerprint
 from .previews.api import PreviewRouter, preview_loop, preview_routes
 from .redact import Redactor
 from .runs import RunEngine
@@ -108,7 +109,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     app.include_router(catalog_api(services))
     app.include_router(backstage_actions_router(settings, engine, services))  # Backstage's actions registry
-    app.include_router(catalog_pages(services))
+    # The catalog's list page is kept until the catalog changes, which the portal's fingerprint reads.
+    app.include_router(catalog_pages(services, portal_fingerprint))
     add_error_handlers(app)
     for router in (ops.router, runs.router, templates.router, changes.router, drift.router):
         app.include_router(router)

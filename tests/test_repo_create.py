@@ -303,7 +303,9 @@ def test_the_first_commit_holds_what_git_add_would(tmp_path: Path) -> None:
         ["git", "--git-dir", str(repo), "ls-tree", "-r", "-z", "main"], capture_output=True, text=True, check=True
     ).stdout
     modes = {line.split("\t", 1)[1]: line.split()[0] for line in listing.split("\0") if line}
-    assert modes == {".gitignore": "100644", "README.md": "100644", '"quoted" name.txt': "100644", "latest": "120000"}
+    expected = {".gitignore": "100644", "README.md": "100644", '"quoted" name.txt': "100644", "latest": "120000"}
+    # Every render also records what made it, for template updates.
+    assert modes == {**expected, ".cruft.json": "100644"}
     link = subprocess.run(
         ["git", "--git-dir", str(repo), "cat-file", "-p", "main:latest"], capture_output=True, text=True, check=True
     )

@@ -8,6 +8,7 @@ import base64
 import contextlib
 import json
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -187,8 +188,11 @@ def test_sandbox_off_runs_hooks_unisolated_and_says_so(tmp_path: Path) -> None:
 def test_without_a_sandbox_hooks_are_refused_clearly_and_readyz_says_why(
     tmp_path: Path, server_env: dict[str, str]
 ) -> None:
-    # No bwrap and no unshare on this PATH: the sandbox cannot be had.
-    nowhere = {**server_env, "PATH": str(tmp_path / "empty-bin")}
+    # No bwrap and no unshare on this PATH, only git (which the server itself runs): no sandbox can be had.
+    only_git = tmp_path / "only-git"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(shutil.which("git") or "/usr/bin/git")
+    nowhere = {**server_env, "PATH": str(only_git)}
     running = ServerProcess(nowhere, tmp_path / "server.log").start()
     try:
         with running.client() as client:
@@ -204,7 +208,7 @@ def test_without_a_sandbox_hooks_are_refused_clearly_and_readyz_says_why(
             assert client.post(RENDER, json={"input": {"template": "demo"}}).status_code == 200
     finally:
         running.stop()
-    shown = pltf("config", env={"PATH": str(tmp_path / "empty-bin")})
+    shown = pltf("config", env={"PATH": str(only_git)})
     assert "# sandbox_in_use: unavailable" in shown.stdout
 
 

@@ -20,8 +20,8 @@ from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
 from ..http_cache import cached_response
-from ..portal.snapshots import Snapshots
 from ..services import Services
+from ..snapshots import Snapshots
 from .api import read_access_for
 from .base import Catalog
 from .base import Query as EntityQuery
@@ -180,7 +180,7 @@ async def _list_html(catalog: Catalog, kind: str, owner: str, system: str, tag: 
     return html
 
 
-def catalog_pages(services: Callable[[], Services]) -> APIRouter:
+def catalog_pages(services: Callable[[], Services], fingerprint: Callable[[Services], str]) -> APIRouter:
     router = APIRouter(prefix="/catalog", include_in_schema=False, dependencies=[Depends(read_access_for(services))])
 
     def html_page(request: Request, html: str) -> Response:
@@ -188,7 +188,7 @@ def catalog_pages(services: Callable[[], Services]) -> APIRouter:
         public = settings.catalog_public_reads
         return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
 
-    snapshots = Snapshots()
+    snapshots = Snapshots(fingerprint)
 
     async def stored_page(request: Request, compute: Callable[[], Awaitable[str]]) -> Response:
         """The list as stored until the embedded catalog's entities change (in the portal's fingerprint).

@@ -28,7 +28,7 @@ from .charts import trend_chart
 from .dora import Figures
 from .entities import directory
 from .model import parse_end, parse_window
-from .snapshots import Snapshots
+from .snapshots import portal_snapshots
 from .webhooks import webhook_routes
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -88,7 +88,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
     router.include_router(webhook_routes(services))
     pages = _environment()
 
-    snapshots = Snapshots()
+    snapshots = portal_snapshots()
 
     async def stored(
         request: Request, compute: Callable[[], Awaitable[bytes]], *, end: str | None, page: bool

@@ -212,7 +212,14 @@ def generate(template: Template, options: TemplateOptions | None = None) -> dict
         )
         service["system"] = system
 
-    options_page = {key: _field(key, prop, meta_titles) for key, prop in properties.items() if key not in SERVICE_KEYS}
+    # Values service:create fills in itself (where the repository and preview are): a form must not ask for
+    # them, and a default sent from the form would override what service:create knows.
+    platform_values = set(meta.get("platformValues") or []) if isinstance(meta, dict) else set()
+    options_page = {
+        key: _field(key, prop, meta_titles)
+        for key, prop in properties.items()
+        if key not in SERVICE_KEYS and key not in platform_values
+    }
 
     repo_url: dict[str, Any] = {
         "title": "Repository location",
