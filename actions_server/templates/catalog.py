@@ -31,8 +31,8 @@ from typing import Any, Literal
 from cookiecutter.environment import StrictEnvironment
 from cookiecutter.exceptions import CookiecutterException, NonTemplatedInputDirException
 from cookiecutter.find import find_template
+from jinja2 import FileSystemLoader, TemplateError
 from jinja2 import Template as JinjaTemplate
-from jinja2 import TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -153,6 +153,17 @@ class Template:
     def environment(self) -> StrictEnvironment:
         """cookiecutter's environment for this template: its `_extensions` and `_jinja2_env_vars`."""
         return self.new_environment({"cookiecutter": self.context})
+
+    @cached_property
+    def file_environment(self) -> StrictEnvironment:
+        """The environment generation renders the project's files with, keeping their compiled Jinja.
+
+        cookiecutter's loader paths, "." and "../templates" from inside the project template, made absolute.
+        """
+        environment = self.new_environment({"cookiecutter": self.context})
+        root = os.path.abspath(self.layout[0])
+        environment.loader = FileSystemLoader([root, os.path.join(root, os.pardir, "templates")])
+        return environment
 
     @property
     def environment_class(self) -> type[StrictEnvironment]:

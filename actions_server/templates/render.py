@@ -9,49 +9,23 @@ stay inside the workspace before anything is written.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import os
 import shutil
-import threading
 import traceback
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cookiecutter.generate
 from cookiecutter.exceptions import UndefinedVariableInTemplate
-from cookiecutter.generate import generate_files
 
 from ..errors import FieldError, PltfError, invalid_input
 from ..sandbox import Sandbox
-from .catalog import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, describe, template_imports
+from .catalog import HOOKS, TEMPLATE_ERRORS, Template, TemplateCatalog, describe
+from .generate import generate_files
 from .hooks import POST_GENERATE, PRE_GENERATE, pre_prompt, run_hook
-
-# cookiecutter changes the process's working directory while it generates, so
-# two renders at once in one process must take turns.
-_GENERATE_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _environment_of(template: Template) -> Iterator[None]:
-    """cookiecutter makes its Jinja environment itself: for an untrusted template, Jinja's sandboxed one.
-
-    An untrusted template's files, paths and defaults are code of its author's choosing; in a plain
-    environment `{{ cycler.__init__.__globals__.os.popen(...) }}` in any of them would run on the server.
-    Only under _GENERATE_LOCK, which every generate_files call holds.
-    """
-    if template.trusted:
-        yield
-        return
-    original = cookiecutter.generate.create_env_with_context
-    cookiecutter.generate.create_env_with_context = template.new_environment
-    try:
-        yield
-    finally:
-        cookiecutter.generate.create_env_with_context = original
 
 
 @dataclass
@@ -300,17 +274,10 @@ def _generate(
             # Inside the project directory, which exists and is empty, as cookiecutter runs it.
             for line in run_hook(PRE_GENERATE, template, project, names, hook_timeout, sandbox):
                 say(f"hook {PRE_GENERATE}: {line}")
-        with _GENERATE_LOCK, template_imports(template), _environment_of(template):
-            try:
-                generate_files(
-                    repo_dir=str(template.path),
-                    context=names,
-                    output_dir=str(output_dir),
-                    overwrite_if_exists=True,
-                    accept_hooks=False,
-                )
-            except TEMPLATE_ERRORS as exc:
-                raise _render_failure(template, exc) from None
+        try:
+            generate_files(template, names, output_dir)
+        except TEMPLATE_ERRORS as exc:
+            raise _render_failure(template, exc) from None
         if sandbox is not None:
             for line in run_hook(POST_GENERATE, template, project, names, hook_timeout, sandbox):
                 say(f"hook {POST_GENERATE}: {line}")
@@ -329,9 +296,10 @@ def _render_failure(template: Template, exc: Exception) -> PltfError:
     if isinstance(exc, UndefinedVariableInTemplate):
         message = f"{exc.message}: {exc.error.message}"
     where = _template_frame(exc)
-    if where is not None and not os.path.isabs(where):
-        # cookiecutter names files from inside the project template; the author knows them from its root.
-        where = os.path.normpath(f"{template.layout[0].name}/{where}")
+    root = os.path.abspath(template.path)
+    if where is not None and where.startswith(root + os.sep):
+        # Generation reads files by their absolute paths; the author knows them from the template's root.
+        where = os.path.relpath(where, root)
     return template.malformed(message, where)
 
 
