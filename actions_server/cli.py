@@ -55,6 +55,7 @@ def serve(
 
     from .app import create_app
     from .auth import load_tokens
+    from .db import connect
     from .http_timeouts import header_timeout_protocol
     from .storage import storage_problem
 
@@ -70,8 +71,12 @@ def serve(
     typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
     if generated is not None:
         typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
+    application = create_app(settings)  # configures the JSON log first
+    # Upgraded here, before serving, a database pltf cannot use stops it with one line rather than a
+    # traceback from the lifespan (which then finds the schema at the newest revision in one read).
+    connect(settings.resolved_database_url).dispose()
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         http=header_timeout_protocol(settings.header_timeout_seconds),

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from actions_server.app import create_app
 from actions_server.auth import hash_token
 from actions_server.services import declared_tables
-from conftest import ROOT, TOKEN, make_settings
+from conftest import ROOT, TOKEN, free_port, make_settings
 
 HEAD = "0002"
 TEAM_A = "group:default/team-a"
@@ -283,14 +283,24 @@ def test_tables_pltf_did_not_make_are_refused_and_left_as_they_were(database_url
     assert inspect(database).get_table_names() == ["workspaces"]
 
 
-def test_a_database_upgraded_by_a_newer_pltf_is_refused(database_url: str, database: Engine) -> None:
+def test_a_database_upgraded_by_a_newer_pltf_is_refused(tmp_path: Path, database_url: str, database: Engine) -> None:
     assert upgrade_json(database_url)["after"] == HEAD
     with database.begin() as conn:
         conn.execute(text("UPDATE alembic_version SET version_num = '9999'"))
 
+    refusal = "pltf: error: the database is at schema revision '9999', which this pltf does not know"
     result = pltf_db("upgrade", url=database_url)
-    assert result.returncode == 1
-    assert "the database is at schema revision '9999', which this pltf does not know" in result.stderr
+    assert result.returncode == 1 and refusal in result.stderr
+    served = subprocess.run(
+        [sys.executable, "-m", "actions_server.cli", "serve", "--port", str(free_port())],
+        env={**os.environ, "PLTF_DATABASE_URL": database_url, "PLTF_DATA_DIR": str(tmp_path / "data")},
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert served.returncode == 1 and refusal in served.stderr and "Traceback" not in served.stderr
     assert revision_of(database) == "9999"
 
 
