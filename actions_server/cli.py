@@ -58,6 +58,7 @@ def serve(
 
     from .app import create_app
     from .auth import TokenFileError, load_tokens
+    from .db import connect
     from .http_timeouts import header_timeout_protocol
     from .storage import storage_problem
 
@@ -76,8 +77,12 @@ def serve(
     typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
     if generated is not None:
         typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
+    application = create_app(settings)  # configures the JSON log first
+    # Upgraded here, before serving, a database pltf cannot use stops it with one line rather than a
+    # traceback from the lifespan (which then finds the schema at the newest revision in one read).
+    connect(settings.resolved_database_url).dispose()
     uvicorn.run(
-        create_app(settings),
+        application,
         host=settings.host,
         port=settings.port,
         http=header_timeout_protocol(settings.header_timeout_seconds),
@@ -459,6 +464,90 @@ def previews_destroy(
         error = result.get("error") or {}
         reason = error.get("message", "no reason given")
         raise PltfError(f"preview:destroy {result['status']}: {reason}", 1, "run_failed")
+
+
+# -- the database: pltf db current | upgrade | revision -m MESSAGE -------------------
+
+db_app = typer.Typer(help="The database's schema revision; `pltf serve` upgrades it on start.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+
+def _database_name(url: str) -> str:
+    """Which database, for the reader: never the user, password or query, which may hold a secret."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    return f"{parsed.get_backend_name()} {parsed.host + '/' if parsed.host else ''}{parsed.database or ''}"
+
+
+@db_app.command("current")
+def db_current(as_json: JsonOption = False) -> None:
+    """Print the database's schema revision and the newest this pltf has; change nothing."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    from .db import open_engine
+    from .migrations import current, head
+
+    url = Settings().resolved_database_url
+    parsed = make_url(url)
+    revision = None
+    # Opening a SQLite file that is not there would make one.
+    if parsed.get_backend_name() != "sqlite" or (parsed.database and Path(parsed.database).exists()):
+        engine = open_engine(url)
+        try:
+            revision = current(engine)
+        finally:
+            engine.dispose()
+    newest = head()
+    if as_json:
+        _print_json(
+            {"database": _database_name(url), "current": revision, "head": newest, "upToDate": revision == newest}
+        )
+    elif revision == newest:
+        typer.echo(f"{revision} (the newest)")
+    elif revision is None:
+        typer.echo(f"none: an empty database, or one from before migrations (the newest is {newest})")
+    else:
+        typer.echo(f"{revision} (the newest is {newest}: run pltf db upgrade, or start the server)")
+
+
+@db_app.command("upgrade")
+def db_upgrade(as_json: JsonOption = False) -> None:
+    """Bring the database's schema to the newest revision (as `pltf serve` does on start), keeping its rows."""
+    from .client import quiet_logging
+    from .db import open_engine
+    from .migrations import head, upgrade
+    from .redact import Redactor
+
+    settings = Settings()
+    quiet_logging(settings, Redactor())
+    if not settings.database_url:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.resolved_database_url)
+    try:
+        before = upgrade(engine)
+    finally:
+        engine.dispose()
+    after = head()
+    if as_json:
+        _print_json({"database": _database_name(settings.resolved_database_url), "before": before, "after": after})
+    elif before == after:
+        typer.echo(f"{after}: already the newest")
+    else:
+        typer.echo(f"{after}: upgraded from {before or 'an empty database, or one from before migrations'}")
+
+
+@db_app.command("revision")
+def db_revision(
+    message: Annotated[str, typer.Option("-m", "--message", help="What the revision changes, in a few words")],
+) -> None:
+    """For developers: write the next revision, from what the tables declared in code add to the revisions."""
+    from .migrations import write_revision
+    from .services import declared_tables
+
+    typer.echo(write_revision(message, declared_tables()))
 
 
 # -- service specs: pltf plan SPEC | pltf apply SPEC | pltf policies list ---------

@@ -17,6 +17,7 @@ import httpx
 from .auth import Caller, read_generated_token
 from .config import Settings
 from .errors import FieldError, PltfError
+from .redact import Redactor
 
 if TYPE_CHECKING:
     from .services import Services
@@ -78,16 +79,23 @@ def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.R
 def local_services(settings: Settings) -> Services:
     """The parts, built in this process for the CLI (which shows a run's own log, so the JSON log stays
     quiet unless PLTF_LOG_LEVEL asks otherwise)."""
-    from .logs import configure_logging
     from .services import Services
 
     if settings.replica_id is None:
         # Not the server's replica id: a server restarting must not take
         # this process's runs for its own leftovers.
         settings.replica_id = f"cli-{os.getpid()}"
-    services = Services.create(settings)
-    configure_logging(services.redactor, settings.log_level if "log_level" in settings.model_fields_set else "error")
-    return services
+    redactor = Redactor()
+    # Before the parts are built: opening the database may upgrade it, which is logged.
+    quiet_logging(settings, redactor)
+    return Services.create(settings, redactor)
+
+
+def quiet_logging(settings: Settings, redactor: Redactor) -> None:
+    """The JSON log of a CLI command, which prints what it did itself: errors only, unless PLTF_LOG_LEVEL is set."""
+    from .logs import configure_logging
+
+    configure_logging(redactor, settings.log_level if "log_level" in settings.model_fields_set else "error")
 
 
 class RemoteBackend:

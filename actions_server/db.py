@@ -1,4 +1,9 @@
-"""The relational schema, on SQLite by default or PostgreSQL for several replicas."""
+"""The relational schema, on SQLite by default or PostgreSQL for several replicas.
+
+`metadata` holds every table once the parts that declare theirs are imported
+(the composition root imports them all); the revisions in `migrations/` make
+the same tables, and tests/test_migrations.py checks that they agree.
+"""
 
 from __future__ import annotations
 
@@ -19,13 +24,11 @@ from sqlalchemy import (
     Text,
     create_engine,
     event,
-    inspect,
-    text,
 )
-from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.engine import Engine
 
 from .errors import PltfError
+from .migrations import upgrade
 
 metadata = MetaData()
 
@@ -95,6 +98,15 @@ def require_postgres_driver(setting: str) -> None:
 
 
 def connect(url: str) -> Engine:
+    """The database at `url`, its schema brought to the newest revision first."""
+    engine = open_engine(url)
+    # Every table is made, and changed, by the revisions in migrations/ (Alembic), not by `metadata`.
+    upgrade(engine)
+    return engine
+
+
+def open_engine(url: str) -> Engine:
+    """The database at `url` as it is: `pltf db current` reads its revision without upgrading it."""
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -109,45 +121,4 @@ def connect(url: str) -> Engine:
     else:
         require_postgres_driver("PLTF_DATABASE_URL")
         engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
-    _create_schema(engine)
     return engine
-
-
-def _create_schema(engine: Engine) -> None:
-    if engine.dialect.name == "postgresql":
-        # Replicas starting together would otherwise race on CREATE TABLE.
-        with engine.begin() as conn:
-            conn.execute(text("SELECT pg_advisory_xact_lock(874201)"))
-            metadata.create_all(conn)
-            _add_missing_columns(conn)
-        return
-    try:
-        with engine.begin() as conn:
-            metadata.create_all(conn)
-            _add_missing_columns(conn)
-    except DBAPIError:
-        # Another process made the same table or column at the same moment; the second pass finds it.
-        with engine.begin() as conn:
-            metadata.create_all(conn)
-            _add_missing_columns(conn)
-
-
-def _add_missing_columns(conn: Connection) -> None:
-    """Adds the nullable columns a newer version declares to tables an older one made.
-
-    `create_all` makes missing tables but never changes existing ones. Until
-    there are real migrations, a new column must be nullable to be added here.
-    """
-    inspector = inspect(conn)
-    preparer = conn.dialect.identifier_preparer
-    for table in metadata.sorted_tables:
-        if not inspector.has_table(table.name):
-            continue
-        present = {column["name"] for column in inspector.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present or not column.nullable:
-                continue
-            kind = column.type.compile(dialect=conn.dialect)
-            conn.execute(
-                text(f"ALTER TABLE {preparer.format_table(table)} ADD COLUMN {preparer.format_column(column)} {kind}")
-            )

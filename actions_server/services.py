@@ -9,11 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 from .catalog import Catalog, open_catalog
 from .config import PROJECT_ROOT, Settings
-from .db import connect
+from .db import connect, metadata
 from .errors import PltfError
 from .events import EventBus
 from .forges import ForgeRegistry
@@ -87,3 +88,12 @@ class Services:
         self.forges.close()
         self.catalog.close()
         self.engine.dispose()
+
+
+def declared_tables() -> MetaData:
+    """Every table the code declares, for comparing with what the revisions in migrations/ make.
+
+    One `MetaData` (db.py's): each part declares its tables on it when imported,
+    and this module imports every part.
+    """
+    return metadata

@@ -7,15 +7,16 @@ everything, and cancelling takes the right to run the run's action.
 
 from __future__ import annotations
 
-import sqlite3
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import previous_schema
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy import create_engine, text
 
 from actions_server.app import create_app
 from actions_server.auth import hash_token
@@ -159,15 +160,6 @@ def test_a_token_without_a_team_sees_only_its_own_runs(client: TestClient) -> No
     assert len(run_ids(client, "admin")) == 4
 
 
-OLD_RUNS_TABLE = """
-CREATE TABLE runs (
-    id VARCHAR(36) PRIMARY KEY, action VARCHAR(200) NOT NULL, status VARCHAR(16) NOT NULL,
-    dry_run BOOLEAN NOT NULL, input JSON, output JSON, error JSON, idempotency_key VARCHAR(400) UNIQUE,
-    request_hash VARCHAR(64) NOT NULL, caller VARCHAR(200) NOT NULL, replica VARCHAR(200) NOT NULL,
-    cancel_requested BOOLEAN NOT NULL, created_at FLOAT NOT NULL, started_at FLOAT, finished_at FLOAT,
-    heartbeat_at FLOAT
-)
-"""
 OLD_RUN = (
     "INSERT INTO runs VALUES ('old-run', 'cookiecutter:render', 'succeeded', FALSE, '{}', '{}', NULL, NULL,"
     " 'x', 'api-token', 'r', FALSE, 1.0, 1.0, 2.0, 2.0)"
@@ -178,20 +170,20 @@ OLD_RUN = (
 def test_a_database_from_before_teams_keeps_working(
     tmp_path: Path, database: str, request: pytest.FixtureRequest
 ) -> None:
-    """An existing install's runs table has no team column; starting adds it, and old runs stay readable."""
+    """An install of the last release before migrations has no runs.team; starting adds it (migration 0002),
+    and old runs stay readable, by admins only."""
     if database == "sqlite":
         settings = make_settings(tmp_path, token_file=token_file(tmp_path))
         settings.data_dir.mkdir(parents=True)
-        with sqlite3.connect(settings.data_dir / "pltf.db") as conn:
-            conn.executescript(f"{OLD_RUNS_TABLE};{OLD_RUN};")
+        url = f"sqlite:///{settings.data_dir / 'pltf.db'}"
     else:
-        import psycopg
-
         url = request.getfixturevalue("postgres_url")
         settings = make_settings(tmp_path, token_file=token_file(tmp_path), database_url=url)
-        with psycopg.connect(url, autocommit=True) as pg:
-            pg.execute(OLD_RUNS_TABLE)
-            pg.execute(OLD_RUN)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    previous_schema.metadata.create_all(engine)
+    with engine.begin() as conn:
+        conn.execute(text(OLD_RUN))
+    engine.dispose()
     with TestClient(create_app(settings)) as client:
         old = client.get("/v1/runs/old-run", headers=bearer("admin"))
         assert old.status_code == 200 and old.json()["team"] is None

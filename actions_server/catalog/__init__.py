@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from ..config import Settings
 from ..redact import Redactor
 from .base import Catalog, Query, Registration, preferred_entity_ref
-from .db import catalog_entities  # noqa: F401 - registers the tables on the shared metadata before connect()
+from .db import catalog_entities  # noqa: F401 - declares the tables on the shared metadata (db.py)
 
 
 def open_catalog(settings: Settings, engine: Engine, redactor: Redactor) -> Catalog:

@@ -1,4 +1,4 @@
-"""The embedded catalog's tables, on the shared metadata so `connect()` creates them.
+"""The embedded catalog's tables, on the shared metadata (db.py); the revisions in migrations/ make them.
 
 Entities are stored whole (JSON). Filtering uses `catalog_search`, one row
 per leaf field with lowercase key and value, as Backstage's own search table

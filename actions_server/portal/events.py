@@ -23,7 +23,7 @@ from sqlalchemy.exc import IntegrityError
 from ..logs import get_logger
 from . import normalize
 from .model import Normalised
-from .tables import changes, deployments, ensure_tables, incidents, push_commits, raw_events, service_info
+from .tables import changes, deployments, incidents, push_commits, raw_events, service_info
 
 MAX_DELIVERY_ID = 200
 
@@ -51,7 +51,6 @@ def body_digest(value: Any) -> str:
 def record(
     engine: Engine, source: str, delivery_id: str, event_type: str, payload: Any, normalised: Normalised
 ) -> Recorded:
-    ensure_tables(engine)
     delivery = delivery_id[:MAX_DELIVERY_ID]
     try:
         with engine.begin() as conn:

@@ -25,7 +25,7 @@ from sqlalchemy import and_, case, delete, func, select
 from ..logs import get_logger
 from .entities import ServiceView, directory
 from .model import DAY
-from .tables import ensure_tables, probes
+from .tables import probes
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -81,7 +81,6 @@ def loopback_target(url: str) -> tuple[str, dict[str, str]]:
 
 
 def _store(services: Services, results: list[dict[str, Any]]) -> None:
-    ensure_tables(services.engine)
     with services.engine.begin() as conn:
         conn.execute(probes.insert(), results)
         conn.execute(delete(probes).where(probes.c.time < time.time() - KEEP_PROBES_SECONDS))
@@ -105,7 +104,6 @@ def probe_uptime(services: Services, service: str, now: float) -> dict[str, Any]
 
 def probe_uptimes(services: Services, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
     """Uptime per window and the last probe of each service, in two queries whatever the number of services."""
-    ensure_tables(services.engine)
     wanted = sorted(set(names))
     out: dict[str, dict[str, Any]] = {
         name: {label: {"ratio": None, "probes": 0} for label in UPTIME_WINDOWS} | {"last": None} for name in wanted

@@ -26,7 +26,7 @@ from sqlalchemy import func, select
 from ..catalog.db import catalog_entities
 from ..forges.embedded import git_root
 from ..snapshots import Snapshots
-from .tables import ensure_tables, probes, raw_events
+from .tables import probes, raw_events
 
 if TYPE_CHECKING:
     from ..services import Services
@@ -73,7 +73,6 @@ def _repositories_state(root: str) -> Iterator[str]:
 
 def fingerprint(services: Services) -> str:
     """A digest that changes whenever anything the portal shows could have changed."""
-    ensure_tables(services.engine)
     digest = hashlib.sha256()
     with services.engine.connect() as conn:
         digest.update(repr(conn.execute(select(func.max(raw_events.c.id))).scalar()).encode())

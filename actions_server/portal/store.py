@@ -9,11 +9,10 @@ from sqlalchemy.engine import Engine
 
 from .dora import Dataset
 from .model import Deployment, Incident
-from .tables import changes, deployments, ensure_tables, incidents, push_commits, raw_events, service_info
+from .tables import changes, deployments, incidents, push_commits, raw_events, service_info
 
 
 def load_dataset(engine: Engine, services: set[str] | None = None) -> Dataset:
-    ensure_tables(engine)
     data = Dataset()
 
     def only(table: Any, column: str = "service") -> Any:
@@ -53,7 +52,6 @@ def load_dataset(engine: Engine, services: set[str] | None = None) -> Dataset:
 
 def event_services(engine: Engine) -> set[str]:
     """Every service any event named."""
-    ensure_tables(engine)
     query = union(
         select(deployments.c.service),
         select(changes.c.service),
@@ -65,13 +63,11 @@ def event_services(engine: Engine) -> set[str]:
 
 
 def service_rows(engine: Engine) -> dict[str, dict[str, Any]]:
-    ensure_tables(engine)
     with engine.connect() as conn:
         return {row["name"]: dict(row) for row in conn.execute(select(service_info)).mappings()}
 
 
 def raw_event_count(engine: Engine, source: str | None = None) -> int:
-    ensure_tables(engine)
     query = select(func.count()).select_from(raw_events)
     if source is not None:
         query = query.where(raw_events.c.source == source)

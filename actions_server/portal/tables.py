@@ -1,12 +1,8 @@
-"""The portal's tables, in the shared schema (`db.metadata`)."""
+"""The portal's tables, in the shared schema (`db.metadata`), made by the revisions in `migrations/`."""
 
 from __future__ import annotations
 
-import threading
-import weakref
-
 from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
-from sqlalchemy.engine import Engine
 
 from ..db import metadata
 
@@ -94,16 +90,3 @@ probes = Table(
     Column("error", String(300)),
     Index("ix_portal_probes_service_time", "service", "time"),
 )
-
-PORTAL_TABLES = [raw_events, changes, push_commits, deployments, incidents, service_info, probes]
-_ready: weakref.WeakSet[Engine] = weakref.WeakSet()
-_lock = threading.Lock()
-
-
-def ensure_tables(engine: Engine) -> None:
-    """Creates the portal's tables if this engine's schema was made before this module was imported."""
-    with _lock:
-        if engine in _ready:
-            return
-        metadata.create_all(engine, tables=PORTAL_TABLES)
-        _ready.add(engine)
