@@ -88,20 +88,81 @@ class RunList(BaseModel):
     runs: list[Run]
 
 
+class ActionSchemas(BaseModel):
+    input: dict[str, Any]
+    output: dict[str, Any]
+
+
+class ActionExample(BaseModel):
+    description: str
+    example: str = Field(description="A Backstage template step using the action, in YAML.")
+
+
+class ActionDescription(Open):
+    """The shape of Backstage's `GET /api/scaffolder/v2/actions` entries."""
+
+    id: str
+    description: str
+    schema_: ActionSchemas = Field(alias="schema")
+    examples: list[ActionExample]
+
+
 class ActionList(BaseModel):
-    actions: list[dict[str, Any]] = Field(description="Each: id, description, input and output JSON schemas, examples.")
+    actions: list[ActionDescription]
+
+
+class Template(Open):
+    name: str
+    version: str
+    description: str | None
+    trusted: bool
+    source: Any = Field(description="Where the template came from: local, or the source it was cloned from.")
+    schema_: dict[str, Any] | None = Field(alias="schema", description="The JSON schema of its values.")
 
 
 class TemplateList(BaseModel):
-    templates: list[dict[str, Any]]
+    templates: list[Template]
 
 
 class Workspace(Open):
+    id: str
+    runId: str | None
+    directory: str
+    files: Any
+    size: int | None
+    createdAt: float | None = Field(description="Seconds since the epoch.")
     archiveUrl: str
 
 
+class Preview(Open):
+    id: str
+    name: str
+    service: str | None
+    status: str = Field(description="starting, ready, failed, destroyed or expired")
+    detail: str | None
+    provider: str
+    previewUrl: str | None
+    pathUrl: str | None
+    namespace: str | None
+    repoUrl: str | None
+    ref: str | None
+    pullRequest: int | None
+    commit: str | None
+    owner: str | None
+    experiment: str | None
+    runId: str | None
+    replica: str | None
+    ttlSeconds: int | None
+    createdAt: str | None
+    readyAt: str | None
+    expiresAt: str | None
+    finishedAt: str | None
+    logs: Any = Field(None, description="The last logs of a preview that failed.")
+    logTail: Any = Field(None, description="Only on GET /v1/previews/{id} of an active preview.")
+
+
 class PreviewList(BaseModel):
-    previews: list[dict[str, Any]]
+    previews: list[Preview]
 
 
 class PreviewCollection(BaseModel):

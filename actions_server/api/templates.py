@@ -10,7 +10,7 @@ from fastapi.responses import Response
 
 from ..templates.catalog import find_template_or_404
 from .deps import Authed, SettingsDep, TemplatesDep, WorkspacesDep
-from .models import TemplateList, Workspace, errors
+from .models import Template, TemplateList, Workspace, errors
 
 router = APIRouter()
 
@@ -21,7 +21,7 @@ async def list_templates(_: Authed, templates: TemplatesDep) -> dict[str, Any]:
     return {"templates": [t.to_json() for t in found]}
 
 
-@router.get("/v1/templates/{name}", tags=["templates"], response_model=dict[str, Any], responses=errors(401, 404))
+@router.get("/v1/templates/{name}", tags=["templates"], response_model=Template, responses=errors(401, 404))
 async def get_template(name: str, _: Authed, templates: TemplatesDep) -> dict[str, Any]:
     return find_template_or_404(templates, name).to_json()
 
