@@ -300,7 +300,7 @@ def backstage_actions_router(
 
     @router.post(
         "/.backstage/actions/v1/actions/{registry_id}/invoke",
-        responses=backstage_errors(400, 401, 403, 404, 409, 413, 422, 504),
+        responses=backstage_errors(400, 401, 403, 404, 408, 409, 413, 422, 504),
     )
     async def invoke_v1(
         registry_id: str, request: Request, authorization: Annotated[str | None, Header()] = None
@@ -309,7 +309,7 @@ def backstage_actions_router(
 
     @router.post(
         "/.backstage/actions/v2/actions/{registry_id}/invoke",
-        responses=backstage_errors(400, 401, 403, 404, 409, 413, 422, 504),
+        responses=backstage_errors(400, 401, 403, 404, 408, 409, 413, 422, 504),
     )
     async def invoke_v2(
         registry_id: str, request: Request, authorization: Annotated[str | None, Header()] = None

@@ -187,8 +187,20 @@ class Facets(BaseModel):
     facets: dict[str, list[dict[str, Any]]]
 
 
+class Location(Open):
+    id: str
+    type: str
+    target: str
+
+
 class LocationEntry(BaseModel):
-    data: dict[str, Any]
+    data: Location
+
+
+class LocationRegistration(Open):
+    location: Location | dict[str, Any] = Field(description="Empty on a dry run of a location not registered yet.")
+    entities: list[dict[str, Any]]
+    exists: bool | None = Field(None, description="Only on a dry run: whether the location is registered already.")
 
 
 class RefreshAnswer(BaseModel):

@@ -21,7 +21,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..api.deps import Authed
-from ..api.models import EntityPage, Facets, LocationEntry, RefreshAnswer, errors
+from ..api.models import EntityPage, Facets, Location, LocationEntry, LocationRegistration, RefreshAnswer, errors
 from ..auth import Caller, TokenRegistry
 from ..errors import FieldError, PltfError, invalid_input, not_found
 from ..services import Services
@@ -110,7 +110,13 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         """Distinct values of fields and how many entities have each: `{facets: {key: [{value, count}]}}`."""
         return await anyio.to_thread.run_sync(services().catalog.facets, facet, filter)
 
-    @router.post("/locations", status_code=201, response_model=dict[str, Any], responses=errors(400, 403, 409, 413))
+    @router.post(
+        "/locations",
+        status_code=201,
+        response_model=LocationRegistration,
+        response_model_exclude_unset=True,
+        responses=errors(400, 403, 408, 409, 413),
+    )
     async def add_location(
         body: LocationInput,
         who: Authed,
@@ -133,7 +139,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         found = await anyio.to_thread.run_sync(services().catalog.locations)
         return [{"data": location} for location in found]
 
-    @router.get("/locations/{location_id}", response_model=dict[str, Any], responses=errors(404))
+    @router.get("/locations/{location_id}", response_model=Location, responses=errors(404))
     async def get_location(location_id: str) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(services().catalog.location, location_id)
 
@@ -143,7 +149,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         await anyio.to_thread.run_sync(services().catalog.delete_location, location_id, who)
         return Response(status_code=204)
 
-    @router.post("/refresh", response_model=RefreshAnswer, responses=errors(400, 403, 404, 413))
+    @router.post("/refresh", response_model=RefreshAnswer, responses=errors(400, 403, 404, 408, 413))
     async def refresh(body: RefreshInput, who: Authed) -> JSONResponse:
         """Re-reads the location the entity came from, now (Backstage: `POST /refresh {entityRef}`)."""
         may_register(who)

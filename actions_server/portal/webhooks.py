@@ -263,7 +263,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         response_model=Recorded,
         responses={
             200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 413, 422),
+            **errors(401, 408, 413, 422),
         },
     )
     async def github_webhook(
@@ -287,7 +287,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         response_model=Recorded,
         responses={
             200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 413, 422),
+            **errors(401, 408, 413, 422),
         },
     )
     async def gitlab_webhook(
@@ -314,7 +314,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         response_model=Recorded,
         responses={
             200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 413, 422),
+            **errors(401, 403, 408, 413, 422),
         },
     )
     async def argocd_webhook(request: Request) -> JSONResponse:
@@ -333,7 +333,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         response_model=Recorded,
         responses={
             200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 413, 422),
+            **errors(401, 403, 408, 413, 422),
         },
     )
     async def alertmanager_webhook(request: Request) -> JSONResponse:
@@ -352,7 +352,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         response_model=Recorded,
         responses={
             200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 413, 422),
+            **errors(401, 403, 408, 413, 422),
         },
         openapi_extra={
             "requestBody": {
