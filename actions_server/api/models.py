@@ -208,6 +208,29 @@ class RefreshAnswer(BaseModel):
     refreshed: bool
 
 
+class DeploymentFrequency(BaseModel):
+    perDay: float | None
+    bucket: str | None = Field(description="elite, high, medium or low; null without deploys")
+
+
+class MedianHours(BaseModel):
+    medianHours: float | None
+
+
+class Ratio(BaseModel):
+    ratio: float | None
+
+
+class Dora(Open):
+    """The four keys over a window; null where there is no data."""
+
+    deploymentFrequency: DeploymentFrequency
+    leadTimeForChanges: MedianHours
+    changeFailureRate: Ratio
+    timeToRestore: MedianHours
+    level: str | None
+
+
 class PortalServiceList(BaseModel):
     services: list[dict[str, Any]] = Field(description="Each: name, team, health, dora, scorecard, cost.")
 

@@ -21,7 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from ..api.deps import Authed
-from ..api.models import CostSummary, PortalServiceList, errors
+from ..api.models import CostSummary, Dora, PortalServiceList, errors
 from ..http_cache import cached_response
 from ..services import Services
 from . import cost, health, report
@@ -115,7 +115,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
     # The answers are stored bytes (see `stored`); response_model keeps their documented shape.
     api = APIRouter(prefix="/v1", tags=["portal"], responses=errors(401, 422))
 
-    @api.get("/services/{name}/dora", response_model=dict[str, Any], responses=errors(404))
+    @api.get("/services/{name}/dora", response_model=Dora, responses=errors(404))
     async def service_dora(request: Request, name: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys of one service: null where there is no data."""
         seconds, until = parse_window(window), parse_end(end)
@@ -126,7 +126,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/teams/{team}/dora", response_model=dict[str, Any], responses=errors(404))
+    @api.get("/teams/{team}/dora", response_model=Dora, responses=errors(404))
     async def team_dora(request: Request, team: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over all the services a team owns, pooled."""
         seconds, until = parse_window(window), parse_end(end)
@@ -138,7 +138,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/dora", response_model=dict[str, Any])
+    @api.get("/dora", response_model=Dora)
     async def portfolio_dora(request: Request, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over every service (the portfolio)."""
         seconds, until = parse_window(window), parse_end(end)
