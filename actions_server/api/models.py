@@ -170,7 +170,7 @@ class PreviewCollection(BaseModel):
     log: list[str]
 
 
-class PageInfo(BaseModel):
+class PageInfo(Open):
     nextCursor: str | None = None
     prevCursor: str | None = None
 
@@ -183,7 +183,7 @@ class EntityPage(Open):
     pageInfo: PageInfo
 
 
-class Facets(BaseModel):
+class Facets(Open):
     facets: dict[str, list[dict[str, Any]]]
 
 
