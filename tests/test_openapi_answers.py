@@ -98,7 +98,8 @@ def test_errors_answer_with_the_documented_error_body(client: TestClient, docume
         assert body["error"]["status"] == response.status_code
 
 
-def test_catalog_and_portal_answers_are_as_documented(client: TestClient, document: dict[str, Any]) -> None:
+def test_catalog_portal_and_readiness_answers_are_as_documented(client: TestClient, document: dict[str, Any]) -> None:
+    assert assert_documented(document, client.get("/readyz"))["status"] == "ready"
     page = assert_documented(document, client.get("/api/catalog/entities/by-query", params={"limit": 1}))
     assert page["totalItems"] == len(page["items"]) == 0
     assert_documented(document, client.get("/api/catalog/entity-facets", params={"facet": "kind"}))

@@ -170,6 +170,14 @@ class PreviewCollection(BaseModel):
     log: list[str]
 
 
+class Entity(Open):
+    """A catalog entity as Backstage answers it, with its relations."""
+
+    apiVersion: str
+    kind: str
+    metadata: dict[str, Any]
+
+
 class PageInfo(Open):
     nextCursor: str | None = None
     prevCursor: str | None = None
@@ -257,3 +265,10 @@ BACKSTAGE_ERROR = {
 def backstage_errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The `responses=` of an operation of Backstage's actions registry, which answers in Backstage's error shape."""
     return {status: BACKSTAGE_ERROR for status in statuses}
+
+
+class Readiness(Open):
+    """Whether this replica can serve, and the sandbox hooks and previews get (or why they are refused)."""
+
+    status: str = Field(description="ready, or unavailable")
+    reason: str | None = Field(None, description="Why it is unavailable: the database error or the storage problem.")

@@ -21,7 +21,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..api.deps import Authed
-from ..api.models import EntityPage, Facets, Location, LocationEntry, LocationRegistration, RefreshAnswer, errors
+from ..api.models import (
+    Entity,
+    EntityPage,
+    Facets,
+    Location,
+    LocationEntry,
+    LocationRegistration,
+    RefreshAnswer,
+    errors,
+)
 from ..auth import Caller, TokenRegistry
 from ..errors import FieldError, PltfError, invalid_input, not_found
 from ..services import Services
@@ -82,7 +91,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         if not who.may_run(REGISTER_ACTION):
             raise PltfError(f"this token may not run {REGISTER_ACTION}", 403, "forbidden")
 
-    @router.get("/entities/by-name/{kind}/{namespace}/{name}", response_model=dict[str, Any], responses=errors(404))
+    @router.get("/entities/by-name/{kind}/{namespace}/{name}", response_model=Entity, responses=errors(404))
     async def entity_by_name(kind: str, namespace: str, name: str) -> dict[str, Any]:
         """One entity, with its relations; 404 if there is none."""
         found = await anyio.to_thread.run_sync(services().catalog.entity, kind, namespace, name)
