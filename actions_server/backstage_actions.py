@@ -33,6 +33,7 @@ from fastapi import APIRouter, Header, Request
 from fastapi.responses import JSONResponse
 
 from .action import Action
+from .api.models import backstage_errors
 from .auth import Caller, TokenRegistry, token_from_authorization
 from .catalog.model import RefError, parse_ref
 from .config import Settings
@@ -240,7 +241,7 @@ def backstage_actions_router(
         # Backstage asks a plugin for its keys before trusting tokens from it; pltf issues none.
         return {"keys": []}
 
-    @router.get("/.backstage/actions/v1/actions")
+    @router.get("/.backstage/actions/v1/actions", responses=backstage_errors(401))
     async def list_registry_actions(
         request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
@@ -297,13 +298,19 @@ def backstage_actions_router(
             return backstage_error(request, error)
         return JSONResponse({"output": run.get("output") or {}})
 
-    @router.post("/.backstage/actions/v1/actions/{registry_id}/invoke")
+    @router.post(
+        "/.backstage/actions/v1/actions/{registry_id}/invoke",
+        responses=backstage_errors(400, 401, 403, 404, 408, 409, 413, 422, 504),
+    )
     async def invoke_v1(
         registry_id: str, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:
         return await invoke(request, registry_id, authorization, wrapped=False)
 
-    @router.post("/.backstage/actions/v2/actions/{registry_id}/invoke")
+    @router.post(
+        "/.backstage/actions/v2/actions/{registry_id}/invoke",
+        responses=backstage_errors(400, 401, 403, 404, 408, 409, 413, 422, 504),
+    )
     async def invoke_v2(
         registry_id: str, request: Request, authorization: Annotated[str | None, Header()] = None
     ) -> JSONResponse:

@@ -13,6 +13,7 @@ from sqlalchemy import text
 from ..sandbox import sandbox_summary
 from ..storage import storage_problem
 from .deps import DatabaseDep, MetricsDep, SettingsDep
+from .models import Readiness
 
 STORAGE_PROBE_SECONDS = 1.0
 
@@ -33,7 +34,12 @@ def _storage_checked(request: Request) -> dict[str, Any]:
     return checked
 
 
-@router.get("/readyz", tags=["ops"])
+@router.get(
+    "/readyz",
+    tags=["ops"],
+    response_model=Readiness,
+    responses={503: {"model": Readiness, "description": "Not ready; reason says why"}},
+)
 async def readyz(request: Request, settings: SettingsDep, database: DatabaseDep) -> JSONResponse:
     def ping() -> None:
         with database.connect() as conn:

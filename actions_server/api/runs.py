@@ -16,6 +16,7 @@ from ..config import Settings
 from ..errors import FieldError, PltfError, invalid_input
 from ..runs import STATUSES, TERMINAL
 from .deps import Authed, EngineDep, SettingsDep
+from .models import ActionList, Run, RunList, errors
 
 MAX_WAIT_SECONDS = 600.0
 # Log sequence numbers are stored as 64-bit integers; a larger id can only be hostile.
@@ -38,13 +39,13 @@ RUN_BODY_SCHEMA = {
 router = APIRouter()
 
 
-@router.get("/v1/actions", tags=["actions"])
+@router.get("/v1/actions", tags=["actions"], response_model=ActionList, responses=errors(401))
 async def list_actions(_: Authed, engine: EngineDep) -> dict[str, Any]:
     found = engine.actions.values()
     return {"actions": await anyio.to_thread.run_sync(lambda: [a.describe(engine.services) for a in found])}
 
 
-@router.get("/v1/actions/{action_id}", tags=["actions"])
+@router.get("/v1/actions/{action_id}", tags=["actions"], response_model=ActionList, responses=errors(401, 404))
 async def get_action(action_id: str, _: Authed, engine: EngineDep) -> dict[str, Any]:
     action = engine.action(action_id)
     return {"actions": [await anyio.to_thread.run_sync(action.describe, engine.services)]}
@@ -54,7 +55,11 @@ async def get_action(action_id: str, _: Authed, engine: EngineDep) -> dict[str, 
     "/v1/actions/{action_id}/runs",
     tags=["actions"],
     openapi_extra={"requestBody": {"required": True, "content": {"application/json": {"schema": RUN_BODY_SCHEMA}}}},
-    responses={202: {"description": "Still running; follow Location"}, 422: {"description": "Invalid input"}},
+    response_model=Run,
+    responses={
+        202: {"model": Run, "description": "Still running; follow Location"},
+        **errors(401, 403, 404, 408, 409, 413, 422),
+    },
 )
 async def start_run(
     action_id: str,
@@ -84,7 +89,9 @@ async def start_run(
     return JSONResponse(_with_links(run, settings), status_code=status, headers=headers)
 
 
-@router.get("/v1/runs", tags=["runs"])
+@router.get(
+    "/v1/runs", tags=["runs"], response_model=RunList, response_model_exclude_unset=True, responses=errors(401, 422)
+)
 async def list_runs(
     who: Authed,
     engine: EngineDep,
@@ -99,12 +106,24 @@ async def list_runs(
     return {"runs": [_with_links(run, settings) for run in found]}
 
 
-@router.get("/v1/runs/{run_id}", tags=["runs"])
+@router.get(
+    "/v1/runs/{run_id}",
+    tags=["runs"],
+    response_model=Run,
+    response_model_exclude_unset=True,
+    responses=errors(401, 404),
+)
 async def get_run(run_id: str, who: Authed, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     return _with_links(await anyio.to_thread.run_sync(engine.get, run_id, True, who), settings)
 
 
-@router.post("/v1/runs/{run_id}/cancel", tags=["runs"])
+@router.post(
+    "/v1/runs/{run_id}/cancel",
+    tags=["runs"],
+    response_model=Run,
+    response_model_exclude_unset=True,
+    responses=errors(401, 403, 404, 409),
+)
 async def cancel_run(run_id: str, who: Authed, engine: EngineDep, settings: SettingsDep) -> dict[str, Any]:
     return _with_links(await anyio.to_thread.run_sync(engine.cancel, run_id, who), settings)
 
@@ -113,7 +132,10 @@ async def cancel_run(run_id: str, who: Authed, engine: EngineDep, settings: Sett
     "/v1/runs/{run_id}/events",
     tags=["runs"],
     response_class=EventSourceResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "log events, then a completion event"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "log events, then a completion event"},
+        **errors(401, 404, 422),
+    },
 )
 async def run_events(
     run_id: str,

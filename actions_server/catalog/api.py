@@ -21,6 +21,16 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..api.deps import Authed
+from ..api.models import (
+    Entity,
+    EntityPage,
+    Facets,
+    Location,
+    LocationEntry,
+    LocationRegistration,
+    RefreshAnswer,
+    errors,
+)
 from ..auth import Caller, TokenRegistry
 from ..errors import FieldError, PltfError, invalid_input, not_found
 from ..services import Services
@@ -70,13 +80,18 @@ def target_of(body: LocationInput) -> str:
 
 
 def catalog_api(services: Callable[[], Services]) -> APIRouter:
-    router = APIRouter(prefix="/api/catalog", tags=["catalog"], dependencies=[Depends(read_access_for(services))])
+    router = APIRouter(
+        prefix="/api/catalog",
+        tags=["catalog"],
+        dependencies=[Depends(read_access_for(services))],
+        responses=errors(401, 422),
+    )
 
     def may_register(who: Caller) -> None:
         if not who.may_run(REGISTER_ACTION):
             raise PltfError(f"this token may not run {REGISTER_ACTION}", 403, "forbidden")
 
-    @router.get("/entities/by-name/{kind}/{namespace}/{name}")
+    @router.get("/entities/by-name/{kind}/{namespace}/{name}", response_model=Entity, responses=errors(404))
     async def entity_by_name(kind: str, namespace: str, name: str) -> dict[str, Any]:
         """One entity, with its relations; 404 if there is none."""
         found = await anyio.to_thread.run_sync(services().catalog.entity, kind, namespace, name)
@@ -84,7 +99,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
             raise not_found(f"no {kind}:{namespace}/{name} in the catalog")
         return found
 
-    @router.get("/entities/by-query")
+    @router.get("/entities/by-query", response_model=EntityPage, response_model_exclude_unset=True)
     async def entities_by_query(
         filter: Annotated[list[str], Query(description="key=value,key=value; repeat for OR")] = [],  # noqa: A002, B006
         fields: Annotated[list[str], Query(description="dotted paths to return, comma-separated")] = [],  # noqa: B006
@@ -96,7 +111,7 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         query = EntityQuery(filter, split_list_params(fields), orderField, limit, cursor)
         return await anyio.to_thread.run_sync(services().catalog.query, query)
 
-    @router.get("/entity-facets")
+    @router.get("/entity-facets", response_model=Facets)
     async def entity_facets(
         facet: Annotated[list[str], Query(min_length=1)],
         filter: Annotated[list[str], Query()] = [],  # noqa: A002, B006
@@ -104,7 +119,13 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         """Distinct values of fields and how many entities have each: `{facets: {key: [{value, count}]}}`."""
         return await anyio.to_thread.run_sync(services().catalog.facets, facet, filter)
 
-    @router.post("/locations", status_code=201)
+    @router.post(
+        "/locations",
+        status_code=201,
+        response_model=LocationRegistration,
+        response_model_exclude_unset=True,
+        responses=errors(400, 403, 408, 409, 413),
+    )
     async def add_location(
         body: LocationInput,
         who: Authed,
@@ -121,23 +142,23 @@ def catalog_api(services: Callable[[], Services]) -> APIRouter:
         )
         return registration.to_json(dryRun)
 
-    @router.get("/locations")
+    @router.get("/locations", response_model=list[LocationEntry])
     async def list_locations() -> list[dict[str, Any]]:
         """Backstage's shape: `[{data: {id, type, target}}]`."""
         found = await anyio.to_thread.run_sync(services().catalog.locations)
         return [{"data": location} for location in found]
 
-    @router.get("/locations/{location_id}")
+    @router.get("/locations/{location_id}", response_model=Location, responses=errors(404))
     async def get_location(location_id: str) -> dict[str, Any]:
         return await anyio.to_thread.run_sync(services().catalog.location, location_id)
 
-    @router.delete("/locations/{location_id}", status_code=204)
+    @router.delete("/locations/{location_id}", status_code=204, responses=errors(403, 404))
     async def delete_location(location_id: str, who: Authed) -> Response:
         may_register(who)
         await anyio.to_thread.run_sync(services().catalog.delete_location, location_id, who)
         return Response(status_code=204)
 
-    @router.post("/refresh")
+    @router.post("/refresh", response_model=RefreshAnswer, responses=errors(400, 403, 404, 408, 413))
     async def refresh(body: RefreshInput, who: Authed) -> JSONResponse:
         """Re-reads the location the entity came from, now (Backstage: `POST /refresh {entityRef}`)."""
         may_register(who)

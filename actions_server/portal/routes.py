@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from markupsafe import Markup
 
 from ..api.deps import Authed
+from ..api.models import CostSummary, Dora, PortalServiceList, errors
 from ..http_cache import cached_response
 from ..services import Services
 from . import cost, health, report
@@ -112,9 +113,9 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
     # -- JSON API -------------------------------------------------------------
 
     # The answers are stored bytes (see `stored`); response_model keeps their documented shape.
-    api = APIRouter(prefix="/v1", tags=["portal"])
+    api = APIRouter(prefix="/v1", tags=["portal"], responses=errors(401, 422))
 
-    @api.get("/services/{name}/dora", response_model=dict[str, Any])
+    @api.get("/services/{name}/dora", response_model=Dora, responses=errors(404))
     async def service_dora(request: Request, name: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys of one service: null where there is no data."""
         seconds, until = parse_window(window), parse_end(end)
@@ -125,7 +126,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/teams/{team}/dora", response_model=dict[str, Any])
+    @api.get("/teams/{team}/dora", response_model=Dora, responses=errors(404))
     async def team_dora(request: Request, team: str, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over all the services a team owns, pooled."""
         seconds, until = parse_window(window), parse_end(end)
@@ -137,7 +138,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/dora", response_model=dict[str, Any])
+    @api.get("/dora", response_model=Dora)
     async def portfolio_dora(request: Request, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """The four keys over every service (the portfolio)."""
         seconds, until = parse_window(window), parse_end(end)
@@ -148,7 +149,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services", response_model=dict[str, Any])
+    @api.get("/services", response_model=PortalServiceList)
     async def list_portal_services(request: Request, _: Authed, window: Window = "30d", end: End = None) -> Response:
         """Every service with its team, health, DORA level, scorecard level and cost."""
         seconds, until = parse_window(window), parse_end(end)
@@ -186,7 +187,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/health", response_model=dict[str, Any])
+    @api.get("/services/{name}/health", response_model=dict[str, Any], responses=errors(404))
     async def service_health(request: Request, name: str, _: Authed, end: End = None) -> Response:
         """Uptime over 24 h, 7 d and 30 d; SLO status and the error budget left."""
         until = parse_end(end)
@@ -197,7 +198,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/scorecard", response_model=dict[str, Any])
+    @api.get("/services/{name}/scorecard", response_model=dict[str, Any], responses=errors(404))
     async def service_scorecard(request: Request, name: str, _: Authed, end: End = None) -> Response:
         """Every rule's result with how to fix it, and the level reached."""
         until = parse_end(end)
@@ -208,7 +209,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute, end)
 
-    @api.get("/services/{name}/cost", response_model=dict[str, Any])
+    @api.get("/services/{name}/cost", response_model=dict[str, Any], responses=errors(404))
     async def service_cost(request: Request, name: str, _: Authed, window: Window = "30d") -> Response:
         """Cost per env over the window, the month's forecast, budgets and warnings."""
         seconds = parse_window(window)
@@ -220,7 +221,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored_json(request, compute)
 
-    @api.get("/costs", response_model=dict[str, Any])
+    @api.get("/costs", response_model=CostSummary)
     async def costs(
         request: Request,
         _: Authed,
@@ -259,7 +260,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
         query = f"?{urlencode(params)}" if params else ""
         return pages.get_template(template).render(window=window, end_param=end, query=query, **context).encode()
 
-    @router.get("/", response_class=HTMLResponse, tags=["portal: pages"])
+    @router.get("/", response_class=HTMLResponse, tags=["portal: pages"], responses=errors(422))
     async def home_page(request: Request, window: Window = "30d", end: End = None) -> Response:
         seconds, until = parse_window(window), parse_end(end)
 
@@ -269,7 +270,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored(request, compute, end=end, page=True)
 
-    @router.get("/services/{name}", response_class=HTMLResponse, tags=["portal: pages"])
+    @router.get("/services/{name}", response_class=HTMLResponse, tags=["portal: pages"], responses=errors(404, 422))
     async def service_page(request: Request, name: str, window: Window = "30d", end: End = None) -> Response:
         seconds, until = parse_window(window), parse_end(end)
 
@@ -279,7 +280,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
 
         return await stored(request, compute, end=end, page=True)
 
-    @router.get("/teams/{team}", response_class=HTMLResponse, tags=["portal: pages"])
+    @router.get("/teams/{team}", response_class=HTMLResponse, tags=["portal: pages"], responses=errors(404, 422))
     async def team_page(request: Request, team: str, window: Window = "30d", end: End = None) -> Response:
         seconds, until = parse_window(window), parse_end(end)
 

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from pydantic import SecretStr as _SecretStr
 
 from ..api.deps import Authed
+from ..api.models import Recorded, errors
 from ..auth import Caller, token_from_authorization
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
 from ..services import Services
@@ -256,7 +257,15 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         done = await anyio.to_thread.run_sync(record, engine, source, delivery, event_type, payload, normalised)
         return JSONResponse(done.to_json(), status_code=200 if done.duplicate else 202)
 
-    @router.post("/webhooks/github", status_code=202)
+    @router.post(
+        "/webhooks/github",
+        status_code=202,
+        response_model=Recorded,
+        responses={
+            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
+            **errors(401, 408, 413, 422),
+        },
+    )
     async def github_webhook(
         request: Request,
         x_github_event: Annotated[str | None, Header()] = None,
@@ -272,7 +281,15 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         normalised = normalize.github(event_type, payload, settings.deploy_workflow_pattern)
         return await store("github", x_github_delivery or body_digest(payload), event_type, payload, normalised)
 
-    @router.post("/webhooks/gitlab", status_code=202)
+    @router.post(
+        "/webhooks/gitlab",
+        status_code=202,
+        response_model=Recorded,
+        responses={
+            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
+            **errors(401, 408, 413, 422),
+        },
+    )
     async def gitlab_webhook(
         request: Request,
         x_gitlab_token: Annotated[str | None, Header()] = None,
@@ -291,7 +308,15 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         delivery = x_gitlab_event_uuid or request.headers.get("idempotency-key") or body_digest(payload)
         return await store("gitlab", delivery, event_type, payload, normalize.gitlab(event_type, payload))
 
-    @router.post("/webhooks/argocd", status_code=202)
+    @router.post(
+        "/webhooks/argocd",
+        status_code=202,
+        response_model=Recorded,
+        responses={
+            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
+            **errors(401, 403, 408, 413, 422),
+        },
+    )
     async def argocd_webhook(request: Request) -> JSONResponse:
         """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
         caller = _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
@@ -302,7 +327,15 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
             await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
         return await store("argocd", delivery, "sync", payload, normalised)
 
-    @router.post("/webhooks/alertmanager", status_code=202)
+    @router.post(
+        "/webhooks/alertmanager",
+        status_code=202,
+        response_model=Recorded,
+        responses={
+            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
+            **errors(401, 403, 408, 413, 422),
+        },
+    )
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
         caller = _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
@@ -316,6 +349,11 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     @router.post(
         "/v1/events",
         status_code=202,
+        response_model=Recorded,
+        responses={
+            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
+            **errors(401, 403, 408, 413, 422),
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,

@@ -13,6 +13,7 @@ import anyio
 from fastapi import APIRouter, Query
 
 from ..api.deps import Authed
+from ..api.models import Preview, PreviewCollection, PreviewList, errors
 from ..errors import PltfError, invalid_input
 from ..logs import get_logger
 from ..services import Services
@@ -28,7 +29,7 @@ def preview_routes(state: dict[str, Any]) -> APIRouter:
     def services() -> Services:
         return state["services"]  # type: ignore[no-any-return]
 
-    @router.get("")
+    @router.get("", response_model=PreviewList, response_model_exclude_unset=True, responses=errors(401, 422))
     async def list_previews(
         who: Authed,
         status: Annotated[
@@ -42,12 +43,12 @@ def preview_routes(state: dict[str, Any]) -> APIRouter:
         manager = services().previews.get(services())
         return {"previews": await anyio.to_thread.run_sync(manager.list_previews, status, service, limit, who)}
 
-    @router.get("/{preview_id}")
+    @router.get("/{preview_id}", response_model=Preview, response_model_exclude_unset=True, responses=errors(401, 404))
     async def get_preview(preview_id: str, who: Authed) -> dict[str, Any]:
         manager = services().previews.get(services())
         return await anyio.to_thread.run_sync(manager.get, preview_id, who)
 
-    @router.post("/gc")
+    @router.post("/gc", response_model=PreviewCollection, responses=errors(401, 403))
     async def collect(who: Authed) -> dict[str, Any]:
         if not who.may_run("preview:destroy"):
             raise PltfError("this token may not run preview:destroy", 403, "forbidden")
