@@ -30,6 +30,9 @@ async function freePort() {
 
 async function startPltf() {
   const data = await fsp.mkdtemp(path.join(os.tmpdir(), 'pltf-module-data-'));
+  // Runs' workspaces go here, where the test can see what a hook leaves in its own directory.
+  const runs = path.join(data, 'runs');
+  await fsp.mkdir(runs);
   const port = await freePort();
   const log = fs.openSync(path.join(data, 'pltf.log'), 'a');
   const child = spawn(PYTHON, ['-m', 'actions_server.cli', 'serve'], {
@@ -41,6 +44,7 @@ async function startPltf() {
       PLTF_TEMPLATES_DIR: path.join(REPO, 'tests', 'fixtures', 'templates'),
       PLTF_API_TOKEN: TOKEN,
       PLTF_HOOK_TIMEOUT_SECONDS: '30',
+      TMPDIR: runs,
     },
     stdio: ['ignore', log, log],
     detached: true,
@@ -58,6 +62,7 @@ async function startPltf() {
   return {
     url,
     data,
+    runs,
     stop() {
       try {
         process.kill(-(/** @type {number} */ (child.pid)), 'SIGTERM');
@@ -176,29 +181,36 @@ test('the module against a real pltf', { skip: !python && `no pltf Python at ${P
   });
 
   await t.test('cancelling the step cancels the run', async () => {
-    // The template's hook announces itself on this gate and waits for a byte: the run is
-    // certainly going while the step is cancelled, and goes on (to notice the cancel) when let go.
-    /** @type {net.Socket[]} */
-    const waiting = [];
-    const gate = net.createServer(socket => waiting.push(socket));
-    await new Promise(resolve => gate.listen(0, '127.0.0.1', resolve));
-    t.after(() => gate.close());
-    const address = `127.0.0.1:${/** @type {net.AddressInfo} */ (gate.address()).port}`;
+    // The template's hook leaves `hook-started` in its own directory (hooks have no network) and waits for
+    // `hook-go` beside it: the run is certainly going while the step is cancelled, and goes on (to notice
+    // the cancel) when let go.
+    const started = () => {
+      try {
+        return fs
+          .readdirSync(pltf.runs, { recursive: true })
+          .map(String)
+          .filter(name => path.basename(name) === 'hook-started')
+          .map(name => path.join(pltf.runs, name));
+      } catch {
+        return []; // a run's directory went while it was read: look again
+      }
+    };
     const controller = new AbortController();
-    const ctx = context(os.tmpdir(), { template: 'blocking-hook', values: { name: 'slow', gate: address } }, {
+    const ctx = context(os.tmpdir(), { template: 'blocking-hook', values: { name: 'slow', gate: 'files' } }, {
       task: { id: 'cancel-1' },
       signal: controller.signal,
     });
     const running = render.handler(ctx);
-    for (const started = Date.now(); !waiting.length && Date.now() - started < 20000; ) {
+    for (const since = Date.now(); !started().length && Date.now() - since < 20000; ) {
       await new Promise(resolve => setTimeout(resolve, 20));
     }
+    const waiting = started();
     assert.ok(waiting.length && ctx.outputs.runId, 'the run is in its hook');
     controller.abort();
     await assert.rejects(running, new RegExp(`cancelled pltf run ${ctx.outputs.runId}`));
-    for (const socket of waiting) socket.end('x');
+    for (const marker of waiting) fs.writeFileSync(path.join(path.dirname(marker), 'hook-go'), 'go\n');
     let run = await client.getRun(ctx.outputs.runId);
-    for (const started = Date.now(); run.status === 'running' && Date.now() - started < 20000; ) {
+    for (const since = Date.now(); run.status === 'running' && Date.now() - since < 20000; ) {
       await new Promise(resolve => setTimeout(resolve, 50));
       run = await client.getRun(ctx.outputs.runId);
     }
