@@ -249,6 +249,11 @@ def authorize_events(services: Services, caller: Caller, normalised: Normalised)
 # -- routes ---------------------------------------------------------------------
 
 
+def _delivery_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """A delivery's answers besides 202: 200 for one already recorded, and its error statuses."""
+    return {200: {"model": Recorded, "description": "Already recorded (the same delivery)"}, **errors(*statuses)}
+
+
 def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     router = APIRouter(tags=["portal: events"])
 
@@ -261,10 +266,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         "/webhooks/github",
         status_code=202,
         response_model=Recorded,
-        responses={
-            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 408, 413, 422),
-        },
+        responses=_delivery_answers(401, 408, 413, 422),
     )
     async def github_webhook(
         request: Request,
@@ -285,10 +287,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         "/webhooks/gitlab",
         status_code=202,
         response_model=Recorded,
-        responses={
-            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 408, 413, 422),
-        },
+        responses=_delivery_answers(401, 408, 413, 422),
     )
     async def gitlab_webhook(
         request: Request,
@@ -312,10 +311,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         "/webhooks/argocd",
         status_code=202,
         response_model=Recorded,
-        responses={
-            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 408, 413, 422),
-        },
+        responses=_delivery_answers(401, 403, 408, 413, 422),
     )
     async def argocd_webhook(request: Request) -> JSONResponse:
         """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
@@ -331,10 +327,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         "/webhooks/alertmanager",
         status_code=202,
         response_model=Recorded,
-        responses={
-            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 408, 413, 422),
-        },
+        responses=_delivery_answers(401, 403, 408, 413, 422),
     )
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
@@ -350,10 +343,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         "/v1/events",
         status_code=202,
         response_model=Recorded,
-        responses={
-            200: {"model": Recorded, "description": "Already recorded (the same delivery)"},
-            **errors(401, 403, 408, 413, 422),
-        },
+        responses=_delivery_answers(401, 403, 408, 413, 422),
         openapi_extra={
             "requestBody": {
                 "required": True,
