@@ -7,6 +7,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from sqlalchemy.exc import OperationalError
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
 from .config import Settings
@@ -74,13 +75,13 @@ def serve(
         _, generated = load_tokens(settings)
     except TokenFileError as exc:
         raise PltfError(f"cannot start: {exc}", 1, "config") from None
-    typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
-    if generated is not None:
-        typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
     application = create_app(settings)  # configures the JSON log first
     # Upgraded here, before serving, a database pltf cannot use stops it with one line rather than a
     # traceback from the lifespan (which then finds the schema at the newest revision in one read).
     connect(settings.resolved_database_url).dispose()
+    typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
+    if generated is not None:
+        typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
     uvicorn.run(
         application,
         host=settings.host,
@@ -742,6 +743,12 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("pltf: interrupted", err=True)
         sys.exit(130)
+    except OperationalError as exc:
+        # The driver's first line says why (refused, unknown database); SQLAlchemy's text adds a traceback's
+        # worth of context and a link. The driver never repeats a password.
+        reason = str(exc.orig or exc).strip().splitlines()[0] if str(exc.orig or exc).strip() else type(exc).__name__
+        typer.echo(f"pltf: error: cannot use the database: {reason}", err=True)
+        sys.exit(1)
     sys.exit(code if isinstance(code, int) else 0)
 
 

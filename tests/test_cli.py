@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import FIXTURE_TEMPLATES, ServerProcess
 
 
@@ -130,3 +132,15 @@ def test_serve_with_a_bad_token_file_exits_with_one_clear_line(tmp_path: Path, s
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"pltf: error: cannot start: token file {token_file}"), done.stderr
     assert "pltf_plaintext" not in done.stderr
+
+
+@pytest.mark.parametrize("command", [["db", "current"], ["serve"]])
+def test_an_unreachable_database_is_one_line_without_its_password(
+    tmp_path: Path, server_env: dict[str, str], command: list[str]
+) -> None:
+    unreachable = "postgresql://pltf:hunter2-secret@127.0.0.1:1/pltf"
+    done = pltf(*command, env={**server_env, "PLTF_DATABASE_URL": unreachable, "PLTF_PORT": "1"})
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pltf: error: cannot use the database:"), done.stderr
+    assert "hunter2-secret" not in done.stderr + done.stdout
