@@ -347,6 +347,12 @@ def parse_ref(ref: str, default_kind: str | None = None, default_namespace: str 
     return EntityRef(kind, namespace or default_namespace, name)
 
 
+def page_url(ref: str | EntityRef) -> str:
+    """`/catalog/{namespace}/{kind}/{name}` of an entity ref: its page on this server's catalog."""
+    parsed = parse_ref(ref) if isinstance(ref, str) else ref
+    return f"/catalog/{parsed.namespace}/{parsed.kind}/{parsed.name}".lower()
+
+
 # -- relations ---------------------------------------------------------------
 
 

@@ -26,17 +26,11 @@ from .api import read_access_for
 from .base import Catalog
 from .base import Query as EntityQuery
 from .embedded import EmbeddedCatalog
-from .model import EntityRef, RefError, parse_ref
+from .model import EntityRef, RefError, page_url, parse_ref
 
 PAGE_SIZE = 50
 HTML = "text/html; charset=utf-8"
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
-
-
-def page_url(ref: str | EntityRef) -> str:
-    """`/catalog/{namespace}/{kind}/{name}` of an entity ref."""
-    parsed = parse_ref(ref) if isinstance(ref, str) else ref
-    return f"/catalog/{parsed.namespace}/{parsed.kind}/{parsed.name}".lower()
 
 
 def safe_url(url: object) -> str | None:
