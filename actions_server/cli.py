@@ -60,6 +60,7 @@ def serve(
     from .app import create_app
     from .auth import TokenFileError, load_tokens
     from .db import connect
+    from .forges.embedded import git_root
     from .http_timeouts import header_timeout_protocol
     from .storage import storage_problem
 
@@ -68,7 +69,7 @@ def serve(
         settings.host = host
     if port is not None:
         settings.port = port
-    problem = storage_problem(settings)
+    problem = storage_problem(settings, git_root(settings))
     if problem is not None:
         raise PltfError(f"cannot start: {problem}", 1, "storage")
     try:

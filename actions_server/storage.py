@@ -7,23 +7,23 @@ import tempfile
 from pathlib import Path
 
 from .config import Settings
-from .forges.embedded import git_root
 
 
-def writable_directories(settings: Settings) -> list[Path]:
-    found = [settings.data_dir.resolve(), git_root(settings)]
+def writable_directories(settings: Settings, git_dir: Path) -> list[Path]:
+    found = [settings.data_dir.resolve(), git_dir]
     if settings.workspace_dir is not None:
         found.append(settings.workspace_dir.resolve())
     return found
 
 
-def storage_problem(settings: Settings) -> str | None:
-    """Why the server cannot write where it keeps its data, or None.
+def storage_problem(settings: Settings, git_dir: Path) -> str | None:
+    """Why the server cannot write where it keeps its data (the data dir, the embedded forge's `git_dir`
+    and the workspace dir), or None.
 
     Permission bits do not stop root, so only a real write tells a read-only
     mount or a full disk apart from a usable directory.
     """
-    for directory in writable_directories(settings):
+    for directory in writable_directories(settings, git_dir):
         try:
             directory.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".pltf-write-probe-", dir=directory)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from sqlalchemy import text
 
+from ..forges.embedded import git_root
 from ..sandbox import sandbox_summary
 from ..storage import storage_problem
 from .deps import DatabaseDep, MetricsDep, SettingsDep
@@ -54,7 +55,7 @@ async def readyz(request: Request, settings: SettingsDep, database: DatabaseDep)
     except Exception as exc:  # noqa: BLE001 - any database failure means not ready
         return JSONResponse({"status": "unavailable", "reason": type(exc).__name__, **sandbox}, status_code=503)
     if time.monotonic() - storage_checked["at"] >= STORAGE_PROBE_SECONDS:
-        problem = await anyio.to_thread.run_sync(storage_problem, settings)
+        problem = await anyio.to_thread.run_sync(storage_problem, settings, git_root(settings))
         storage_checked.update(at=time.monotonic(), problem=problem)
     if storage_checked["problem"] is not None:
         return JSONResponse({"status": "unavailable", "reason": storage_checked["problem"], **sandbox}, status_code=503)
