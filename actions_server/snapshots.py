@@ -11,14 +11,23 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 import anyio
 
 from .http_cache import etag_of
 
 if TYPE_CHECKING:
-    from .services import Services
+    from .config import Settings
+
+
+class HasSettings(Protocol):
+    @property
+    def settings(self) -> Settings: ...
+
+
+# What the fingerprint reads (the portal's or the catalog's parts); its settings give the refresh period.
+Parts = TypeVar("Parts", bound=HasSettings, contravariant=True)
 
 MAX_SNAPSHOTS = 256
 # Anyone may ask for any window or end, each a key of its own: bound what they can make us keep.
@@ -33,12 +42,12 @@ class Snapshot:
     computed_at: float
 
 
-class Snapshots:
+class Snapshots(Generic[Parts]):
     """The latest computed body per key (path and query), in this replica's memory."""
 
     def __init__(
         self,
-        fingerprint: Callable[[Services], str],
+        fingerprint: Callable[[Parts], str],
         max_entries: int = MAX_SNAPSHOTS,
         max_bytes: int = MAX_SNAPSHOT_BYTES,
     ) -> None:
@@ -53,7 +62,7 @@ class Snapshots:
         self._next_reading: asyncio.Future[str] | None = None
         self._reader: asyncio.Task[None] | None = None
 
-    async def _inputs(self, services: Services) -> str:
+    async def _inputs(self, parts: Parts) -> str:
         """The fingerprint, read after this call began: calls arriving together share one reading.
 
         A page view must see every change made before it was asked for, so it
@@ -68,14 +77,14 @@ class Snapshots:
             self._next_reading = loop.create_future()
         waiting = self._next_reading
         if self._reader is None or self._reader.done():
-            self._reader = loop.create_task(self._read(services))
+            self._reader = loop.create_task(self._read(parts))
         return await asyncio.shield(waiting)
 
-    async def _read(self, services: Services) -> None:
+    async def _read(self, parts: Parts) -> None:
         while self._next_reading is not None:
             reading, self._next_reading = self._next_reading, None
             try:
-                reading.set_result(await anyio.to_thread.run_sync(self.fingerprint, services))
+                reading.set_result(await anyio.to_thread.run_sync(self.fingerprint, parts))
             except Exception as exc:  # noqa: BLE001 - handed to every caller waiting for this reading
                 reading.set_exception(exc)
 
@@ -88,15 +97,13 @@ class Snapshots:
         self._stored.move_to_end(key)
         return found
 
-    async def get(
-        self, services: Services, key: str, compute: Callable[[], Awaitable[bytes]], *, slides: bool
-    ) -> Snapshot:
+    async def get(self, parts: Parts, key: str, compute: Callable[[], Awaitable[bytes]], *, slides: bool) -> Snapshot:
         """The stored body for `key`, or a fresh one; requests arriving while it is computed wait for that one.
 
         `slides`: the window ends now, so the body also ages out.
         """
-        inputs = await self._inputs(services)
-        refresh = services.settings.portal_refresh_seconds if slides else None
+        inputs = await self._inputs(parts)
+        refresh = parts.settings.portal_refresh_seconds if slides else None
         found = self._current(key, inputs, refresh)
         if found is not None:
             return found

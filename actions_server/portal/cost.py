@@ -28,7 +28,7 @@ from .entities import ServiceView, gitops_repo
 from .model import HOUR
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from .parts import PortalParts
 
 DEFAULT_PRICES = Path(__file__).parent / "data" / "prices.yaml"
 # What the service specs write (actions_server/specs/manifests.py), on the Namespace and the ResourceQuota.
@@ -83,7 +83,7 @@ def memory_gib(value: Any) -> float | None:
         return None
 
 
-def gitops_envs(services: Services, service: str) -> dict[str, dict[str, Any]]:
+def gitops_envs(services: PortalParts, service: str) -> dict[str, dict[str, Any]]:
     """{env: {namespace, experiment, cpu, memoryGiB, budget}} from `envs/<env>/<service>/` of the GitOps repository."""
     wanted = getattr(services.settings, "gitops_repository", "platform/gitops")
     repo = gitops_repo(services)
@@ -155,7 +155,7 @@ def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-def requested(services: Services, view: ServiceView) -> dict[str, dict[str, Any]]:
+def requested(services: PortalParts, view: ServiceView) -> dict[str, dict[str, Any]]:
     envs = gitops_envs(services, view.name)
     for env, spec in view.specs.items():
         row = envs.setdefault(env, {"source": "spec.applied"})
@@ -171,7 +171,7 @@ def requested(services: Services, view: ServiceView) -> dict[str, dict[str, Any]
 
 
 def service_cost(
-    services: Services,
+    services: PortalParts,
     view: ServiceView,
     window_seconds: float,
     allocations: list[dict[str, Any]] | None = None,

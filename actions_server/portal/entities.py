@@ -30,7 +30,7 @@ from .normalize import _team
 from .store import event_services, service_rows
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from .parts import PortalParts
 
 HEALTH_ANNOTATION = "pltf.dev/health-url"
 MAX_FILE_BYTES = 1024 * 1024
@@ -187,11 +187,11 @@ class ServiceView:
         return None
 
 
-def embedded_repositories(services: Services) -> list[tuple[str, str, Path]]:
+def embedded_repositories(services: PortalParts) -> list[tuple[str, str, Path]]:
     return repository_dirs(git_root(services.settings))
 
 
-def _catalog_entities(services: Services) -> list[dict[str, Any]]:
+def _catalog_entities(services: PortalParts) -> list[dict[str, Any]]:
     """Components from the catalog (`services.catalog`, when the catalog is installed)."""
     catalog = getattr(services, "catalog", None)
     if catalog is None:
@@ -212,7 +212,7 @@ def _catalog_entities(services: Services) -> list[dict[str, Any]]:
         return []
 
 
-def service_owners(services: Services, names: set[str]) -> dict[str, str | None]:
+def service_owners(services: PortalParts, names: set[str]) -> dict[str, str | None]:
     """Each named service's owning team (its bare name, lowercase), or None when nobody owns it yet.
 
     Who decides, first that says: the catalog Component's `spec.owner`, the team of an embedded
@@ -240,14 +240,14 @@ def service_owners(services: Services, names: set[str]) -> dict[str, str | None]
     return owners
 
 
-def gitops_repo(services: Services) -> RepoFiles | None:
+def gitops_repo(services: PortalParts) -> RepoFiles | None:
     """The embedded GitOps repository (PLTF_GITOPS_REPOSITORY), when there is one."""
     owner, _, name = getattr(services.settings, "gitops_repository", "platform/gitops").partition("/")
     found = repository_dir(git_root(services.settings), owner, name)
     return RepoFiles(found) if found is not None and found.is_dir() else None
 
 
-def _gitops_services(services: Services) -> list[tuple[str, str | None]]:
+def _gitops_services(services: PortalParts) -> list[tuple[str, str | None]]:
     """(service, owner) of every `envs/<env>/<service>/` in the GitOps repository, from its Namespace labels."""
     repo = gitops_repo(services)
     if repo is None:
@@ -265,7 +265,7 @@ def _gitops_services(services: Services) -> list[tuple[str, str | None]]:
     return sorted(found.items())
 
 
-def directory(services: Services) -> dict[str, ServiceView]:
+def directory(services: PortalParts) -> dict[str, ServiceView]:
     found: dict[str, ServiceView] = {}
     for entity in _catalog_entities(services):
         name = service_name((entity.get("metadata") or {}).get("name"))

@@ -28,7 +28,7 @@ from .model import DAY
 from .tables import probes
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from .parts import PortalParts
 
 UPTIME_WINDOWS = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
 DEFAULT_OBJECTIVE = 99.9
@@ -36,7 +36,7 @@ SLO_ANNOTATION = "pltf.dev/slo-availability"
 KEEP_PROBES_SECONDS = 35 * DAY
 
 
-async def probe_once(services: Services, client: httpx.AsyncClient) -> list[dict[str, Any]]:
+async def probe_once(services: PortalParts, client: httpx.AsyncClient) -> list[dict[str, Any]]:
     """Probes every service with a health URL once, and stores the results."""
     views = await anyio.to_thread.run_sync(directory, services)
     targets = [(view.name, url) for view in views.values() if (url := view.health_url)]
@@ -80,13 +80,13 @@ def loopback_target(url: str) -> tuple[str, dict[str, str]]:
     return urlunsplit(parts._replace(netloc=f"127.0.0.1{port}")), {"Host": f"{host}{port}"}
 
 
-def _store(services: Services, results: list[dict[str, Any]]) -> None:
+def _store(services: PortalParts, results: list[dict[str, Any]]) -> None:
     with services.engine.begin() as conn:
         conn.execute(probes.insert(), results)
         conn.execute(delete(probes).where(probes.c.time < time.time() - KEEP_PROBES_SECONDS))
 
 
-async def run_prober(services: Services, interval: float) -> None:
+async def run_prober(services: PortalParts, interval: float) -> None:
     """Probes forever, every `interval` seconds; the lifespan cancels it."""
     log = get_logger()
     async with httpx.AsyncClient(timeout=min(10.0, max(1.0, interval / 2)), follow_redirects=False) as client:
@@ -98,11 +98,11 @@ async def run_prober(services: Services, interval: float) -> None:
             await anyio.sleep(interval)
 
 
-def probe_uptime(services: Services, service: str, now: float) -> dict[str, Any]:
+def probe_uptime(services: PortalParts, service: str, now: float) -> dict[str, Any]:
     return probe_uptimes(services, [service], now)[service]
 
 
-def probe_uptimes(services: Services, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
+def probe_uptimes(services: PortalParts, names: Iterable[str], now: float) -> dict[str, dict[str, Any]]:
     """Uptime per window and the last probe of each service, in two queries whatever the number of services."""
     wanted = sorted(set(names))
     out: dict[str, dict[str, Any]] = {
@@ -173,7 +173,7 @@ def slo_status(target: float, availability: float | None) -> dict[str, Any]:
 
 
 async def health(
-    services: Services, view: ServiceView, now: float, client: httpx.AsyncClient | None = None
+    services: PortalParts, view: ServiceView, now: float, client: httpx.AsyncClient | None = None
 ) -> dict[str, Any]:
     prometheus = services.settings.prometheus_url
     if prometheus:
@@ -184,7 +184,7 @@ async def health(
 
 
 def probe_health(
-    services: Services, view: ServiceView, now: float, uptime: dict[str, Any] | None = None
+    services: PortalParts, view: ServiceView, now: float, uptime: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """`health` from the stored probes (no Prometheus), with `probe_uptimes`' answer when the caller has it.
 

@@ -14,7 +14,7 @@ from .model import DAY, iso
 from .store import load_dataset
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from .parts import PortalParts
 
 RECENT = 10
 SCORECARD_WINDOW = 30 * DAY
@@ -34,16 +34,16 @@ def team_services(views: dict[str, ServiceView], team: str) -> list[ServiceView]
     return found
 
 
-def dora_figures(services: Services, names: set[str], start: float, end: float) -> dora.Figures:
+def dora_figures(services: PortalParts, names: set[str], start: float, end: float) -> dora.Figures:
     data = load_dataset(services.engine, names)
     return dora.compute(data, names, start, end, services.settings.dora_levels)
 
 
-def dora_json(services: Services, names: set[str], start: float, end: float) -> dict[str, Any]:
+def dora_json(services: PortalParts, names: set[str], start: float, end: float) -> dict[str, Any]:
     return dora_figures(services, names, start, end).to_json()
 
 
-def recent(services: Services, names: set[str]) -> dict[str, list[dict[str, Any]]]:
+def recent(services: PortalParts, names: set[str]) -> dict[str, list[dict[str, Any]]]:
     data = load_dataset(services.engine, names)
     links = dora.link_incidents(data)
     failed = {deploy_id for deploy_id in links.values() if deploy_id}
@@ -78,18 +78,18 @@ def recent(services: Services, names: set[str]) -> dict[str, list[dict[str, Any]
     }
 
 
-async def allocations(services: Services, window: str) -> list[dict[str, Any]] | None:
+async def allocations(services: PortalParts, window: str) -> list[dict[str, Any]] | None:
     base = services.settings.opencost_url
     return await cost.opencost_allocations(base, window) if base else None
 
 
-def scorecard_for(services: Services, view: ServiceView, end: float) -> dict[str, Any]:
+def scorecard_for(services: PortalParts, view: ServiceView, end: float) -> dict[str, Any]:
     level = dora_figures(services, {view.name}, end - SCORECARD_WINDOW, end).level
     versions = template_versions(services.settings, services.templates)
     return scorecards.scorecard(view, level, services.settings.scorecard_file, versions)
 
 
-async def service_page(services: Services, name: str, window: str, seconds: float, end: float) -> dict[str, Any]:
+async def service_page(services: PortalParts, name: str, window: str, seconds: float, end: float) -> dict[str, Any]:
     views = await anyio.to_thread.run_sync(directory, services)
     view = find_service(views, name)
     start = end - seconds
@@ -116,7 +116,7 @@ async def service_page(services: Services, name: str, window: str, seconds: floa
 
 
 async def overview(
-    services: Services, window: str, seconds: float, end: float, team: str | None = None
+    services: PortalParts, window: str, seconds: float, end: float, team: str | None = None
 ) -> dict[str, Any]:
     """The home page's (or a team page's) rows: every service with health, DORA level and cost."""
     views = await anyio.to_thread.run_sync(directory, services)

@@ -29,7 +29,7 @@ from ..snapshots import Snapshots
 from .tables import probes, raw_events
 
 if TYPE_CHECKING:
-    from ..services import Services
+    from .parts import PortalParts
 
 # Git updates HEAD, packed-refs and branches by renaming a new file into place:
 # the file gets a new inode and its directory a new mtime. Both are read, as two
@@ -71,7 +71,7 @@ def _repositories_state(root: str) -> Iterator[str]:
             yield repo + ":" + ",".join(_entries(os.path.join(repo, part)) for part in REPOSITORY_INPUTS)
 
 
-def fingerprint(services: Services) -> str:
+def fingerprint(services: PortalParts) -> str:
     """A digest that changes whenever anything the portal shows could have changed."""
     digest = hashlib.sha256()
     with services.engine.connect() as conn:
@@ -84,6 +84,6 @@ def fingerprint(services: Services) -> str:
     return digest.hexdigest()
 
 
-def portal_snapshots() -> Snapshots:
+def portal_snapshots() -> Snapshots[PortalParts]:
     """A store keyed by the portal's inputs: events, probes, the catalog and the repositories' refs."""
     return Snapshots(fingerprint)
