@@ -1,6 +1,8 @@
 """What an action is: an id, a description, input and output models, examples and a handler.
 
-An action is one module in `actions_server/actions/` that defines `action = Action(...)`:
+An action is made by a factory in `actions_server/actions/`, which receives the
+parts of the platform it uses and nothing else; its handler, `check` and
+`input_schema` close over them:
 
     class Input(BaseModel):
         name: str
@@ -8,26 +10,30 @@ An action is one module in `actions_server/actions/` that defines `action = Acti
     class Output(BaseModel):
         greeting: str
 
-    def handler(ctx: RunContext, params: Input) -> Output:
-        ctx.logger.info(f"greeting {params.name}")
-        return Output(greeting=f"hello {params.name}")
+    def create_greet_action(*, settings: Settings) -> Action[Input, Output]:
+        def handler(ctx: RunContext, params: Input) -> Output:
+            ctx.logger.info(f"greeting {params.name}")
+            return Output(greeting=f"hello {params.name} from {settings.base_url}")
 
-    action = Action(
-        id="demo:greet",
-        description="Greets someone.",
-        input=Input,
-        output=Output,
-        handler=handler,
-        examples=[Example("Greet the world", {"name": "world"})],
-    )
+        return Action(
+            id="demo:greet",
+            description="Greets someone.",
+            input=Input,
+            output=Output,
+            handler=handler,
+            examples=[Example("Greet the world", {"name": "world"})],
+        )
 
-The handler runs in a worker thread. It gets a small context: a logger whose
-lines stream to the run's event stream, a private workspace directory, the
-run's secrets, its caller, `output(name, value)` to publish an output before
-it returns, `run_step()` to run another action as a step, and the services
-(templates, workspaces, forges, catalog, settings). It returns the output
-model, or raises `PltfError` with a message for the person who clicked "Create". `check`, when given, validates input against the world
-(a template's own values schema, say) before a run is started.
+The composition root (services.py, `built_in_actions`) calls each factory once,
+with the parts named. The handler runs in a worker thread. It gets a small
+context about the run alone: a logger whose lines stream to the run's event
+stream, a private workspace directory, the run's secrets, its caller,
+`output(name, value)` to publish an output before it returns, and `run_step()`
+to run another action as a step. It returns the output model, or raises
+`PltfError` with a message for the person who clicked "Create". `check`, when
+given, validates input against the world (a template's own values schema, say)
+before a run is started; `input_schema`, when given, is the listed input schema
+(with each template's values, say) in place of the input model's.
 """
 
 from __future__ import annotations
@@ -43,7 +49,6 @@ from pydantic import BaseModel, ValidationError
 
 if TYPE_CHECKING:
     from .auth import Caller
-    from .services import Services
 
 In = TypeVar("In", bound=BaseModel)
 Out = TypeVar("Out", bound=BaseModel)
@@ -85,7 +90,6 @@ class RunContext:
     workspace: Path
     secrets: Mapping[str, str]
     dry_run: bool
-    services: Services
     cancelled: threading.Event = field(default_factory=threading.Event)
     publish: Callable[[str, Any], None] = field(default=lambda name, value: None, repr=False)
     # The actions a composite action may run as steps (the run engine's registry).
@@ -114,7 +118,7 @@ class RunContext:
         except ValidationError as exc:
             raise invalid_input(f"step {step}: invalid input", pydantic_field_errors(exc.errors(), step)) from None
         if action.check is not None:
-            action.check(model, self.services)
+            action.check(model)
         workspace = self.workspace / step
         workspace.mkdir(parents=True, exist_ok=True)
         previous, self.logger.step = self.logger.step, step
@@ -141,12 +145,12 @@ class Action(Generic[In, Out]):
     output: type[Out]
     handler: Callable[[RunContext, In], Out]
     examples: list[Example] = field(default_factory=list)
-    check: Callable[[In, Services], None] | None = None
-    input_schema: Callable[[Services], dict[str, Any]] | None = None
+    check: Callable[[In], None] | None = None
+    input_schema: Callable[[], dict[str, Any]] | None = None
 
-    def describe(self, services: Services) -> dict[str, Any]:
+    def describe(self) -> dict[str, Any]:
         """The listing entry, in the shape of Backstage's `GET /api/scaffolder/v2/actions`."""
-        schema = self.input_schema(services) if self.input_schema else self.input.model_json_schema()
+        schema = self.input_schema() if self.input_schema else self.input.model_json_schema()
         return {
             "id": self.id,
             "description": self.description,

@@ -33,7 +33,7 @@ from .previews.api import PreviewRouter, preview_loop, preview_routes
 from .redact import Redactor
 from .runs import RunEngine
 from .sandbox import sandbox_summary
-from .services import Services
+from .services import Services, run_engine
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tokens, generated = load_tokens(settings)
         if generated is not None:  # the local token is as secret as a configured one
             redactor.add([read_generated_token(generated) or ""])
-        engine = RunEngine(services, metrics)
+        engine = run_engine(services, metrics)
         interrupted = await anyio.to_thread.run_sync(engine.recover, True)
         await anyio.to_thread.run_sync(services.register_platform_entities)
         # Probed once, here: which isolation hooks and previews get (or why they will be refused).

@@ -83,10 +83,10 @@ def registry_attributes(action_id: str) -> dict[str, bool]:
     return {"readOnly": read_only, "destructive": action_id not in NOT_DESTRUCTIVE, "idempotent": read_only}
 
 
-def registry_entry(action: Action[Any, Any], services: Services) -> dict[str, Any]:
+def registry_entry(action: Action[Any, Any]) -> dict[str, Any]:
     """One action, in the shape of Backstage's `ActionsServiceAction`."""
     action_id = action.id
-    described = action.describe(services)
+    described = action.describe()
     return {
         "id": f"{PLUGIN_ID}:{action_id}",
         "name": action_id,
@@ -252,7 +252,7 @@ def backstage_actions_router(
         found = list(engine().actions.values())
 
         def describe() -> list[dict[str, Any]]:
-            return [registry_entry(action, services()) for action in found]
+            return [registry_entry(action) for action in found]
 
         return JSONResponse({"actions": await anyio.to_thread.run_sync(describe)})
 

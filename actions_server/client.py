@@ -159,14 +159,14 @@ class LocalBackend:
     """Runs actions in this process, on the embedded defaults, with no server."""
 
     def __init__(self, settings: Settings) -> None:
-        from .actions import discover
+        from .services import built_in_actions
 
         self.services = local_services(settings)
-        self.registry = discover()
+        self.registry = built_in_actions(self.services)
         self.server_url: str | None = None
 
     def actions(self) -> list[dict[str, Any]]:
-        return [action.describe(self.services) for action in self.registry.values()]
+        return [action.describe() for action in self.registry.values()]
 
     def templates(self) -> list[dict[str, Any]]:
         return [template.to_json() for template in self.services.templates.list()]
@@ -189,9 +189,9 @@ class LocalBackend:
         idempotency_key: str | None,
         on_log: LogCallback | None,
     ) -> dict[str, Any]:
-        from .runs import RunEngine
+        from .services import run_engine
 
-        engine = RunEngine(self.services, actions=self.registry)
+        engine = run_engine(self.services, actions=self.registry)
         prepared = engine.prepare(action, {"input": input, "dryRun": dry_run})
         run_id, _ = await engine.submit(prepared, Caller("cli"), idempotency_key)
         async for kind, body in engine.events(run_id):

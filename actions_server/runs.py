@@ -28,17 +28,18 @@ from typing import Any
 import anyio
 from pydantic import BaseModel, SecretStr, ValidationError
 from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from .action import Action, RunCancelled, RunContext, RunLogger
-from .actions import discover
 from .auth import Caller
 from .db import run_logs, runs
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors, some_of
 from .logs import get_logger
 from .metrics import Metrics
-from .services import Services
+from .redact import Redactor
 from .visibility import only_visible
+from .workspaces import WorkspaceStore
 
 STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
@@ -109,15 +110,33 @@ async def wait_event(event: asyncio.Event, timeout: float) -> None:
 
 
 class RunEngine:
+    """Built by the composition root (`services.run_engine`) with the parts it uses: the database that
+    holds the runs, the redactor for what they store and log, the workspaces an input may name, and
+    the actions it runs."""
+
     def __init__(
-        self, services: Services, metrics: Metrics | None = None, actions: dict[str, Action[Any, Any]] | None = None
+        self,
+        *,
+        database: Engine,
+        redactor: Redactor,
+        workspaces: WorkspaceStore,
+        actions: dict[str, Action[Any, Any]],
+        metrics: Metrics | None = None,
+        replica: str,
+        max_concurrent_runs: int,
+        stale_run_seconds: float,
+        heartbeat_seconds: float,
     ) -> None:
-        self.services = services
-        self.actions = discover() if actions is None else actions
+        self.database = database
+        self.redactor = redactor
+        self.workspaces = workspaces
+        self.actions = actions
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
-        self.replica = services.settings.replica
-        self._slots = asyncio.Semaphore(services.settings.max_concurrent_runs)
+        self.replica = replica
+        self.stale_run_seconds = stale_run_seconds
+        self.heartbeat_seconds = heartbeat_seconds
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._local: dict[str, threading.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.log = get_logger(replica=self.replica)
@@ -160,7 +179,7 @@ class RunEngine:
             ) from None
         all_secrets = {**secrets, **_secret_fields(params)}
         if action.check is not None:
-            action.check(params, self.services)
+            action.check(params)
         digest = hashlib.sha256(
             json.dumps(
                 {"action": action.id, "input": raw_input, "dryRun": dry_run, "secrets": secrets}, sort_keys=True
@@ -179,7 +198,7 @@ class RunEngine:
                 "Idempotency-Key must be 1 to 255 characters", [FieldError("Idempotency-Key", "bad length")]
             )
         await anyio.to_thread.run_sync(self._check_workspace, prepared, caller)
-        redact = self.services.redactor.child(prepared.secrets.values())
+        redact = self.redactor.child(prepared.secrets.values())
         run_id = str(uuid.uuid4())
         scoped_key = (
             hashlib.sha256(f"{caller.name}\n{idempotency_key}".encode()).hexdigest() if idempotency_key else None
@@ -231,7 +250,7 @@ class RunEngine:
         if not isinstance(workspace_id, str):
             return
         try:
-            self.services.workspaces.info(workspace_id, caller)
+            self.workspaces.info(workspace_id, caller)
         except PltfError:
             raise invalid_input(
                 f"no workspace {workspace_id!r}", [FieldError("input.workspaceId", "no such workspace")]
@@ -264,7 +283,7 @@ class RunEngine:
 
     def _run_sync(self, run_id: str, prepared: PreparedRun, caller: Caller, cancelled: threading.Event) -> None:
         action = prepared.action
-        redact = self.services.redactor.child(prepared.secrets.values())
+        redact = self.redactor.child(prepared.secrets.values())
         log = self.log.bind(run_id=run_id, action=action.id)
         sequence = iter(range(1, 1_000_000_000))
 
@@ -302,7 +321,6 @@ class RunEngine:
                         workspace=Path(workspace),
                         secrets=prepared.secrets,
                         dry_run=prepared.dry_run,
-                        services=self.services,
                         cancelled=cancelled,
                         publish=publish,
                         actions=self.actions,
@@ -349,7 +367,7 @@ class RunEngine:
         finished = time.time()
         # Only from an unfinished state: if another replica already failed this
         # run as orphaned, that verdict has been reported and must stand.
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             conn.execute(
                 update(runs)
                 .where(and_(runs.c.id == run_id, runs.c.status.in_(("queued", "running"))))
@@ -362,7 +380,7 @@ class RunEngine:
 
     def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
         """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
-        with self.services.engine.connect() as conn:
+        with self.database.connect() as conn:
             row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:
                 raise not_found(f"no run {run_id!r}")
@@ -377,11 +395,11 @@ class RunEngine:
             query = query.where(runs.c.action == action)
         if status:
             query = query.where(runs.c.status == status)
-        with self.services.engine.connect() as conn:
+        with self.database.connect() as conn:
             return [self._to_json(row, None) for row in conn.execute(query)]
 
     def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
-        with self.services.engine.connect() as conn:
+        with self.database.connect() as conn:
             return self._logs(conn, run_id, after)
 
     async def events(
@@ -424,7 +442,7 @@ class RunEngine:
         local = dict(self._local)
         if not local:
             return
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             conn.execute(update(runs).where(runs.c.id.in_(list(local))).values(heartbeat_at=time.time()))
             asked = conn.execute(
                 select(runs.c.id).where(and_(runs.c.id.in_(list(local)), runs.c.cancel_requested.is_(True)))
@@ -439,7 +457,7 @@ class RunEngine:
         the runs of a replica that stopped beating.
         """
         now = time.time()
-        stale = now - self.services.settings.stale_run_seconds
+        stale = now - self.stale_run_seconds
         unfinished = runs.c.status.in_(("queued", "running"))
         orphaned = func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < stale
         condition = or_(orphaned, runs.c.replica == self.replica) if startup else orphaned
@@ -450,7 +468,7 @@ class RunEngine:
             if startup
             else "the replica running this run stopped responding, so it was stopped; run it again"
         )
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             victims = list(conn.execute(select(runs.c.id).where(and_(unfinished, condition))).scalars())
             for run_id in victims:
                 claimed = conn.execute(
@@ -475,7 +493,7 @@ class RunEngine:
         return victims
 
     async def keep_alive(self) -> None:
-        interval = self.services.settings.heartbeat_seconds
+        interval = self.heartbeat_seconds
         while True:
             await asyncio.sleep(interval)
             try:
@@ -487,21 +505,21 @@ class RunEngine:
     # -- storage helpers ----------------------------------------------------
 
     def _insert(self, row: dict[str, Any]) -> None:
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             conn.execute(insert(runs).values(**row))
 
     def _by_key(self, key: str | None) -> Any:
-        with self.services.engine.connect() as conn:
+        with self.database.connect() as conn:
             return conn.execute(select(runs.c.id, runs.c.request_hash).where(runs.c.idempotency_key == key)).first()
 
     def _update(self, run_id: str, **values: Any) -> None:
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
 
     def _append_log(
         self, run_id: str, seq: int, level: str, message: str, fields: dict[str, Any], step: str | None
     ) -> None:
-        with self.services.engine.begin() as conn:
+        with self.database.begin() as conn:
             conn.execute(
                 insert(run_logs).values(
                     run_id=run_id, seq=seq, time=time.time(), level=level, step=step, message=message, fields=fields

@@ -1,17 +1,30 @@
 """The composition of the parts every action and endpoint uses, built once per process.
 
-The one place that knows them all: it builds each part from the settings and
-subscribes the portal to the event bus, so that lower layers need not import it.
+The one place that knows them all: it builds each part from the settings,
+subscribes the portal to the event bus, so that lower layers need not import it,
+and hands each action and the run engine the parts they use, by name.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
+from .action import Action
+from .actions.catalog_register import create_catalog_register_action
+from .actions.cookiecutter_render import create_cookiecutter_render_action
+from .actions.preview_create import create_preview_create_action
+from .actions.preview_destroy import create_preview_destroy_action
+from .actions.repo_create import create_repo_create_action
+from .actions.service_create import create_service_create_action
+from .actions.service_policies import create_service_policies_action
+from .actions.service_provision import create_service_provision_action
+from .actions.template_services import create_template_services_action
+from .actions.template_update import create_template_update_action
 from .catalog import Catalog, open_catalog
 from .config import PROJECT_ROOT, Settings
 from .db import connect, metadata
@@ -19,9 +32,11 @@ from .errors import PltfError
 from .events import EventBus
 from .forges import ForgeRegistry
 from .logs import get_logger
+from .metrics import Metrics
 from .portal.events import platform_event_recorder
-from .previews import PreviewHub
+from .previews import PreviewHub, PreviewManager
 from .redact import Redactor
+from .runs import RunEngine
 from .templates.catalog import TemplateCatalog
 from .workspaces import WorkspaceStore
 
@@ -67,6 +82,10 @@ class Services:
         services._unsubscribe = services.events.subscribe(platform_event_recorder(services))
         return services
 
+    def preview_manager(self) -> PreviewManager:
+        """The process's preview manager, built on first use (its provider may start a Kubernetes client)."""
+        return self.previews.get(self)
+
     def register_platform_entities(self) -> None:
         """Registers catalog-info/ unless it is registered already (PLTF_REGISTER_PLATFORM_ENTITIES): the
         team, systems and template a new service refers to must exist on a fresh install."""
@@ -88,6 +107,49 @@ class Services:
         self.forges.close()
         self.catalog.close()
         self.engine.dispose()
+
+
+def built_in_actions(parts: Services) -> dict[str, Action[Any, Any]]:
+    """Every action, each given the parts it uses: one line per action registers it."""
+    p = parts
+    actions: list[Action[Any, Any]] = [
+        create_catalog_register_action(catalog=p.catalog, settings=p.settings),
+        create_cookiecutter_render_action(templates=p.templates, workspaces=p.workspaces, settings=p.settings),
+        create_preview_create_action(previews=p.preview_manager, settings=p.settings, database=p.engine),
+        create_preview_destroy_action(previews=p.preview_manager),
+        create_repo_create_action(forges=p.forges, workspaces=p.workspaces, events=p.events, settings=p.settings),
+        create_service_create_action(
+            templates=p.templates, forges=p.forges, previews=p.preview_manager, settings=p.settings
+        ),
+        create_service_policies_action(settings=p.settings),
+        create_service_provision_action(settings=p.settings, redactor=p.redactor, events=p.events, catalog=p.catalog),
+        create_template_services_action(templates=p.templates, settings=p.settings),
+        create_template_update_action(
+            settings=p.settings, templates=p.templates, forges=p.forges, redactor=p.redactor, events=p.events
+        ),
+    ]
+    registry = {action.id: action for action in actions}
+    if len(registry) != len(actions):
+        raise RuntimeError("two actions share an id")
+    return registry
+
+
+def run_engine(
+    parts: Services, metrics: Metrics | None = None, actions: dict[str, Action[Any, Any]] | None = None
+) -> RunEngine:
+    """The run engine, with the parts and the few settings it uses; the built-in actions unless given others."""
+    settings = parts.settings
+    return RunEngine(
+        database=parts.engine,
+        redactor=parts.redactor,
+        workspaces=parts.workspaces,
+        actions=built_in_actions(parts) if actions is None else actions,
+        metrics=metrics,
+        replica=settings.replica,
+        max_concurrent_runs=settings.max_concurrent_runs,
+        stale_run_seconds=settings.stale_run_seconds,
+        heartbeat_seconds=settings.heartbeat_seconds,
+    )
 
 
 def declared_tables() -> MetaData:

@@ -614,12 +614,10 @@ def test_register_query_and_refresh_on_postgresql(tmp_path: Path, files: Path, p
 
 def test_a_rendered_and_published_service_registers_and_browses(tmp_path: Path) -> None:
     """render → repo:create → catalog:register, with the real python-service template and embedded forge."""
-    from actions_server.actions import discover
-
-    need("repo:create" in discover(), "the repo:create action")
     settings = make_settings(tmp_path, templates_dir=PROJECT_ROOT / "cookiecutters", log_level="error")
     values = {"name": "users-api", "owner": "group:default/platform-team", "system": "pltf"}
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
+        need(client.get("/v1/actions/repo:create").status_code == 200, "the repo:create action")
         rendered = client.post(
             "/v1/actions/cookiecutter:render/runs", json={"input": {"template": "python-service", "values": values}}
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,10 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from actions_server.actions import discover
+from actions_server.action import Action
 from actions_server.app import create_app
 from actions_server.config import PROJECT_ROOT
+from actions_server.services import Services, built_in_actions
 from conftest import TOKEN, make_settings
 
 # An example can take an earlier step's output, as a Backstage template does:
@@ -21,9 +23,21 @@ from conftest import TOKEN, make_settings
 # an action id, and the test runs that action's first example to get the value.
 STEP_OUTPUT = re.compile(r"^\$\{\{\s*steps\['([^']+)'\]\.output\.(\w+)\s*\}\}$")
 
+
+def listed_actions() -> dict[str, Action[Any, Any]]:
+    """The built-in actions, made from the parts of a throwaway data dir: only their examples are read here."""
+    with tempfile.TemporaryDirectory() as data:
+        parts = Services.create(make_settings(Path(data), templates_dir=PROJECT_ROOT / "cookiecutters"))
+        try:
+            return built_in_actions(parts)
+        finally:
+            parts.close()
+
+
+ACTIONS = listed_actions()
 EXAMPLES = [
     pytest.param(action.id, n, example, id=f"{action.id}-{n}")
-    for action in discover().values()
+    for action in ACTIONS.values()
     for n, example in enumerate(action.examples)
 ]
 
@@ -58,7 +72,7 @@ def with_step_outputs(client: TestClient, value: Any) -> Any:
     if match is None:
         return value
     action_id, key = match.groups()
-    first = next(example for example in discover()[action_id].examples if not example.dry_run)
+    first = next(example for example in ACTIONS[action_id].examples if not example.dry_run)
     # That example may take an earlier step's output in turn (template:update ← repo:create ← cookiecutter:render).
     response = client.post(f"/v1/actions/{action_id}/runs", json={"input": with_step_outputs(client, first.input)})
     assert response.status_code == 200, response.text

@@ -10,8 +10,7 @@ import pytest
 from sqlalchemy import insert, select
 
 from actions_server.db import runs
-from actions_server.runs import RunEngine
-from actions_server.services import Services
+from actions_server.services import Services, run_engine
 from conftest import ServerProcess, make_settings, wait_until
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
@@ -79,7 +78,7 @@ def test_restart_keeps_runs_and_fails_interrupted_ones(
 
 def test_runs_of_a_replica_that_stopped_beating_are_failed(tmp_path: Path) -> None:
     services = Services.create(make_settings(tmp_path, stale_run_seconds=30, replica_id="alive"))
-    engine = RunEngine(services)
+    engine = run_engine(services)
     now = time.time()
     common = {"action": "cookiecutter:render", "dry_run": False, "request_hash": "x", "caller": "t"}
     with services.engine.begin() as conn:

@@ -22,7 +22,7 @@ from actions_server.auth import hash_token
 from actions_server.config import Settings
 from actions_server.services import Services
 from actions_server.slo import MULTIWINDOW_POLICY, service_slo_rules
-from actions_server.specs import Submitter, load_policies, parse_specs, provision
+from actions_server.specs import SpecParts, Submitter, load_policies, parse_specs, provision
 from actions_server.templates.check import (
     Manifest,
     ToolMissingError,
@@ -112,6 +112,11 @@ def services(settings: Settings) -> Iterator[Services]:
     created.close()
 
 
+def spec_parts(services: Services) -> SpecParts:
+    """What `service:provision` hands provisioning (services.built_in_actions)."""
+    return SpecParts(services.settings, services.redactor, services.events, services.catalog)
+
+
 def gitops_bare(settings: Settings) -> Path:
     return settings.data_dir / "git" / "platform" / "gitops.git"
 
@@ -128,7 +133,7 @@ def post(client: TestClient, spec: str, *, dry_run: bool, filename: str = "spec.
 
 
 def plan_files(services: Services, text: str, filename: str, owner: str = "group:default/growth") -> dict[str, str]:
-    result = provision(services, text, filename, Submitter(owner=owner), dry_run=True)
+    result = provision(spec_parts(services), text, filename, Submitter(owner=owner), dry_run=True)
     assert not result.blocked, [str(f) for f in result.findings]
     return {path: content for plan in result.services for path, content in plan.files.items()}
 
@@ -189,8 +194,8 @@ def test_the_seeds_one_line_terraform_is_read_as_written() -> None:
 
 def test_terraform_and_yaml_forms_give_exactly_the_same_spec_and_manifests(services: Services) -> None:
     assert parse_specs(FULL_TF, "checkout.tf") == parse_specs(FULL_YAML, "checkout.yaml")
-    yaml_result = provision(services, FULL_YAML, "checkout.yaml", Submitter(), dry_run=True)
-    tf_result = provision(services, FULL_TF, "checkout.tf", Submitter(), dry_run=True)
+    yaml_result = provision(spec_parts(services), FULL_YAML, "checkout.yaml", Submitter(), dry_run=True)
+    tf_result = provision(spec_parts(services), FULL_TF, "checkout.tf", Submitter(), dry_run=True)
     assert [f.to_json() for f in yaml_result.findings] == [f.to_json() for f in tf_result.findings]
     assert yaml_result.diff.text == tf_result.diff.text and yaml_result.diff.files
     assert len(tf_result.services) == 1, "a module with another source is not a service spec"
@@ -271,38 +276,40 @@ class FakeCatalog:
 
 def test_owner_from_the_catalog_and_collisions_with_other_teams(services: Services, monkeypatch: Any) -> None:
     monkeypatch.setattr(services, "catalog", FakeCatalog({"promoapi": "group:default/growth"}), raising=False)
-    result = provision(services, SEED_YAML, "spec.yaml", Submitter(owner="group:default/payments"), dry_run=True)
+    result = provision(
+        spec_parts(services), SEED_YAML, "spec.yaml", Submitter(owner="group:default/payments"), dry_run=True
+    )
     assert result.services[0].spec.owner == "group:default/growth"
     assert result.services[0].owner_source == "catalog"
     assert any("the catalog entity promoapi" in f.message for f in result.findings)
 
     # The spec names another team than the catalog's: the name is taken.
     stolen = SEED_YAML + "owner: group:default/payments\n"
-    result = provision(services, stolen, "spec.yaml", Submitter(), dry_run=True)
+    result = provision(spec_parts(services), stolen, "spec.yaml", Submitter(), dry_run=True)
     (block,) = [f for f in result.findings if f.severity == "block"]
     assert block.rule == "name-collision" and "group:default/growth" in block.message
 
 
 def test_a_name_in_the_gitops_repository_belongs_to_its_team(services: Services) -> None:
-    provision(services, SEED_YAML, "spec.yaml", Submitter(owner="growth"), dry_run=False)
+    provision(spec_parts(services), SEED_YAML, "spec.yaml", Submitter(owner="growth"), dry_run=False)
     other_env = SEED_YAML.replace("env: prod", "env: dev")
-    result = provision(services, other_env, "spec.yaml", Submitter(owner="payments"), dry_run=True)
+    result = provision(spec_parts(services), other_env, "spec.yaml", Submitter(owner="payments"), dry_run=True)
     (block,) = [f for f in result.findings if f.severity == "block"]
     assert block.rule == "name-collision"
     assert "envs/prod/promoapi in the GitOps repository" in block.message
     # The owning team itself may add the env.
-    assert not provision(services, other_env, "spec.yaml", Submitter(owner="growth"), dry_run=True).blocked
+    assert not provision(spec_parts(services), other_env, "spec.yaml", Submitter(owner="growth"), dry_run=True).blocked
 
 
 def test_budget_above_the_teams_limit_blocks_in_prod_only(services: Services) -> None:
     spec = SEED_YAML + "owner: growth\nbudget: {monthly_usd: 1500, cpu: '8', memory: 4Gi}\n"
-    result = provision(services, spec, "spec.yaml", Submitter(), dry_run=True)
+    result = provision(spec_parts(services), spec, "spec.yaml", Submitter(), dry_run=True)
     blocks = {f.rule: f for f in result.findings if f.severity == "block"}
     assert set(blocks) == {"budget-over-team-limit", "quota-over-team-limit"}
     assert "$1500 is above group:default/growth's limit of $1000 in prod" in blocks["budget-over-team-limit"].message
     assert "8 CPU" in blocks["quota-over-team-limit"].message
     staging = spec.replace("env: prod", "env: staging")
-    assert not provision(services, staging, "spec.yaml", Submitter(), dry_run=True).blocked
+    assert not provision(spec_parts(services), staging, "spec.yaml", Submitter(), dry_run=True).blocked
 
 
 def test_a_budget_exactly_at_the_teams_limit_passes_and_one_dollar_more_blocks(client: TestClient) -> None:
@@ -443,7 +450,7 @@ def test_policies_are_data_the_org_file_overrides_them(tmp_path: Path, services:
     stricter = load_policies(extra=extra)
     assert "tier-default" not in {rule.id for rule in stricter.rules}
     spec = SEED_YAML + "owner: growth\nexperiment: spring-sale\ntier: standard\n"
-    result = provision(services, spec, "spec.yaml", Submitter(), dry_run=True, policies=stricter)
+    result = provision(spec_parts(services), spec, "spec.yaml", Submitter(), dry_run=True, policies=stricter)
     (block,) = [f for f in result.findings if f.severity == "block"]
     assert block.message == "experiment spring-sale does not belong in prod"
 

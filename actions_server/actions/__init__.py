@@ -1,21 +1,5 @@
-"""The actions: one module each, found by name, each defining `action`."""
+"""The actions: one module each, exporting a factory that takes the parts the action uses.
 
-from __future__ import annotations
-
-import importlib
-import pkgutil
-from typing import Any
-
-from ..action import Action
-
-
-def discover() -> dict[str, Action[Any, Any]]:
-    found: dict[str, Action[Any, Any]] = {}
-    for module_info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
-        module = importlib.import_module(f"{__name__}.{module_info.name}")
-        action = getattr(module, "action", None)
-        if isinstance(action, Action):
-            if action.id in found:
-                raise RuntimeError(f"two actions share the id {action.id}")
-            found[action.id] = action
-    return found
+`services.built_in_actions` calls every factory once, with its parts named: that
+is where an action is registered (docs/architecture.md, "Adding an action").
+"""

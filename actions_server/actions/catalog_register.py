@@ -17,12 +17,11 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from ..action import Action, Example, RunContext
-from ..catalog import preferred_entity_ref
+from ..catalog import Catalog, preferred_entity_ref
 from ..catalog.embedded import EmbeddedCatalog
-from ..catalog.pages import page_url
-from ..config import PROJECT_ROOT
+from ..catalog.model import page_url
+from ..config import PROJECT_ROOT, Settings
 from ..errors import FieldError, PltfError, invalid_input
-from ..services import Services
 
 
 class RegisterInput(BaseModel):
@@ -63,70 +62,71 @@ class RegisterOutput(BaseModel):
     entityUrl: str | None = Field(None, description="The entity's page on this server's /catalog (embedded catalog).")
 
 
-def check(params: RegisterInput, services: Services) -> None:
+def check_location(params: RegisterInput, catalog: Catalog) -> None:
     # Backstage reads locations itself, with its own integrations; only ours has rules to check here.
-    if not isinstance(services.catalog, EmbeddedCatalog):
+    if not isinstance(catalog, EmbeddedCatalog):
         return
     try:
-        services.catalog.reader.check(params.url())
+        catalog.reader.check(params.url())
     except PltfError as exc:
         field = "catalogInfoUrl" if params.catalogInfoUrl is not None else "repoContentsUrl"
         raise invalid_input(exc.message, [FieldError(field, exc.message)]) from None
-
-
-def handler(ctx: RunContext, params: RegisterInput) -> RegisterOutput:
-    catalog = ctx.services.catalog
-    url = params.url()
-    if ctx.dry_run:
-        ctx.logger.info(f"dry run: reading and validating {url} in {catalog.title}; nothing is stored")
-        entities = catalog.entities_at(url, ctx.caller)
-    else:
-        ctx.logger.info(f"registering {url} in {catalog.title}")
-        try:
-            entities = catalog.register(url, caller=ctx.caller).entities
-        except PltfError as exc:
-            if exc.code != "location_exists" or not params.optional:
-                raise
-            ctx.logger.info(f"{url} is registered already; optional is set, so that is fine")
-            entities = []
-        if not entities:
-            # Backstage ingests asynchronously and answers with no entities; find them as its action does.
-            entities = catalog.entities_at(url, ctx.caller)
-    refs = [
-        f"{e['kind']}:{e['metadata'].get('namespace') or 'default'}/{e['metadata']['name']}".lower() for e in entities
-    ]
-    ctx.logger.info(f"{len(refs)} entities: {', '.join(refs) or 'none'}")
-    entity_ref = preferred_entity_ref(entities)
-    entity_url = None
-    if entity_ref is not None and catalog.kind == "embedded" and not ctx.dry_run:
-        entity_url = ctx.services.settings.base_url + page_url(entity_ref)
-    return RegisterOutput(entityRef=entity_ref, catalogInfoUrl=url, entityUrl=entity_url)
 
 
 # The platform's own entities, shipped in catalog-info/ (an allowed file root by
 # default), so the examples run on any installation with nothing else set up.
 OWN_CATALOG = (PROJECT_ROOT / "catalog-info").as_uri()
 
-action = Action(
-    id="catalog:register",
-    description=(
-        "Registers a catalog-info.yaml location in the software catalog (embedded, or Backstage when configured) "
-        "and returns the main entity's ref. Same input and output as Backstage's catalog:register."
-    ),
-    input=RegisterInput,
-    output=RegisterOutput,
-    handler=handler,
-    check=check,
-    examples=[
-        Example("Register the platform's own catalog file", {"catalogInfoUrl": f"{OWN_CATALOG}/catalog-info.yaml"}),
-        Example(
-            "Validate a repository's catalog file without registering it",
-            {"repoContentsUrl": OWN_CATALOG, "catalogInfoPath": "/catalog-info.yaml"},
-            dry_run=True,
+
+def create_catalog_register_action(*, catalog: Catalog, settings: Settings) -> Action[RegisterInput, RegisterOutput]:
+    def handler(ctx: RunContext, params: RegisterInput) -> RegisterOutput:
+        url = params.url()
+        if ctx.dry_run:
+            ctx.logger.info(f"dry run: reading and validating {url} in {catalog.title}; nothing is stored")
+            entities = catalog.entities_at(url, ctx.caller)
+        else:
+            ctx.logger.info(f"registering {url} in {catalog.title}")
+            try:
+                entities = catalog.register(url, caller=ctx.caller).entities
+            except PltfError as exc:
+                if exc.code != "location_exists" or not params.optional:
+                    raise
+                ctx.logger.info(f"{url} is registered already; optional is set, so that is fine")
+                entities = []
+            if not entities:
+                # Backstage ingests asynchronously and answers with no entities; find them as its action does.
+                entities = catalog.entities_at(url, ctx.caller)
+        refs = [
+            f"{e['kind']}:{e['metadata'].get('namespace') or 'default'}/{e['metadata']['name']}".lower()
+            for e in entities
+        ]
+        ctx.logger.info(f"{len(refs)} entities: {', '.join(refs) or 'none'}")
+        entity_ref = preferred_entity_ref(entities)
+        entity_url = None
+        if entity_ref is not None and catalog.kind == "embedded" and not ctx.dry_run:
+            entity_url = settings.base_url + page_url(entity_ref)
+        return RegisterOutput(entityRef=entity_ref, catalogInfoUrl=url, entityUrl=entity_url)
+
+    return Action(
+        id="catalog:register",
+        description=(
+            "Registers a catalog-info.yaml location in the software catalog (embedded, or Backstage when configured) "
+            "and returns the main entity's ref. Same input and output as Backstage's catalog:register."
         ),
-        Example(
-            "Register, and accept a location that is registered already",
-            {"catalogInfoUrl": f"{OWN_CATALOG}/catalog-info.yaml", "optional": True},
-        ),
-    ],
-)
+        input=RegisterInput,
+        output=RegisterOutput,
+        handler=handler,
+        check=lambda params: check_location(params, catalog),
+        examples=[
+            Example("Register the platform's own catalog file", {"catalogInfoUrl": f"{OWN_CATALOG}/catalog-info.yaml"}),
+            Example(
+                "Validate a repository's catalog file without registering it",
+                {"repoContentsUrl": OWN_CATALOG, "catalogInfoPath": "/catalog-info.yaml"},
+                dry_run=True,
+            ),
+            Example(
+                "Register, and accept a location that is registered already",
+                {"catalogInfoUrl": f"{OWN_CATALOG}/catalog-info.yaml", "optional": True},
+            ),
+        ],
+    )

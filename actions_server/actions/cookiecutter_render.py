@@ -9,10 +9,12 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
+from ..config import Settings
 from ..sandbox import Sandbox
-from ..services import Services
+from ..templates.catalog import TemplateCatalog
 from ..templates.render import build_context, check_paths, render
 from ..updates.history import CRUFT_FILE, TemplateHistory, write_cruft
+from ..workspaces import WorkspaceStore
 
 
 class RenderInput(BaseModel):
@@ -45,59 +47,24 @@ class RenderOutput(BaseModel):
     )
 
 
-def check(params: RenderInput, services: Services) -> None:
-    template = services.templates.get(params.template, params.ref, params.directory)
+def check_render(params: RenderInput, templates: TemplateCatalog) -> None:
+    """The template exists and the values fit its schema and paths (also `service:create`'s check)."""
+    template = templates.get(params.template, params.ref, params.directory)
     values = template.validate_values(params.values)
     check_paths(template, build_context(template, values), values)
 
 
-def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
-    services = ctx.services
-    template = services.templates.get(params.template, params.ref, params.directory)
-    values = template.validate_values(params.values)
-    ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
-    rendered = render(
-        template,
-        values,
-        ctx.workspace / "out",
-        services.settings.hook_timeout_seconds,
-        log=ctx.logger.info,
-        sandbox=Sandbox(services.settings),
-    )
-    # What made it, in .cruft.json, so that template:update can render this version again.
-    commit = TemplateHistory(services.settings).record(template)
-    if write_cruft(rendered.project_dir, template, commit, build_context(template, values), params.directory):
-        rendered.files = sorted([*rendered.files, CRUFT_FILE])
-    ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
-    output = RenderOutput(
-        directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version
-    )
-    if ctx.dry_run:
-        output.directoryContents = [
-            FileContent(
-                path=path,
-                executable=os.access(rendered.project_dir / path, os.X_OK),
-                base64Content=base64.b64encode((rendered.project_dir / path).read_bytes()).decode(),
-            )
-            for path in rendered.files
-        ]
-        return output
-    output.workspaceId = services.workspaces.save(rendered.project_dir, rendered.files, ctx.run_id)
-    ctx.logger.info(f"stored workspace {output.workspaceId}")
-    return output
-
-
-def input_schema(services: Services) -> dict[str, Any]:
+def listed_input_schema(templates: TemplateCatalog) -> dict[str, Any]:
     """The input schema, with each local template's own values schema."""
     schema = RenderInput.model_json_schema()
-    templates = services.templates.list()
-    schema["properties"]["template"]["examples"] = [t.name for t in templates]
+    found = templates.list()
+    schema["properties"]["template"]["examples"] = [t.name for t in found]
     schema["allOf"] = [
         {
             "if": {"properties": {"template": {"const": t.name}}, "required": ["template"]},
             "then": {"properties": {"values": t.values_schema}},
         }
-        for t in templates
+        for t in found
     ]
     return schema
 
@@ -109,23 +76,61 @@ EXAMPLE_VALUES = {
     "system": "pltf",
 }
 
-action = Action(
-    id="cookiecutter:render",
-    description=(
-        "Renders a cookiecutter template into a workspace. "
-        "Values are data: never evaluated as templates, commands or paths."
-    ),
-    input=RenderInput,
-    output=RenderOutput,
-    handler=handler,
-    check=check,
-    input_schema=input_schema,
-    examples=[
-        Example("Render the golden-path Python service", {"template": "python-service", "values": EXAMPLE_VALUES}),
-        Example(
-            "Preview the files without storing a workspace",
-            {"template": "python-service", "values": {**EXAMPLE_VALUES, "name": "orders-api"}},
-            dry_run=True,
+
+def create_cookiecutter_render_action(
+    *, templates: TemplateCatalog, workspaces: WorkspaceStore, settings: Settings
+) -> Action[RenderInput, RenderOutput]:
+    def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
+        template = templates.get(params.template, params.ref, params.directory)
+        values = template.validate_values(params.values)
+        ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
+        rendered = render(
+            template,
+            values,
+            ctx.workspace / "out",
+            settings.hook_timeout_seconds,
+            log=ctx.logger.info,
+            sandbox=Sandbox(settings),
+        )
+        # What made it, in .cruft.json, so that template:update can render this version again.
+        commit = TemplateHistory(settings).record(template)
+        if write_cruft(rendered.project_dir, template, commit, build_context(template, values), params.directory):
+            rendered.files = sorted([*rendered.files, CRUFT_FILE])
+        ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
+        output = RenderOutput(
+            directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version
+        )
+        if ctx.dry_run:
+            output.directoryContents = [
+                FileContent(
+                    path=path,
+                    executable=os.access(rendered.project_dir / path, os.X_OK),
+                    base64Content=base64.b64encode((rendered.project_dir / path).read_bytes()).decode(),
+                )
+                for path in rendered.files
+            ]
+            return output
+        output.workspaceId = workspaces.save(rendered.project_dir, rendered.files, ctx.run_id)
+        ctx.logger.info(f"stored workspace {output.workspaceId}")
+        return output
+
+    return Action(
+        id="cookiecutter:render",
+        description=(
+            "Renders a cookiecutter template into a workspace. "
+            "Values are data: never evaluated as templates, commands or paths."
         ),
-    ],
-)
+        input=RenderInput,
+        output=RenderOutput,
+        handler=handler,
+        check=lambda params: check_render(params, templates),
+        input_schema=lambda: listed_input_schema(templates),
+        examples=[
+            Example("Render the golden-path Python service", {"template": "python-service", "values": EXAMPLE_VALUES}),
+            Example(
+                "Preview the files without storing a workspace",
+                {"template": "python-service", "values": {**EXAMPLE_VALUES, "name": "orders-api"}},
+                dry_run=True,
+            ),
+        ],
+    )

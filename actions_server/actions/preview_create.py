@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
+from sqlalchemy.engine import Engine
 
 from ..action import Action, Example, RunContext
+from ..config import Settings
 from ..db import runs
 from ..errors import FieldError, PltfError, invalid_input
 from ..forges.permissions import may_read_url
 from ..names import DNS_LABEL
-from ..previews import PreviewRequest
-from ..services import Services
+from ..previews import PreviewManager, PreviewRequest
 from ..urls import AllowList, UrlRefused
 
 # The run answers this long before its wait bound, so the answer reaches the caller in time.
@@ -83,13 +85,13 @@ def service_name(params: PreviewCreateInput) -> str:
     return tail.removesuffix(".git").lower()
 
 
-def allowed_sources(services: Services) -> AllowList:
-    return AllowList([f"{services.settings.base_url}/git/", *services.settings.preview_sources])
+def allowed_sources(settings: Settings) -> AllowList:
+    return AllowList([f"{settings.base_url}/git/", *settings.preview_sources])
 
 
-def source_url(params: PreviewCreateInput, services: Services) -> str:
+def source_url(params: PreviewCreateInput, settings: Settings) -> str:
     """The repository URL normalised, when it lies under an allowed source: the URL to clone."""
-    sources = allowed_sources(services)
+    sources = allowed_sources(settings)
     try:
         allowed = sources.match(params.repoUrl)
     except UrlRefused as exc:
@@ -102,15 +104,8 @@ def source_url(params: PreviewCreateInput, services: Services) -> str:
     return str(allowed)
 
 
-def check(params: PreviewCreateInput, services: Services) -> None:
-    if params.bestEffort:
-        return  # checked by the handler, which reports what it finds instead of failing
-    validate(params, services)
-
-
-def validate(params: PreviewCreateInput, services: Services) -> None:
-    settings = services.settings
-    repo_url = source_url(params, services)
+def validate(params: PreviewCreateInput, settings: Settings, previews: Callable[[], PreviewManager]) -> None:
+    repo_url = source_url(params, settings)
     name = service_name(params)
     if not DNS_LABEL.match(name):
         raise invalid_input(
@@ -126,8 +121,7 @@ def validate(params: PreviewCreateInput, services: Services) -> None:
             f"ttlSeconds is above the limit of {settings.preview_max_ttl_seconds}",
             [FieldError("ttlSeconds", f"at most {settings.preview_max_ttl_seconds}")],
         )
-    manager = services.previews.get(services)
-    active = manager.list_previews(status="active", limit=settings.preview_max_active + 1)
+    active = previews().list_previews(status="active", limit=settings.preview_max_active + 1)
     if len(active) >= settings.preview_max_active and all(p["name"] != request.name for p in active):
         raise PltfError(
             f"there are already {len(active)} active previews (the limit is {settings.preview_max_active}); "
@@ -137,80 +131,90 @@ def validate(params: PreviewCreateInput, services: Services) -> None:
         )
 
 
-def _deadline(ctx: RunContext) -> float:
+def _deadline(run_id: str, database: Engine, run_wait_seconds: float) -> float:
     """Monotonic time by which the run must answer: its start plus the server's wait bound, less a margin."""
-    with ctx.services.engine.connect() as conn:
-        started = conn.execute(select(runs.c.started_at).where(runs.c.id == ctx.run_id)).scalar()
+    with database.connect() as conn:
+        started = conn.execute(select(runs.c.started_at).where(runs.c.id == run_id)).scalar()
     started = started or time.time()
-    remaining = started + ctx.services.settings.run_wait_seconds - ANSWER_MARGIN_SECONDS - time.time()
+    remaining = started + run_wait_seconds - ANSWER_MARGIN_SECONDS - time.time()
     return time.monotonic() + max(1.0, remaining)
 
 
-def handler(ctx: RunContext, params: PreviewCreateInput) -> PreviewCreateOutput:
-    services = ctx.services
-    manager = services.previews.get(services)
-    request = PreviewRequest(
-        service=service_name(params),
-        repo_url=params.repoUrl,
-        ref=params.ref,
-        pull_request=params.pullRequest,
-        ttl_seconds=params.ttlSeconds,
-        owner=params.owner or "unknown",
-        experiment=params.experiment,
-    )
-    if not may_read_url(ctx.caller, params.repoUrl, services.settings):
-        # Answered as for a missing repository: a preview would show the caller code it may not read.
-        raise PltfError(
-            f"no repository {params.repoUrl} on this server's forge",
-            404,
-            "not_found",
-            [FieldError("input.repoUrl", "no such repository")],
-        )
-    if ctx.dry_run:
-        ctx.logger.info(f"would create preview {request.name} ({manager.provider.name}) for {params.repoUrl}")
-        return PreviewCreateOutput(
-            previewUrl=manager.url_for(request.name),
-            namespace=request.namespace,
-            status="planned",
-            provider=manager.provider.name,
-        )
-    try:
+def create_preview_create_action(
+    *, previews: Callable[[], PreviewManager], settings: Settings, database: Engine
+) -> Action[PreviewCreateInput, PreviewCreateOutput]:
+    """`previews` gives the process's preview manager, built on first use; `database` holds the runs."""
+
+    def check(params: PreviewCreateInput) -> None:
         if params.bestEffort:
-            validate(params, services)
-        # What the allow-list checked (the normalised URL) is what is cloned.
-        request = replace(request, repo_url=source_url(params, services))
-        preview = manager.create(request, ctx.run_id, ctx.logger.info, _deadline(ctx))
-    except PltfError as exc:
-        first, *lines = exc.message.split("\n")
-        for line in lines:
-            ctx.logger.error(f"  | {line}")
-        if not params.bestEffort or exc.status in (401, 403):
-            raise
-        ctx.logger.warning(f"preview not created: {first}")
-        return PreviewCreateOutput(status="failed", reason=first, provider=manager.provider.name)
-    return PreviewCreateOutput(
-        previewId=preview["id"],
-        previewUrl=preview["previewUrl"],
-        namespace=preview["namespace"],
-        status=preview["status"],
-        expiresAt=preview["expiresAt"],
-        pathUrl=preview["pathUrl"],
-        provider=preview["provider"],
+            return  # checked by the handler, which reports what it finds instead of failing
+        validate(params, settings, previews)
+
+    def handler(ctx: RunContext, params: PreviewCreateInput) -> PreviewCreateOutput:
+        manager = previews()
+        request = PreviewRequest(
+            service=service_name(params),
+            repo_url=params.repoUrl,
+            ref=params.ref,
+            pull_request=params.pullRequest,
+            ttl_seconds=params.ttlSeconds,
+            owner=params.owner or "unknown",
+            experiment=params.experiment,
+        )
+        if not may_read_url(ctx.caller, params.repoUrl, settings):
+            # Answered as for a missing repository: a preview would show the caller code it may not read.
+            raise PltfError(
+                f"no repository {params.repoUrl} on this server's forge",
+                404,
+                "not_found",
+                [FieldError("input.repoUrl", "no such repository")],
+            )
+        if ctx.dry_run:
+            ctx.logger.info(f"would create preview {request.name} ({manager.provider.name}) for {params.repoUrl}")
+            return PreviewCreateOutput(
+                previewUrl=manager.url_for(request.name),
+                namespace=request.namespace,
+                status="planned",
+                provider=manager.provider.name,
+            )
+        try:
+            if params.bestEffort:
+                validate(params, settings, previews)
+            # What the allow-list checked (the normalised URL) is what is cloned.
+            request = replace(request, repo_url=source_url(params, settings))
+            preview = manager.create(
+                request, ctx.run_id, ctx.logger.info, _deadline(ctx.run_id, database, settings.run_wait_seconds)
+            )
+        except PltfError as exc:
+            first, *lines = exc.message.split("\n")
+            for line in lines:
+                ctx.logger.error(f"  | {line}")
+            if not params.bestEffort or exc.status in (401, 403):
+                raise
+            ctx.logger.warning(f"preview not created: {first}")
+            return PreviewCreateOutput(status="failed", reason=first, provider=manager.provider.name)
+        return PreviewCreateOutput(
+            previewId=preview["id"],
+            previewUrl=preview["previewUrl"],
+            namespace=preview["namespace"],
+            status=preview["status"],
+            expiresAt=preview["expiresAt"],
+            pathUrl=preview["pathUrl"],
+            provider=preview["provider"],
+        )
+
+    return Action(
+        id="preview:create",
+        description="Starts a preview environment of a repository at a ref or pull request, served at a clean URL.",
+        input=PreviewCreateInput,
+        output=PreviewCreateOutput,
+        handler=handler,
+        check=check,
+        examples=[
+            Example(
+                "Preview pull request 7 of users-api (dry run: nothing is started)",
+                {"repoUrl": "http://127.0.0.1:8787/git/platform-team/users-api.git", "pullRequest": 7},
+                dry_run=True,
+            ),
+        ],
     )
-
-
-action = Action(
-    id="preview:create",
-    description="Starts a preview environment of a repository at a ref or pull request, served at a clean URL.",
-    input=PreviewCreateInput,
-    output=PreviewCreateOutput,
-    handler=handler,
-    check=check,
-    examples=[
-        Example(
-            "Preview pull request 7 of users-api (dry run: nothing is started)",
-            {"repoUrl": "http://127.0.0.1:8787/git/platform-team/users-api.git", "pullRequest": 7},
-            dry_run=True,
-        ),
-    ],
-)

@@ -8,9 +8,12 @@ The preview's name (`users-api-pr-7`) is accepted in place of its id.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, RunContext
+from ..previews import PreviewManager
 
 
 class PreviewDestroyInput(BaseModel):
@@ -27,21 +30,25 @@ class PreviewDestroyOutput(BaseModel):
     previewUrl: str | None = None
 
 
-def handler(ctx: RunContext, params: PreviewDestroyInput) -> PreviewDestroyOutput:
-    manager = ctx.services.previews.get(ctx.services)
-    if ctx.dry_run:
-        preview = manager.get(params.previewId, ctx.caller)
-        ctx.logger.info(f"would destroy preview {preview['name']} ({preview['status']})")
+def create_preview_destroy_action(
+    *, previews: Callable[[], PreviewManager]
+) -> Action[PreviewDestroyInput, PreviewDestroyOutput]:
+    def handler(ctx: RunContext, params: PreviewDestroyInput) -> PreviewDestroyOutput:
+        manager = previews()
+        if ctx.dry_run:
+            preview = manager.get(params.previewId, ctx.caller)
+            ctx.logger.info(f"would destroy preview {preview['name']} ({preview['status']})")
+            return PreviewDestroyOutput(
+                previewId=preview["id"], status=preview["status"], previewUrl=preview["previewUrl"]
+            )
+        preview = manager.destroy(params.previewId, ctx.logger.info, viewer=ctx.caller)
         return PreviewDestroyOutput(previewId=preview["id"], status=preview["status"], previewUrl=preview["previewUrl"])
-    preview = manager.destroy(params.previewId, ctx.logger.info, viewer=ctx.caller)
-    return PreviewDestroyOutput(previewId=preview["id"], status=preview["status"], previewUrl=preview["previewUrl"])
 
-
-action = Action(
-    id="preview:destroy",
-    description="Destroys a preview environment: stops it, frees its resources, and its URL stops answering.",
-    input=PreviewDestroyInput,
-    output=PreviewDestroyOutput,
-    handler=handler,
-    examples=[],
-)
+    return Action(
+        id="preview:destroy",
+        description="Destroys a preview environment: stops it, frees its resources, and its URL stops answering.",
+        input=PreviewDestroyInput,
+        output=PreviewDestroyOutput,
+        handler=handler,
+        examples=[],
+    )

@@ -26,12 +26,14 @@ from urllib.parse import parse_qs
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..action import Action, Example, RunCancelled, RunContext
+from ..config import Settings
 from ..errors import FieldError, PltfError, invalid_input
-from ..forges import PROVIDERS, CreatedRepository, Forge, GitAuthor, RepositorySpec
+from ..events import EventBus
+from ..forges import PROVIDERS, CreatedRepository, Forge, ForgeRegistry, GitAuthor, RepositorySpec
 from ..forges.base import check_spec_fields
 from ..forges.permissions import is_gitops_repository, namespace_refusal, team_ref
 from ..names import ENTITY_REF
-from ..services import Services
+from ..workspaces import WorkspaceStore
 
 DEFAULT_AUTHOR = GitAuthor("pltf", "pltf@localhost")
 
@@ -133,12 +135,12 @@ class Target(BaseModel):
     name_field: str
 
 
-def resolve_target(params: RepoCreateInput, services: Services) -> Target:
+def resolve_target(params: RepoCreateInput, forges: ForgeRegistry, settings: Settings) -> Target:
     """Where the repository goes, from repoUrl or the explicit fields; 422 with field errors if unclear."""
     if params.repoUrl is None:
         assert params.owner is not None and params.name is not None  # the model's own check
         return Target(
-            provider=params.provider or services.settings.forge,
+            provider=params.provider or settings.forge,
             owner=params.owner,
             name=params.name,
             owner_field="owner",
@@ -154,7 +156,7 @@ def resolve_target(params: RepoCreateInput, services: Services) -> Target:
         errors.append(FieldError("input.repoUrl", "needs owner=: host?owner=o&repo=r"))
     if not name:
         errors.append(FieldError("input.repoUrl", "needs repo=: host?owner=o&repo=r"))
-    found = params.provider or services.forges.provider_for_host(host)
+    found = params.provider or forges.provider_for_host(host)
     if host and found is None:
         errors.append(
             FieldError("input.repoUrl", f"no forge is configured for the host {host!r} (see PLTF_FORGE_HOSTS)")
@@ -165,7 +167,7 @@ def resolve_target(params: RepoCreateInput, services: Services) -> Target:
     return Target(provider=found, owner=owner, name=name, owner_field="repoUrl", name_field="repoUrl")
 
 
-def _spec(params: RepoCreateInput, target: Target, services: Services) -> RepositorySpec:
+def _spec(params: RepoCreateInput, target: Target, settings: Settings) -> RepositorySpec:
     default_visibility: Literal["public", "private"] = "public" if target.provider == "embedded" else "private"
     protect = params.protectDefaultBranch
     return RepositorySpec(
@@ -175,20 +177,20 @@ def _spec(params: RepoCreateInput, target: Target, services: Services) -> Reposi
         visibility=params.visibility or default_visibility,
         default_branch=params.defaultBranch,
         topics=tuple(params.topics),
-        protect_default_branch=services.settings.protect_default_branch if protect is None else protect,
+        protect_default_branch=settings.protect_default_branch if protect is None else protect,
     )
 
 
-def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, RepositorySpec]:
-    target = resolve_target(params, services)
+def _prepare(params: RepoCreateInput, forges: ForgeRegistry, settings: Settings) -> tuple[Forge, RepositorySpec]:
+    target = resolve_target(params, forges, settings)
     if target.provider not in PROVIDERS:
         raise invalid_input(f"unknown provider {target.provider!r}", [FieldError("input.provider", "unknown")])
     try:
-        forge = services.forges.get(target.provider)
+        forge = forges.get(target.provider)
     except PltfError as exc:
         exc.fields = [FieldError(f"input.{f.field}", f.message) for f in exc.fields]
         raise
-    spec = _spec(params, target, services)
+    spec = _spec(params, target, settings)
     renamed = {"owner": target.owner_field, "name": target.name_field}
     errors = [
         FieldError(f"input.{renamed.get(e.field, e.field)}", e.message)
@@ -196,7 +198,7 @@ def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, Reposi
     ]
     if errors:
         raise invalid_input(f"{spec.owner}/{spec.name} cannot be created on {forge.title}", errors)
-    if target.provider == "embedded" and is_gitops_repository(spec.owner, spec.name, services.settings):
+    if target.provider == "embedded" and is_gitops_repository(spec.owner, spec.name, settings):
         # Made by pltf on its first apply: a repository created here first would hand Argo CD its content.
         raise PltfError(
             f"{spec.owner}/{spec.name} is the GitOps repository: only pltf creates and writes it",
@@ -207,19 +209,21 @@ def _prepare(params: RepoCreateInput, services: Services) -> tuple[Forge, Reposi
     return forge, spec
 
 
-def planned_repository(target: dict[str, Any], services: Services) -> CreatedRepository:
+def planned_repository(target: dict[str, Any], forges: ForgeRegistry, settings: Settings) -> CreatedRepository:
     """Where `repo:create` with these inputs would put the repository, creating nothing: a template
     rendered before the repository exists can then link to it."""
-    forge, spec = _prepare(RepoCreateInput.model_validate({"workspaceId": "planned", **target}), services)
+    forge, spec = _prepare(RepoCreateInput.model_validate({"workspaceId": "planned", **target}), forges, settings)
     return forge.planned(spec)
 
 
-def check(params: RepoCreateInput, services: Services) -> None:
+def check_repo_create(
+    params: RepoCreateInput, forges: ForgeRegistry, settings: Settings, workspaces: WorkspaceStore
+) -> None:
     """Names and workspace, before a run starts. Never whether the repository exists: a replay of a
     finished request must reach the run engine, which answers with the first result."""
-    _prepare(params, services)
+    _prepare(params, forges, settings)
     try:
-        services.workspaces.info(params.workspaceId)
+        workspaces.info(params.workspaceId)
     except PltfError:
         raise invalid_input(
             f"no workspace {params.workspaceId!r}", [FieldError("input.workspaceId", "no such workspace")]
@@ -259,42 +263,6 @@ def _output(repository: CreatedRepository, spec: RepositorySpec, **extra: object
     )
 
 
-def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
-    forge, spec = _prepare(params, ctx.services)
-    spec = replace(spec, team=owner_team(ctx, params))
-    if forge.provider == "embedded":
-        refusal = namespace_refusal(ctx.caller, spec.owner)
-        if refusal is not None:
-            field = "repoUrl" if params.repoUrl is not None else "owner"
-            raise PltfError(refusal, 403, "forbidden", [FieldError(f"input.{field}", refusal)])
-    where = forge.describe(spec.owner, spec.name)
-    source_root = ctx.workspace / "source"
-    source_root.mkdir(parents=True, exist_ok=True)
-    project = ctx.services.workspaces.extract(params.workspaceId, source_root, ctx.caller)
-    files = sum(1 for path in project.rglob("*") if path.is_file())
-    if ctx.dry_run:
-        ctx.logger.info(f"dry run: would create {where} ({spec.visibility}) and push {files} files; nothing created")
-        return _output(forge.planned(spec), spec, dryRun=True, files=files)
-
-    ctx.logger.info(f"creating {where} ({spec.visibility})")
-    repository = forge.create_repository(spec)
-    ctx.logger.info(f"created {where}", remoteUrl=repository.remote_url)
-    try:
-        ctx.logger.info(f"pushing {files} files to {repository.default_branch}")
-        author = GitAuthor(params.author.name, params.author.email) if params.author else DEFAULT_AUTHOR
-        sha = forge.push(repository, project, params.commitMessage, author)
-        ctx.logger.info(f"pushed commit {sha[:12]} to {repository.default_branch}", commitHash=sha)
-        warnings = forge.finish(repository, spec)
-        for warning in warnings:
-            ctx.logger.warning(warning)
-    except BaseException as exc:
-        _clean_up(ctx, forge, repository, where, exc)
-        raise
-    ctx.logger.info(f"repository ready: {repository.contents_url}")
-    _publish_creation(ctx, spec.owner, spec.name, repository.default_branch, sha)
-    return _output(repository, spec, commitHash=sha, warnings=warnings)
-
-
 def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, where: str, cause: BaseException) -> None:
     """Deletes the repository a later step failed in, and leaves a trace either way."""
     # A cancelled run still gets its cleanup logged: lift the cancel while we write.
@@ -324,11 +292,10 @@ def _clean_up(ctx: RunContext, forge: Forge, repository: CreatedRepository, wher
 EXAMPLE_WORKSPACE = "${{ steps['cookiecutter:render'].output.workspaceId }}"
 
 
-def _publish_creation(ctx: RunContext, owner: str, name: str, branch: str, sha: str) -> None:
+def _publish_creation(events: EventBus, owner: str, name: str, branch: str, sha: str) -> None:
     """The new repository and its first commit, as platform events (the portal's lead time starts at that commit)."""
     from datetime import UTC, datetime
 
-    events = ctx.services.events
     events.publish("repo.created", {"name": name, "owner": owner, "deliveryId": f"repo:{owner}/{name}"})
     now = datetime.now(UTC).isoformat()
     events.publish(
@@ -344,37 +311,77 @@ def _publish_creation(ctx: RunContext, owner: str, name: str, branch: str, sha: 
     )
 
 
-action = Action(
-    id="repo:create",
-    description=(
-        "Creates a repository (embedded forge, GitHub, GitLab or Gitea) from a rendered workspace and pushes "
-        "the first commit. Outputs remoteUrl, repoContentsUrl and commitHash like Backstage's publish:* actions."
-    ),
-    input=RepoCreateInput,
-    output=RepoCreateOutput,
-    handler=handler,
-    check=check,
-    examples=[
-        Example(
-            "Publish a rendered workspace to the embedded forge",
-            {
-                "workspaceId": EXAMPLE_WORKSPACE,
-                "owner": "platform-team",
-                "name": "users-api",
-                "description": "Users API",
-                "topics": ["python", "golden-path"],
-            },
+def create_repo_create_action(
+    *, forges: ForgeRegistry, workspaces: WorkspaceStore, events: EventBus, settings: Settings
+) -> Action[RepoCreateInput, RepoCreateOutput]:
+    def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
+        forge, spec = _prepare(params, forges, settings)
+        spec = replace(spec, team=owner_team(ctx, params))
+        if forge.provider == "embedded":
+            refusal = namespace_refusal(ctx.caller, spec.owner)
+            if refusal is not None:
+                field = "repoUrl" if params.repoUrl is not None else "owner"
+                raise PltfError(refusal, 403, "forbidden", [FieldError(f"input.{field}", refusal)])
+        where = forge.describe(spec.owner, spec.name)
+        source_root = ctx.workspace / "source"
+        source_root.mkdir(parents=True, exist_ok=True)
+        project = workspaces.extract(params.workspaceId, source_root, ctx.caller)
+        files = sum(1 for path in project.rglob("*") if path.is_file())
+        if ctx.dry_run:
+            ctx.logger.info(
+                f"dry run: would create {where} ({spec.visibility}) and push {files} files; nothing created"
+            )
+            return _output(forge.planned(spec), spec, dryRun=True, files=files)
+
+        ctx.logger.info(f"creating {where} ({spec.visibility})")
+        repository = forge.create_repository(spec)
+        ctx.logger.info(f"created {where}", remoteUrl=repository.remote_url)
+        try:
+            ctx.logger.info(f"pushing {files} files to {repository.default_branch}")
+            author = GitAuthor(params.author.name, params.author.email) if params.author else DEFAULT_AUTHOR
+            sha = forge.push(repository, project, params.commitMessage, author)
+            ctx.logger.info(f"pushed commit {sha[:12]} to {repository.default_branch}", commitHash=sha)
+            warnings = forge.finish(repository, spec)
+            for warning in warnings:
+                ctx.logger.warning(warning)
+        except BaseException as exc:
+            _clean_up(ctx, forge, repository, where, exc)
+            raise
+        ctx.logger.info(f"repository ready: {repository.contents_url}")
+        _publish_creation(events, spec.owner, spec.name, repository.default_branch, sha)
+        return _output(repository, spec, commitHash=sha, warnings=warnings)
+
+    return Action(
+        id="repo:create",
+        description=(
+            "Creates a repository (embedded forge, GitHub, GitLab or Gitea) from a rendered workspace and pushes "
+            "the first commit. Outputs remoteUrl, repoContentsUrl and commitHash like Backstage's publish:* actions."
         ),
-        Example(
-            "Check where a RepoUrlPicker value would go, creating nothing",
-            {
-                "workspaceId": EXAMPLE_WORKSPACE,
-                "repoUrl": "127.0.0.1?owner=platform-team&repo=orders-api",
-                "provider": "embedded",
-                "commitMessage": "Scaffolded by pltf",
-                "author": {"name": "Platform Team", "email": "platform@example.com"},
-            },
-            dry_run=True,
-        ),
-    ],
-)
+        input=RepoCreateInput,
+        output=RepoCreateOutput,
+        handler=handler,
+        check=lambda params: check_repo_create(params, forges, settings, workspaces),
+        examples=[
+            Example(
+                "Publish a rendered workspace to the embedded forge",
+                {
+                    "workspaceId": EXAMPLE_WORKSPACE,
+                    "owner": "platform-team",
+                    "name": "users-api",
+                    "description": "Users API",
+                    "topics": ["python", "golden-path"],
+                },
+            ),
+            Example(
+                "Check where a RepoUrlPicker value would go, creating nothing",
+                {
+                    "workspaceId": EXAMPLE_WORKSPACE,
+                    "repoUrl": "127.0.0.1?owner=platform-team&repo=orders-api",
+                    "provider": "embedded",
+                    "commitMessage": "Scaffolded by pltf",
+                    "author": {"name": "Platform Team", "email": "platform@example.com"},
+                },
+                dry_run=True,
+            ),
+        ],
+    )

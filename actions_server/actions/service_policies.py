@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
+from ..config import Settings
 from ..specs.policy import load_policies
 
 
@@ -21,17 +22,17 @@ class PoliciesOutput(BaseModel):
     teams: dict[str, Any] = Field(description="Team limits and cost centers, by owner ref.")
 
 
-def handler(ctx: RunContext, params: PoliciesInput) -> PoliciesOutput:
-    policies = load_policies(ctx.services.settings)
-    ctx.logger.info(f"{len(policies.rules)} policies from {', '.join(policies.sources)}")
-    return PoliciesOutput.model_validate(policies.to_json())
+def create_service_policies_action(*, settings: Settings) -> Action[PoliciesInput, PoliciesOutput]:
+    def handler(ctx: RunContext, params: PoliciesInput) -> PoliciesOutput:
+        policies = load_policies(settings)
+        ctx.logger.info(f"{len(policies.rules)} policies from {', '.join(policies.sources)}")
+        return PoliciesOutput.model_validate(policies.to_json())
 
-
-action = Action(
-    id="service:policies",
-    description="Lists the service-spec policies (rules, severities, fixes), tiers and team limits in force.",
-    input=PoliciesInput,
-    output=PoliciesOutput,
-    handler=handler,
-    examples=[Example("List the policies", {})],
-)
+    return Action(
+        id="service:policies",
+        description="Lists the service-spec policies (rules, severities, fixes), tiers and team limits in force.",
+        input=PoliciesInput,
+        output=PoliciesOutput,
+        handler=handler,
+        examples=[Example("List the policies", {})],
+    )

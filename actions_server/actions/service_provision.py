@@ -12,10 +12,13 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
+from ..catalog import Catalog
+from ..config import Settings
 from ..errors import FieldError, PltfError
-from ..services import Services
+from ..events import EventBus
+from ..redact import Redactor
 from ..specs.model import MAX_SPEC_BYTES, normalise_owner, parse_documents
-from ..specs.provision import Submitter, provision
+from ..specs.provision import SpecParts, Submitter, provision
 
 EXAMPLE_SPEC = "kind: service\nname: promoapi\nenv: prod\npolicy: pii=false\n"
 
@@ -71,7 +74,7 @@ class ProvisionOutput(BaseModel):
     diff: str = Field(description="Unified diff of the GitOps repository.")
 
 
-def check(params: ProvisionInput, services: Services) -> None:
+def check_spec(params: ProvisionInput) -> None:
     parse_documents(params.spec, params.filename, params.format)
     if params.owner is not None:
         try:
@@ -80,58 +83,62 @@ def check(params: ProvisionInput, services: Services) -> None:
             raise PltfError(str(exc), 422, "invalid_input", [FieldError("input.owner", str(exc))]) from None
 
 
-def handler(ctx: RunContext, params: ProvisionInput) -> ProvisionOutput:
-    submitter = Submitter(caller=ctx.caller.name, owner=params.owner, team=ctx.caller.team)
-    ctx.logger.info(f"{'planning' if ctx.dry_run else 'applying'} {params.filename}")
-    result = provision(ctx.services, params.spec, params.filename, submitter, dry_run=ctx.dry_run, fmt=params.format)
-    for plan in result.services:
-        if plan.spec.owner:
-            ctx.logger.info(f"{plan.spec.key}: owner {plan.spec.owner} (from {plan.owner_source})")
+def create_service_provision_action(
+    *, settings: Settings, redactor: Redactor, events: EventBus, catalog: Catalog
+) -> Action[ProvisionInput, ProvisionOutput]:
+    parts = SpecParts(settings, redactor, events, catalog)
+
+    def handler(ctx: RunContext, params: ProvisionInput) -> ProvisionOutput:
+        submitter = Submitter(caller=ctx.caller.name, owner=params.owner, team=ctx.caller.team)
+        ctx.logger.info(f"{'planning' if ctx.dry_run else 'applying'} {params.filename}")
+        result = provision(parts, params.spec, params.filename, submitter, dry_run=ctx.dry_run, fmt=params.format)
+        for plan in result.services:
+            if plan.spec.owner:
+                ctx.logger.info(f"{plan.spec.key}: owner {plan.spec.owner} (from {plan.owner_source})")
+            else:
+                ctx.logger.info(f"{plan.spec.key}: no owner found (the spec, the catalog and the caller name none)")
+        for finding in result.findings:
+            level = ctx.logger.info if finding.severity == "info" else ctx.logger.warning
+            level(str(finding), rule=finding.rule)
+        if result.commit:
+            ctx.logger.info(f"committed {result.commit[:12]} to {result.repository} ({len(result.diff.files)} files)")
+        elif result.applied:
+            ctx.logger.info("nothing changed: no commit")
         else:
-            ctx.logger.info(f"{plan.spec.key}: no owner found (the spec, the catalog and the caller name none)")
-    for finding in result.findings:
-        level = ctx.logger.info if finding.severity == "info" else ctx.logger.warning
-        level(str(finding), rule=finding.rule)
-    if result.commit:
-        ctx.logger.info(f"committed {result.commit[:12]} to {result.repository} ({len(result.diff.files)} files)")
-    elif result.applied:
-        ctx.logger.info("nothing changed: no commit")
-    else:
-        ctx.logger.info(f"{len(result.diff.files)} files would change" + (" (blocked)" if result.blocked else ""))
-    return ProvisionOutput(
-        applied=result.applied,
-        blocked=result.blocked,
-        commit=result.commit,
-        repository=result.repository,
-        branch=result.branch,
-        services=[plan.to_json() for plan in result.services],
-        findings=[FindingOut.model_validate(f.to_json()) for f in result.findings],
-        changedFiles=[ChangedFile(path=f.path, status=f.status) for f in result.diff.files],
-        diff=result.diff.text,
+            ctx.logger.info(f"{len(result.diff.files)} files would change" + (" (blocked)" if result.blocked else ""))
+        return ProvisionOutput(
+            applied=result.applied,
+            blocked=result.blocked,
+            commit=result.commit,
+            repository=result.repository,
+            branch=result.branch,
+            services=[plan.to_json() for plan in result.services],
+            findings=[FindingOut.model_validate(f.to_json()) for f in result.findings],
+            changedFiles=[ChangedFile(path=f.path, status=f.status) for f in result.diff.files],
+            diff=result.diff.text,
+        )
+
+    return Action(
+        id="service:provision",
+        description="Turns a service spec (YAML or Terraform) into namespace, network policy, budget, secrets, SLO "
+        "alerts, dashboard and Argo CD Application in the GitOps repository, with guardrails. A dry run plans.",
+        input=ProvisionInput,
+        output=ProvisionOutput,
+        handler=handler,
+        check=check_spec,
+        examples=[
+            Example(
+                "Plan the seed's spec (owner from the submitter)",
+                {"spec": EXAMPLE_SPEC, "owner": "group:default/growth"},
+                dry_run=True,
+            ),
+            Example(
+                "Provision it from its Terraform form",
+                {
+                    "spec": 'module "promo" {\n  source = "app/platform/service"\n  name   = "promoapi"\n  env    = "prod"\n}\n',
+                    "filename": "promo.tf",
+                    "owner": "group:default/growth",
+                },
+            ),
+        ],
     )
-
-
-action = Action(
-    id="service:provision",
-    description="Turns a service spec (YAML or Terraform) into namespace, network policy, budget, secrets, SLO "
-    "alerts, dashboard and Argo CD Application in the GitOps repository, with guardrails. A dry run plans.",
-    input=ProvisionInput,
-    output=ProvisionOutput,
-    handler=handler,
-    check=check,
-    examples=[
-        Example(
-            "Plan the seed's spec (owner from the submitter)",
-            {"spec": EXAMPLE_SPEC, "owner": "group:default/growth"},
-            dry_run=True,
-        ),
-        Example(
-            "Provision it from its Terraform form",
-            {
-                "spec": 'module "promo" {\n  source = "app/platform/service"\n  name   = "promoapi"\n  env    = "prod"\n}\n',
-                "filename": "promo.tf",
-                "owner": "group:default/growth",
-            },
-        ),
-    ],
-)

@@ -8,7 +8,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
-from ..templates.catalog import TEMPLATE_NAME
+from ..config import Settings
+from ..templates.catalog import TEMPLATE_NAME, TemplateCatalog
 from ..updates.fleet import services_made_from
 
 
@@ -24,20 +25,22 @@ class ServicesOutput(BaseModel):
     services: list[dict[str, Any]]
 
 
-def handler(ctx: RunContext, params: ServicesInput) -> ServicesOutput:
-    latest = ctx.services.templates.get(params.template).version
-    found = services_made_from(ctx.services.settings, params.template, ctx.caller)
-    ctx.logger.info(f"{len(found)} repositories were made from {params.template}")
-    return ServicesOutput(
-        template=params.template, latestVersion=latest, services=[service.to_json() for service in found]
+def create_template_services_action(
+    *, templates: TemplateCatalog, settings: Settings
+) -> Action[ServicesInput, ServicesOutput]:
+    def handler(ctx: RunContext, params: ServicesInput) -> ServicesOutput:
+        latest = templates.get(params.template).version
+        found = services_made_from(settings, params.template, ctx.caller)
+        ctx.logger.info(f"{len(found)} repositories were made from {params.template}")
+        return ServicesOutput(
+            template=params.template, latestVersion=latest, services=[service.to_json() for service in found]
+        )
+
+    return Action(
+        id="template:services",
+        description="Lists the repositories made from a template, the version each is on and their update requests.",
+        input=ServicesInput,
+        output=ServicesOutput,
+        handler=handler,
+        examples=[Example("The services made from python-service", {"template": "python-service"})],
     )
-
-
-action = Action(
-    id="template:services",
-    description="Lists the repositories made from a template, the version each is on and their update requests.",
-    input=ServicesInput,
-    output=ServicesOutput,
-    handler=handler,
-    examples=[Example("The services made from python-service", {"template": "python-service"})],
-)

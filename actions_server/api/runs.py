@@ -42,13 +42,13 @@ router = APIRouter()
 @router.get("/v1/actions", tags=["actions"], response_model=ActionList, responses=errors(401))
 async def list_actions(_: Authed, engine: EngineDep) -> dict[str, Any]:
     found = engine.actions.values()
-    return {"actions": await anyio.to_thread.run_sync(lambda: [a.describe(engine.services) for a in found])}
+    return {"actions": await anyio.to_thread.run_sync(lambda: [a.describe() for a in found])}
 
 
 @router.get("/v1/actions/{action_id}", tags=["actions"], response_model=ActionList, responses=errors(401, 404))
 async def get_action(action_id: str, _: Authed, engine: EngineDep) -> dict[str, Any]:
     action = engine.action(action_id)
-    return {"actions": [await anyio.to_thread.run_sync(action.describe, engine.services)]}
+    return {"actions": [await anyio.to_thread.run_sync(action.describe)]}
 
 
 @router.post(

@@ -9,13 +9,14 @@ dashboards and alerts in the GitOps repository, with guardrails (policies as dat
 
 from .model import Spec, parse_documents, parse_specs
 from .policy import Finding, PolicySet, load_policies
-from .provision import ProvisionResult, Submitter, provision
+from .provision import ProvisionResult, SpecParts, Submitter, provision
 
 __all__ = [
     "Finding",
     "PolicySet",
     "ProvisionResult",
     "Spec",
+    "SpecParts",
     "Submitter",
     "load_policies",
     "parse_documents",

@@ -1,10 +1,11 @@
 """From a spec file to a commit in the GitOps repository, in one pass.
 
-    result = provision(services, text, "spec.yaml", submitter, dry_run=True)   # pltf plan
+    parts = SpecParts(settings, redactor, events, catalog)
+    result = provision(parts, text, "spec.yaml", submitter, dry_run=True)   # pltf plan
     for finding in result.findings: print(finding)
     print(result.diff.text)
-    result = provision(services, text, "spec.yaml", submitter, dry_run=False)  # pltf apply
-    print(result.commit)                                                       # None: nothing changed
+    result = provision(parts, text, "spec.yaml", submitter, dry_run=False)  # pltf apply
+    print(result.commit)                                                    # None: nothing changed
 
 For each spec: find its owner (the spec; else the catalog entity of the same
 name; else the submitter's `--owner`; else the caller token's team), look for
@@ -23,10 +24,14 @@ from typing import Any, Literal
 import yaml
 from pydantic import ValidationError
 
+from ..catalog.base import Catalog
+from ..config import Settings
 from ..errors import FieldError, PltfError
+from ..events import EventBus
 from ..forges.base import GitAuthor
 from ..gitops import Changes, Diff, GitOpsRepository
 from ..names import owner_slug
+from ..redact import Redactor
 from .manifests import Context, directory, dump, quantity, render
 from .model import Spec, SpecDocument, normalise_owner, parse_documents
 from .policy import Finding, PolicySet, evaluate, load_policies
@@ -37,6 +42,17 @@ OWNER_SOURCES = {
     "cli": "the submitter (--owner)",
     "token": "the team of the caller's token ({caller})",
 }
+
+
+@dataclass(frozen=True)
+class SpecParts:
+    """What provisioning uses: the settings (policies, the GitOps repository), the redactor (git's errors),
+    the event bus (`spec.applied`) and the catalog, when there is one (owners)."""
+
+    settings: Settings
+    redactor: Redactor
+    events: EventBus
+    catalog: Catalog | None = None
 
 
 @dataclass(frozen=True)
@@ -92,7 +108,7 @@ class ProvisionResult:
 
 
 def provision(
-    services: Any,
+    parts: SpecParts,
     text: str,
     filename: str,
     submitter: Submitter,
@@ -104,9 +120,9 @@ def provision(
 ) -> ProvisionResult:
     """Plans (dry_run) or applies a spec file. Blocked specs raise a 422 on apply and write nothing."""
     documents = parse_documents(text, filename, fmt)
-    policies = policies or load_policies(services.settings)
-    repo = repository or GitOpsRepository.from_settings(services.settings, services.redactor)
-    plans = [plan_service(services, doc, submitter, policies, repo) for doc in documents]
+    policies = policies or load_policies(parts.settings)
+    repo = repository or GitOpsRepository.from_settings(parts.settings, parts.redactor)
+    plans = [plan_service(parts, doc, submitter, policies, repo) for doc in documents]
     files: dict[str, str | None] = {path: content for plan in plans for path, content in plan.files.items()}
     changes = Changes(files, replace=tuple(directory(plan.spec) for plan in plans if plan.files))
     blocked = [f for plan in plans for f in plan.findings if f.severity == "block"]
@@ -118,16 +134,16 @@ def provision(
     author = GitAuthor(name=f"pltf ({submitter.caller})", email=f"pltf@{socket.gethostname() or 'localhost'}")
     commit, diff = repo.apply_with_diff(changes, message, author)
     if commit is not None:
-        _publish_applied(services, plans, commit)
+        _publish_applied(parts.events, plans, commit)
     return ProvisionResult(plans, diff, commit, repo.url, repo.branch, True)
 
 
-def _publish_applied(services: Any, plans: list[ServicePlan], commit: str) -> None:
+def _publish_applied(events: EventBus, plans: list[ServicePlan], commit: str) -> None:
     """Each applied service's env, team and budget, as a platform event (the portal's cost shows budgets against it)."""
     for plan in plans:
         spec = plan.spec
         budget = spec.budget.model_dump(exclude_none=True) if spec.budget else {}
-        services.events.publish(
+        events.publish(
             "spec.applied",
             {
                 "service": spec.name,
@@ -170,10 +186,10 @@ def commit_message(plans: list[ServicePlan], submitter: Submitter) -> str:
 
 
 def plan_service(
-    services: Any, doc: SpecDocument, submitter: Submitter, policies: PolicySet, repo: GitOpsRepository
+    parts: SpecParts, doc: SpecDocument, submitter: Submitter, policies: PolicySet, repo: GitOpsRepository
 ) -> ServicePlan:
     spec = doc.spec
-    owner, source, catalog_owner = resolve_owner(services, spec, submitter)
+    owner, source, catalog_owner = resolve_owner(parts.catalog, spec, submitter)
     refuse_another_teams(spec, owner, submitter)
     facts: dict[str, Any] = {
         "spec": spec.model_dump(mode="json", exclude_none=True),
@@ -254,9 +270,11 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def resolve_owner(services: Any, spec: Spec, submitter: Submitter) -> tuple[str | None, str | None, str | None]:
+def resolve_owner(
+    catalog: Catalog | None, spec: Spec, submitter: Submitter
+) -> tuple[str | None, str | None, str | None]:
     """(owner, where it came from, the catalog entity's owner if there is one)."""
-    catalog_owner = catalog_entity_owner(services, spec.name)
+    catalog_owner = catalog_entity_owner(catalog, spec.name)
     if spec.owner:
         return spec.owner, "spec", catalog_owner
     if catalog_owner:
@@ -291,14 +309,13 @@ def refuse_another_teams(spec: Spec, owner: str | None, submitter: Submitter) ->
         )
 
 
-def catalog_entity_owner(services: Any, name: str) -> str | None:
+def catalog_entity_owner(catalog: Catalog | None, name: str) -> str | None:
     """The owner of the catalog's Component (or System) named `name`, when a catalog is there.
 
     The catalog is optional: a server without one (or an older one) just has no
     entity to offer, and the owner comes from the submitter.
     """
-    catalog = getattr(services, "catalog", None)
-    if catalog is None or not hasattr(catalog, "entity"):
+    if catalog is None:
         return None
     for kind in ("component", "system"):
         try:
