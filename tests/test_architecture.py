@@ -95,7 +95,7 @@ def test_the_cycle_finder_finds_a_circle() -> None:
 def test_the_import_graph_sees_relative_lazy_and_type_checking_imports() -> None:
     graph = import_graph()
     assert "actions_server.runs" in graph["actions_server.app"]  # from .runs import … at the top
-    assert "actions_server.services" in graph["actions_server.action"]  # under TYPE_CHECKING
+    assert "actions_server.auth" in graph["actions_server.action"]  # under TYPE_CHECKING
     assert "actions_server.app" in graph["actions_server.cli"]  # inside a function
 
 
@@ -112,3 +112,91 @@ def test_only_the_composition_root_imports_the_portal() -> None:
         and any(target.startswith("actions_server.portal") for target in imported)
     }
     assert importers <= {"actions_server.app", "actions_server.services"}
+
+
+# docs/architecture.md's table: each module's layer, by its longest listed prefix.
+LAYERS: dict[str, int] = {
+    # 1. foundation
+    "actions_server": 1,
+    "actions_server.config": 1,
+    "actions_server.errors": 1,
+    "actions_server.events": 1,
+    "actions_server.auth": 1,
+    "actions_server.logs": 1,
+    "actions_server.redact": 1,
+    "actions_server.metrics": 1,
+    "actions_server.db": 1,
+    "actions_server.migrations": 1,
+    "actions_server.sandbox": 1,
+    "actions_server.snapshots": 1,
+    "actions_server.names": 1,
+    "actions_server.urls": 1,
+    "actions_server.visibility": 1,
+    "actions_server.storage": 1,
+    "actions_server.http_timeouts": 1,
+    "actions_server.http_cache": 1,
+    # 2. parts
+    "actions_server.templates": 2,
+    "actions_server.template_filters": 2,
+    "actions_server.updates": 2,
+    "actions_server.forges": 2,
+    "actions_server.catalog": 2,
+    "actions_server.previews": 2,
+    "actions_server.specs": 2,
+    "actions_server.gitops": 2,
+    "actions_server.workspaces": 2,
+    "actions_server.portal": 2,
+    "actions_server.slo": 2,
+    # 3. actions and runs
+    "actions_server.action": 3,
+    "actions_server.actions": 3,
+    "actions_server.runs": 3,
+    # 4. composition
+    "actions_server.services": 4,
+    # 5. edges
+    "actions_server.app": 5,
+    "actions_server.api": 5,
+    "actions_server.catalog.api": 5,
+    "actions_server.catalog.pages": 5,
+    "actions_server.previews.api": 5,
+    "actions_server.previews.proxy": 5,
+    "actions_server.previews.commands": 5,
+    "actions_server.portal.routes": 5,
+    "actions_server.portal.webhooks": 5,
+    "actions_server.forges.git_http": 5,
+    "actions_server.backstage_actions": 5,
+    "actions_server.cli": 5,
+    "actions_server.client": 5,
+}
+
+
+def layer(module: str) -> int:
+    name = module
+    while name not in LAYERS:
+        name = name.rpartition(".")[0]
+        assert name, f"{module} has no layer: add it to LAYERS and to docs/architecture.md's table"
+    return LAYERS[name]
+
+
+def upward_imports(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(
+        f"{module} ({layer(module)}) -> {target} ({layer(target)})"
+        for module, imported in graph.items()
+        for target in imported
+        if layer(target) > layer(module)
+    )
+
+
+def test_the_layer_map_places_modules_by_their_longest_prefix() -> None:
+    assert layer("actions_server.catalog.pages") == 5
+    assert layer("actions_server.catalog.reader") == 2
+    assert layer("actions_server.migrations.versions.0001_previous_release") == 1
+    assert upward_imports({"actions_server.config": {"actions_server.services"}, "actions_server.services": set()}) == [
+        "actions_server.config (1) -> actions_server.services (4)"
+    ]
+
+
+def test_at_most_two_imports_run_up_a_layer() -> None:
+    """A lower layer that imports a higher one hides who depends on whom (issue 13: at most two)."""
+    found = upward_imports(import_graph())
+    assert len(found) <= 2, "imports that run up a layer:\n" + "\n".join(found)
