@@ -103,12 +103,18 @@ def test_no_module_of_actions_server_imports_itself_in_a_circle() -> None:
     assert cycles(import_graph()) == []
 
 
-def test_only_the_composition_root_imports_the_portal() -> None:
-    """The forge, the actions and the specs publish events (events.py); the portal subscribes at start-up."""
+def test_only_the_composition_root_and_the_portals_routes_import_the_portal() -> None:
+    """The forge, the actions and the specs publish events (events.py); the portal subscribes at start-up.
+    Above it, only its own HTTP edge (api/portal.py, api/webhooks.py) reads it."""
     importers = {
         module
         for module, imported in import_graph().items()
         if not module.startswith("actions_server.portal")
         and any(target.startswith("actions_server.portal") for target in imported)
     }
-    assert importers <= {"actions_server.app", "actions_server.services"}
+    assert importers <= {
+        "actions_server.app",
+        "actions_server.services",
+        "actions_server.api.portal",
+        "actions_server.api.webhooks",
+    }
