@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, TypeVar
 
 import anyio
@@ -20,6 +21,7 @@ from sqlalchemy.engine import Engine
 from ..auth import TokenRegistry
 from ..config import Settings
 from ..portal import normalize
+from ..portal.entities import service_owners
 from ..portal.events import body_digest, record
 from ..portal.model import Normalised
 from ..portal.webhooks import (
@@ -131,7 +133,7 @@ async def notification(request: Request, tokens: TokenRegistry, services: Servic
     delivery = request.headers.get("x-delivery-id") or body_digest(payload)
     normalised = sender.normalise(payload)
     if caller is not None:
-        await anyio.to_thread.run_sync(authorize_events, services, caller, normalised)
+        await anyio.to_thread.run_sync(authorize_events, partial(service_owners, services), caller, normalised)
     return await store(services.engine, sender.source, delivery, sender.event_type(payload), payload, normalised)
 
 
@@ -174,6 +176,6 @@ async def post_events(
     A team's token only for its team's services (403 otherwise); see authorize_events."""
     body = parse_json(await request.body())
     normalised = generic(body)
-    await anyio.to_thread.run_sync(authorize_events, services, who, normalised)
+    await anyio.to_thread.run_sync(authorize_events, partial(service_owners, services), who, normalised)
     event_type = "batch" if isinstance(body, dict) and "events" in body else str(body.get("type"))
     return await store(services.engine, "events", x_delivery_id or body_digest(body), event_type, body, normalised)

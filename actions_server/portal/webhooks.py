@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
@@ -18,9 +19,7 @@ from pydantic import SecretStr as _SecretStr
 
 from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
-from ..services import Services
 from . import normalize
-from .entities import service_owners
 from .model import SHA, Change, Deployment, Incident, Normalised, ServiceUpdate, parse_time, service_name
 
 MAX_EVENTS = 1000
@@ -220,10 +219,12 @@ def generic(body: Any) -> Normalised:
     return out
 
 
-def authorize_events(services: Services, caller: Caller, normalised: Normalised) -> None:
+def authorize_events(
+    owners_of: Callable[[set[str]], dict[str, str | None]], caller: Caller, normalised: Normalised
+) -> None:
     """A team's token records events only for its team's services, so no team skews another's DORA
     metrics; a service nobody owns yet becomes the caller's team's. 403 and nothing stored otherwise.
-    Admin tokens record for any service."""
+    Admin tokens record for any service. `owners_of` names each service's team (entities.service_owners)."""
     if caller.is_admin:
         return
     mine = (normalize._team(caller.team) or "").lower() or None
@@ -237,7 +238,7 @@ def authorize_events(services: Services, caller: Caller, normalised: Normalised)
             )
     named = {d.service for d in normalised.deployments} | {i.service for i in normalised.incidents}
     named |= {c.service for c in normalised.changes} | {u.name for u in normalised.services}
-    owners = service_owners(services, named)
+    owners = owners_of(named)
     for name in sorted(named):
         if owners[name] is not None and owners[name] != mine:
             raise PltfError(
