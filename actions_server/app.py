@@ -9,31 +9,42 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 from fastapi import FastAPI
 
 from . import __version__
-from .api import changes, drift, ops, runs, templates
+from .api import (
+    backstage_actions,
+    catalog,
+    catalog_pages,
+    changes,
+    drift,
+    ops,
+    portal,
+    previews,
+    runs,
+    templates,
+    webhooks,
+)
+from .api.backstage_auth import BackstageTokens
 from .api.errors import add_error_handlers
 from .api.middleware import RequestContextMiddleware
+from .api.preview_proxy import PreviewRouter
 from .auth import load_tokens, read_generated_token
-from .backstage_actions import backstage_actions_router
-from .catalog.api import catalog_api
-from .catalog.pages import catalog_pages
 from .config import Settings
 from .events import EventBus
 from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
-from .portal.routes import portal_router
+from .portal.health import run_prober
 from .portal.snapshots import fingerprint as portal_fingerprint
-from .previews.api import PreviewRouter, preview_loop, preview_routes
+from .portal.snapshots import portal_snapshots
+from .previews.manager import preview_loop
 from .redact import Redactor
-from .runs import RunEngine
 from .sandbox import sandbox_summary
 from .services import Services, run_engine
+from .snapshots import Snapshots
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -43,7 +54,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.api_token is not None:
         redactor.add([settings.api_token.get_secret_value()])
     configure_logging(redactor, settings.log_level)
-    state: dict[str, Any] = {}
     events = EventBus()
 
     @contextlib.asynccontextmanager
@@ -57,11 +67,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await anyio.to_thread.run_sync(services.register_platform_entities)
         # Probed once, here: which isolation hooks and previews get (or why they will be refused).
         sandbox = await anyio.to_thread.run_sync(sandbox_summary, settings)
-        state.update(services=services, engine=engine)
         app.state.tokens = tokens
         app.state.services = services
         app.state.engine = engine
         app.state.actions = engine.actions
+        app.state.backstage_tokens = BackstageTokens(settings, services.catalog)
         log = get_logger(replica=engine.replica)
         log.info(
             "pltf started",
@@ -74,11 +84,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         keep_alive = asyncio.create_task(engine.keep_alive())
         # Previews: adopt or clean up what a previous run left, then reap; stops with keep_alive.
-        previews_task = asyncio.create_task(preview_loop(services))
+        previews_task = asyncio.create_task(reap_previews(services))
         keep_alive.add_done_callback(lambda _: previews_task.cancel())
+        # The portal: webhook secrets are as secret as the API token; the prober records uptime.
+        redactor.add(
+            secret.get_secret_value()
+            for secret in (
+                settings.github_webhook_secret,
+                settings.gitlab_webhook_token,
+                settings.argocd_webhook_token,
+                settings.alertmanager_webhook_token,
+            )
+            if secret is not None
+        )
+        prober = None
+        if settings.probe_interval_seconds > 0:
+            prober = asyncio.create_task(run_prober(services, settings.probe_interval_seconds))
         try:
             yield
         finally:
+            if prober is not None:
+                prober.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await prober
             keep_alive.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
@@ -93,25 +121,31 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
+    app.state.portal_snapshots = portal_snapshots()
+    # The catalog's list page is kept until the catalog changes, which the portal's fingerprint reads.
+    app.state.catalog_snapshots = Snapshots(portal_fingerprint)
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
     app.mount("/git", git_routes(settings, events))
     # Previews: clean URLs (by Host), /previews/<id>/, /v1/previews.
-    app.add_middleware(PreviewRouter, settings=settings, state=state)
-    app.include_router(preview_routes(state))
-
-    def services() -> Services:
-        return state["services"]  # type: ignore[no-any-return]
-
-    app.include_router(portal_router(services))  # Portal: /, /services, /teams, /v1/dora…, webhooks, prober
-
-    def engine() -> RunEngine:
-        return state["engine"]  # type: ignore[no-any-return]
-
-    app.include_router(catalog_api(services))
-    app.include_router(backstage_actions_router(settings, engine, services))  # Backstage's actions registry
-    # The catalog's list page is kept until the catalog changes, which the portal's fingerprint reads.
-    app.include_router(catalog_pages(services, portal_fingerprint))
+    app.add_middleware(PreviewRouter, settings=settings)
     add_error_handlers(app)
-    for router in (ops.router, runs.router, templates.router, changes.router, drift.router):
-        app.include_router(router)
+    for module in (
+        previews,
+        webhooks,  # the portal's: /webhooks/…, /v1/events
+        portal,  # /v1/dora, /v1/services…, and the pages /, /services, /teams
+        catalog,
+        backstage_actions,  # Backstage's actions registry
+        catalog_pages,
+        ops,
+        runs,
+        templates,
+        changes,
+        drift,
+    ):
+        app.include_router(module.router)
     return app
+
+
+async def reap_previews(services: Services) -> None:
+    """The preview loop, with the manager built when it starts (as the first request would build it)."""
+    await preview_loop(services.previews.get(services), services.settings.preview_reap_seconds)

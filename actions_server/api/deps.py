@@ -7,7 +7,9 @@ only that.
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from sqlalchemy.engine import Engine
@@ -18,9 +20,14 @@ from ..config import Settings
 from ..errors import PltfError
 from ..events import EventBus
 from ..metrics import Metrics
+from ..portal.parts import PortalParts
+from ..previews import PreviewManager
 from ..runs import RunEngine
+from ..services import Services
+from ..snapshots import Snapshots
 from ..templates.catalog import TemplateCatalog
 from ..workspaces import WorkspaceStore
+from .backstage_auth import BackstageTokens
 
 
 def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
@@ -34,51 +41,50 @@ def bearer_caller(request: Request, authorization: Annotated[str | None, Header(
 Authed = Annotated[Caller, Depends(bearer_caller)]
 
 
-def _settings(request: Request) -> Settings:
-    settings: Settings = request.app.state.settings
-    return settings
+def _state(path: str) -> Callable[[Request], Any]:
+    """The dependency that answers what the application keeps at `app.state.<path>` (put there at start-up)."""
+    read = attrgetter(path)
+
+    def part(request: Request) -> Any:
+        return read(request.app.state)
+
+    return part
 
 
-def _metrics(request: Request) -> Metrics:
-    metrics: Metrics = request.app.state.metrics
-    return metrics
+SettingsDep = Annotated[Settings, Depends(_state("settings"))]
+MetricsDep = Annotated[Metrics, Depends(_state("metrics"))]
+TokensDep = Annotated[TokenRegistry, Depends(_state("tokens"))]
+EngineDep = Annotated[RunEngine, Depends(_state("engine"))]
+DatabaseDep = Annotated[Engine, Depends(_state("services.engine"))]
+TemplatesDep = Annotated[TemplateCatalog, Depends(_state("services.templates"))]
+WorkspacesDep = Annotated[WorkspaceStore, Depends(_state("services.workspaces"))]
+CatalogDep = Annotated[Catalog, Depends(_state("services.catalog"))]
+EventsDep = Annotated[EventBus, Depends(_state("services.events"))]
+BackstageTokensDep = Annotated[BackstageTokens, Depends(_state("backstage_tokens"))]
+# The computed pages kept until their inputs change (app.py makes one store for each).
+PortalSnapshotsDep = Annotated[Snapshots[PortalParts], Depends(_state("portal_snapshots"))]
+CatalogSnapshotsDep = Annotated[Snapshots[PortalParts], Depends(_state("catalog_snapshots"))]
+# What the portal's figures and the stored pages' fingerprints read (portal/parts.py names it).
+PortalPartsDep = Annotated[PortalParts, Depends(_state("services"))]
 
 
-def _run_engine(request: Request) -> RunEngine:
-    engine: RunEngine = request.app.state.engine
-    return engine
+def preview_manager(state: Any) -> PreviewManager:
+    """The process's preview manager, built on first use (the preview proxy asks for it too)."""
+    services: Services = state.services
+    return services.previews.get(services)
 
 
-def _database(request: Request) -> Engine:
-    database: Engine = request.app.state.services.engine
-    return database
+def _previews(request: Request) -> PreviewManager:
+    return preview_manager(request.app.state)
 
 
-def _templates(request: Request) -> TemplateCatalog:
-    templates: TemplateCatalog = request.app.state.services.templates
-    return templates
+PreviewsDep = Annotated[PreviewManager, Depends(_previews)]
 
 
-def _workspaces(request: Request) -> WorkspaceStore:
-    workspaces: WorkspaceStore = request.app.state.services.workspaces
-    return workspaces
-
-
-def _catalog(request: Request) -> Catalog:
-    catalog: Catalog = request.app.state.services.catalog
-    return catalog
-
-
-def _events(request: Request) -> EventBus:
-    events: EventBus = request.app.state.services.events
-    return events
-
-
-SettingsDep = Annotated[Settings, Depends(_settings)]
-MetricsDep = Annotated[Metrics, Depends(_metrics)]
-EngineDep = Annotated[RunEngine, Depends(_run_engine)]
-DatabaseDep = Annotated[Engine, Depends(_database)]
-TemplatesDep = Annotated[TemplateCatalog, Depends(_templates)]
-WorkspacesDep = Annotated[WorkspaceStore, Depends(_workspaces)]
-CatalogDep = Annotated[Catalog, Depends(_catalog)]
-EventsDep = Annotated[EventBus, Depends(_events)]
+def catalog_read_access(
+    request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
+) -> None:
+    """Lets catalog reads through when they are public (PLTF_CATALOG_PUBLIC_READS); otherwise asks for
+    a token, as `Authed` does."""
+    if not settings.catalog_public_reads:
+        bearer_caller(request, authorization)

@@ -3,7 +3,7 @@
 - `model`: entity validation, refs and relations;
 - `reader`: reading catalog files from the embedded forge, allowed files and http(s);
 - `base`: the `Catalog` interface; `embedded` and `backstage`: its implementations;
-- `api`: Backstage's read API paths under `/api/catalog`; `pages`: the `/catalog` pages.
+- `pages`: what the `/catalog` pages show (served, with Backstage's read API, from api/).
 """
 
 from __future__ import annotations

@@ -1,35 +1,27 @@
-"""The `/catalog` pages: server-rendered, autoescaped, no scripts or CDN, readable by anyone.
+"""What the `/catalog` pages show, rendered autoescaped, with no scripts or CDN.
 
-`/catalog` lists entities, filterable by kind, owner, system and tag.
-`/catalog/{namespace}/{kind}/{name}` (Backstage's own URL shape) shows one
-entity: its annotations as links, its relations and the template it came from.
+The list of entities, filterable by kind, owner, system and tag, and one
+entity's page: its annotations as links, its relations and the template it came
+from. `api/catalog_pages.py` serves them at `/catalog` and
+`/catalog/{namespace}/{kind}/{name}` (Backstage's own URL shape, `page_url`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 from urllib.parse import urlencode, urljoin
 
 import anyio
 import yaml
-from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import HTMLResponse, Response
 from jinja2 import Environment, FileSystemLoader
 
 from ..config import Settings
-from ..http_cache import cached_response
-from ..services import Services
-from ..snapshots import Snapshots
-from .api import read_access_for
 from .base import Catalog
 from .base import Query as EntityQuery
-from .embedded import EmbeddedCatalog
 from .model import EntityRef, RefError, page_url, parse_ref
 
 PAGE_SIZE = 50
-HTML = "text/html; charset=utf-8"
 _env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True)
 
 
@@ -129,7 +121,7 @@ def _filter_from(kind: str, owner: str, system: str, tag: str) -> tuple[str, lis
     return ",".join(conditions), ignored
 
 
-async def _list_html(catalog: Catalog, kind: str, owner: str, system: str, tag: str, cursor: str | None) -> str:
+async def list_html(catalog: Catalog, kind: str, owner: str, system: str, tag: str, cursor: str | None) -> str:
     """The `/catalog` list page for one filter and cursor."""
     filter_text, ignored = _filter_from(kind, owner, system, tag)
     filters = [filter_text] if filter_text else []
@@ -174,76 +166,32 @@ async def _list_html(catalog: Catalog, kind: str, owner: str, system: str, tag: 
     return html
 
 
-def catalog_pages(services: Callable[[], Services], fingerprint: Callable[[Services], str]) -> APIRouter:
-    router = APIRouter(prefix="/catalog", include_in_schema=False, dependencies=[Depends(read_access_for(services))])
+def missing_html(kind: str, namespace: str, name: str) -> str:
+    """The page of an entity the catalog does not have."""
+    return _env.get_template("missing.html").render(ref=f"{kind}:{namespace}/{name}".lower())
 
-    def html_page(request: Request, html: str) -> Response:
-        settings = services().settings
-        public = settings.catalog_public_reads
-        return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
 
-    snapshots = Snapshots(fingerprint)
-
-    async def stored_page(request: Request, compute: Callable[[], Awaitable[str]]) -> Response:
-        """The list as stored until the embedded catalog's entities change (in the portal's fingerprint).
-
-        A Backstage catalog changes without telling us: its pages are computed per view.
-        """
-        current = services()
-        if not isinstance(current.catalog, EmbeddedCatalog):
-            return html_page(request, await compute())
-
-        async def body() -> bytes:
-            return (await compute()).encode()
-
-        found = await snapshots.get(current, f"{request.url.path}?{request.url.query}", body, slides=False)
-        settings = current.settings
-        max_age, public = settings.portal_cache_seconds, settings.catalog_public_reads
-        return cached_response(request, found.body, HTML, max_age, public=public, etag=found.etag)
-
-    @router.get("", response_class=HTMLResponse)
-    async def entity_list(
-        request: Request,
-        kind: Annotated[str, Query(max_length=100)] = "",
-        owner: Annotated[str, Query(max_length=300)] = "",
-        system: Annotated[str, Query(max_length=300)] = "",
-        tag: Annotated[str, Query(max_length=100)] = "",
-        cursor: Annotated[str | None, Query(max_length=4000)] = None,
-    ) -> Response:
-        async def compute() -> str:
-            return await _list_html(services().catalog, kind, owner, system, tag, cursor)
-
-        return await stored_page(request, compute)
-
-    @router.get("/{namespace}/{kind}/{name}", response_class=HTMLResponse)
-    async def entity_page(request: Request, namespace: str, kind: str, name: str) -> Response:
-        entity = await anyio.to_thread.run_sync(services().catalog.entity, kind, namespace, name)
-        if entity is None:
-            html = _env.get_template("missing.html").render(ref=f"{kind}:{namespace}/{name}".lower())
-            return HTMLResponse(html, status_code=404)
-        settings = services().settings
-        relations: dict[str, list[dict[str, str]]] = {}
-        for relation in entity.get("relations", []):
-            relations.setdefault(relation["type"], []).append(_ref_link(relation["targetRef"]))
-        spec = entity.get("spec") or {}
-        definition = spec.get("definition") if entity["kind"] == "API" else None
-        shown = {k: v for k, v in entity.items() if k != "relations"}
-        html = _env.get_template("entity.html").render(
-            entity=entity,
-            ref=str(EntityRef.of(entity)),
-            spec=spec,
-            owner=_relation_targets(entity, "ownedBy"),
-            system=[t for t in _relation_targets(entity, "partOf") if t["ref"].startswith("system:")],
-            apis=_relation_targets(entity, "providesApi"),
-            links=entity_links(entity, settings),
-            template=source_template(entity),
-            relations=sorted(relations.items()),
-            annotations=sorted((entity["metadata"].get("annotations") or {}).items()),
-            labels=sorted((entity["metadata"].get("labels") or {}).items()),
-            definition=definition if isinstance(definition, str) else None,
-            source=yaml.safe_dump(shown, sort_keys=False, allow_unicode=True),
-            safe_url=safe_url,
-        )
-        return html_page(request, html)
-
-    return router
+def entity_html(entity: dict[str, Any], settings: Settings) -> str:
+    """The page of one entity: its links, relations, the template it came from and its source."""
+    relations: dict[str, list[dict[str, str]]] = {}
+    for relation in entity.get("relations", []):
+        relations.setdefault(relation["type"], []).append(_ref_link(relation["targetRef"]))
+    spec = entity.get("spec") or {}
+    definition = spec.get("definition") if entity["kind"] == "API" else None
+    shown = {k: v for k, v in entity.items() if k != "relations"}
+    return _env.get_template("entity.html").render(
+        entity=entity,
+        ref=str(EntityRef.of(entity)),
+        spec=spec,
+        owner=_relation_targets(entity, "ownedBy"),
+        system=[t for t in _relation_targets(entity, "partOf") if t["ref"].startswith("system:")],
+        apis=_relation_targets(entity, "providesApi"),
+        links=entity_links(entity, settings),
+        template=source_template(entity),
+        relations=sorted(relations.items()),
+        annotations=sorted((entity["metadata"].get("annotations") or {}).items()),
+        labels=sorted((entity["metadata"].get("labels") or {}).items()),
+        definition=definition if isinstance(definition, str) else None,
+        source=yaml.safe_dump(shown, sort_keys=False, allow_unicode=True),
+        safe_url=safe_url,
+    )

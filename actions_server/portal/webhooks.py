@@ -1,7 +1,9 @@
-"""Webhook receivers (GitHub, GitLab, Argo CD, Alertmanager) and the generic `POST /v1/events`.
+"""What a webhook delivery is: whether it is signed by its sender, and the events it records.
 
-A delivery that is unsigned or wrongly signed is refused with 401 before its
-body is parsed, and nothing of it is stored.
+The receivers (GitHub, GitLab, Argo CD, Alertmanager, and the generic
+`POST /v1/events`) are in `api/webhooks.py`. A delivery that is unsigned or
+wrongly signed is refused with 401 before its body is parsed, and nothing of it
+is stored.
 """
 
 from __future__ import annotations
@@ -12,20 +14,12 @@ import json
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
-import anyio
-from fastapi import APIRouter, Header, Request
-from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, field_validator
 from pydantic import SecretStr as _SecretStr
 
-from ..api.deps import Authed
-from ..api.models import Recorded, errors
-from ..auth import Caller, token_from_authorization
+from ..auth import Caller, TokenRegistry, token_from_authorization
 from ..errors import FieldError, PltfError, invalid_input, pydantic_field_errors
-from ..services import Services
 from . import normalize
-from .entities import service_owners
-from .events import body_digest, record
 from .model import SHA, Change, Deployment, Incident, Normalised, ServiceUpdate, parse_time, service_name
 
 MAX_EVENTS = 1000
@@ -35,15 +29,15 @@ def _unauthorized(message: str) -> PltfError:
     return PltfError(message, 401, "unauthorized")
 
 
-def _json(raw: bytes) -> Any:
+def parse_json(raw: bytes) -> Any:
     try:
         return json.loads(raw)
     except ValueError as exc:
         raise invalid_input(f"the body is not valid JSON: {exc}") from None
 
 
-def _object(raw: bytes) -> dict[str, Any]:
-    body = _json(raw)
+def json_object(raw: bytes) -> dict[str, Any]:
+    body = parse_json(raw)
     if not isinstance(body, dict):
         raise invalid_input("the body must be a JSON object")
     return body
@@ -63,15 +57,24 @@ def _same(secret: _SecretStr, given: str | None) -> bool:
     return given is not None and hmac.compare_digest(secret.get_secret_value().encode(), given.strip().encode())
 
 
-def _bearer(request: Request, secret: _SecretStr | None, what: str) -> Caller | None:
+def verify_gitlab(secret: _SecretStr | None, given: str | None) -> None:
+    if secret is None:
+        raise _unauthorized("GitLab webhooks are refused: PLTF_GITLAB_WEBHOOK_TOKEN is not set")
+    if not _same(secret, given):
+        raise _unauthorized("X-Gitlab-Token is missing or wrong")
+
+
+def notification_caller(
+    authorization: str | None, tokens: TokenRegistry, secret: _SecretStr | None, what: str
+) -> Caller | None:
     """The API token's caller when no webhook token is set, to be authorized as `POST /v1/events` is;
     None for a delivery with the webhook's own token."""
-    token = token_from_authorization(request.headers.get("authorization")) or ""
+    token = token_from_authorization(authorization) or ""
     if secret is not None:
         if not _same(secret, token):
             raise _unauthorized(f"{what} needs Authorization: Bearer <its webhook token>")
         return None
-    caller: Caller | None = request.app.state.tokens.authenticate(token) if token else None
+    caller = tokens.authenticate(token) if token else None
     if caller is None:
         raise _unauthorized(f"{what} needs Authorization: Bearer <an API token>")
     return caller
@@ -216,10 +219,12 @@ def generic(body: Any) -> Normalised:
     return out
 
 
-def authorize_events(services: Services, caller: Caller, normalised: Normalised) -> None:
+def authorize_events(
+    owners_of: Callable[[set[str]], dict[str, str | None]], caller: Caller, normalised: Normalised
+) -> None:
     """A team's token records events only for its team's services, so no team skews another's DORA
     metrics; a service nobody owns yet becomes the caller's team's. 403 and nothing stored otherwise.
-    Admin tokens record for any service."""
+    Admin tokens record for any service. `owners_of` names each service's team (entities.service_owners)."""
     if caller.is_admin:
         return
     mine = (normalize._team(caller.team) or "").lower() or None
@@ -233,7 +238,7 @@ def authorize_events(services: Services, caller: Caller, normalised: Normalised)
             )
     named = {d.service for d in normalised.deployments} | {i.service for i in normalised.incidents}
     named |= {c.service for c in normalised.changes} | {u.name for u in normalised.services}
-    owners = service_owners(services, named)
+    owners = owners_of(named)
     for name in sorted(named):
         if owners[name] is not None and owners[name] != mine:
             raise PltfError(
@@ -244,131 +249,3 @@ def authorize_events(services: Services, caller: Caller, normalised: Normalised)
             )
         if owners[name] is None and mine is not None:
             normalised.services.append(ServiceUpdate(name, team=mine))
-
-
-# -- routes ---------------------------------------------------------------------
-
-
-def _delivery_answers(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """A delivery's answers besides 202: 200 for one already recorded, and its error statuses."""
-    return {200: {"model": Recorded, "description": "Already recorded (the same delivery)"}, **errors(*statuses)}
-
-
-def webhook_routes(services: Callable[[], Services]) -> APIRouter:
-    router = APIRouter(tags=["portal: events"])
-
-    async def store(source: str, delivery: str, event_type: str, payload: Any, normalised: Normalised) -> JSONResponse:
-        engine = services().engine
-        done = await anyio.to_thread.run_sync(record, engine, source, delivery, event_type, payload, normalised)
-        return JSONResponse(done.to_json(), status_code=200 if done.duplicate else 202)
-
-    @router.post(
-        "/webhooks/github",
-        status_code=202,
-        response_model=Recorded,
-        responses=_delivery_answers(401, 408, 413, 422),
-    )
-    async def github_webhook(
-        request: Request,
-        x_github_event: Annotated[str | None, Header()] = None,
-        x_github_delivery: Annotated[str | None, Header()] = None,
-        x_hub_signature_256: Annotated[str | None, Header()] = None,
-    ) -> JSONResponse:
-        """GitHub: push, pull_request, deployment_status, workflow_run (X-Hub-Signature-256 required)."""
-        raw = await request.body()
-        settings = services().settings
-        verify_github(settings.github_webhook_secret, raw, x_hub_signature_256)
-        payload = _object(raw)
-        event_type = x_github_event or "unknown"
-        normalised = normalize.github(event_type, payload, settings.deploy_workflow_pattern)
-        return await store("github", x_github_delivery or body_digest(payload), event_type, payload, normalised)
-
-    @router.post(
-        "/webhooks/gitlab",
-        status_code=202,
-        response_model=Recorded,
-        responses=_delivery_answers(401, 408, 413, 422),
-    )
-    async def gitlab_webhook(
-        request: Request,
-        x_gitlab_token: Annotated[str | None, Header()] = None,
-        x_gitlab_event: Annotated[str | None, Header()] = None,
-        x_gitlab_event_uuid: Annotated[str | None, Header()] = None,
-    ) -> JSONResponse:
-        """GitLab: push, merge request and pipeline hooks (X-Gitlab-Token required)."""
-        secret = services().settings.gitlab_webhook_token
-        if secret is None:
-            raise _unauthorized("GitLab webhooks are refused: PLTF_GITLAB_WEBHOOK_TOKEN is not set")
-        if not _same(secret, x_gitlab_token):
-            raise _unauthorized("X-Gitlab-Token is missing or wrong")
-        raw = await request.body()
-        payload = _object(raw)
-        event_type = x_gitlab_event or str(payload.get("object_kind") or "unknown")
-        delivery = x_gitlab_event_uuid or request.headers.get("idempotency-key") or body_digest(payload)
-        return await store("gitlab", delivery, event_type, payload, normalize.gitlab(event_type, payload))
-
-    @router.post(
-        "/webhooks/argocd",
-        status_code=202,
-        response_model=Recorded,
-        responses=_delivery_answers(401, 403, 408, 413, 422),
-    )
-    async def argocd_webhook(request: Request) -> JSONResponse:
-        """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
-        caller = _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
-        payload = _object(await request.body())
-        delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        normalised = normalize.argocd(payload)
-        if caller is not None:
-            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
-        return await store("argocd", delivery, "sync", payload, normalised)
-
-    @router.post(
-        "/webhooks/alertmanager",
-        status_code=202,
-        response_model=Recorded,
-        responses=_delivery_answers(401, 403, 408, 413, 422),
-    )
-    async def alertmanager_webhook(request: Request) -> JSONResponse:
-        """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
-        caller = _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
-        payload = _object(await request.body())
-        delivery = request.headers.get("x-delivery-id") or body_digest(payload)
-        normalised = normalize.alertmanager(payload)
-        if caller is not None:
-            await anyio.to_thread.run_sync(authorize_events, services(), caller, normalised)
-        return await store("alertmanager", delivery, str(payload.get("status") or "alert"), payload, normalised)
-
-    @router.post(
-        "/v1/events",
-        status_code=202,
-        response_model=Recorded,
-        responses=_delivery_answers(401, 403, 408, 413, 422),
-        openapi_extra={
-            "requestBody": {
-                "required": True,
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "description": 'One event {"type": "change"|"deployment"|"incident", "id", "service", '
-                            '"timestamp", ...} or {"events": [...]}; see docs/dora.md.',
-                        }
-                    }
-                },
-            }
-        },
-    )
-    async def post_events(
-        request: Request, who: Authed, x_delivery_id: Annotated[str | None, Header()] = None
-    ) -> JSONResponse:
-        """Generic deployments, changes and incidents, like DevLake's webhook (see docs/dora.md).
-
-        A team's token only for its team's services (403 otherwise); see authorize_events."""
-        body = _json(await request.body())
-        normalised = generic(body)
-        await anyio.to_thread.run_sync(authorize_events, services(), who, normalised)
-        event_type = "batch" if isinstance(body, dict) and "events" in body else str(body.get("type"))
-        return await store("events", x_delivery_id or body_digest(body), event_type, body, normalised)
-
-    return router

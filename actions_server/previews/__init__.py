@@ -1,10 +1,12 @@
 """Preview environments: `preview:create` / `preview:destroy`, behind one provider interface.
 
 - `base.PreviewProvider`: the interface (create, probe, destroy);
-- `local`: the default; the service runs on this host, served at its clean URL by `proxy`;
+- `local`: the default; the service runs on this host, served at its clean URL by `api/preview_proxy.py`;
 - `kubernetes`: GitOps; manifests committed to a repository that Argo CD applies;
 - `manager.PreviewManager`: persistence, idempotency, the cap, TTLs, the reaper and adoption;
-- `api`: `GET /v1/previews[/{id}]`, and the server's background loop.
+  `manager.preview_loop` is the server's background loop (adoption, then the reaper).
+
+`api/previews.py` serves `GET /v1/previews[/{id}]`.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ start-up adopts those still answering `/readyz` and cleans up the rest.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 import uuid
@@ -23,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+import anyio
 from sqlalchemy import (
     JSON,
     Column,
@@ -693,3 +695,20 @@ def _label(value: str) -> str:
     """A Kubernetes label value: at most 63 characters of [-A-Za-z0-9_.], alphanumeric at the ends."""
     cleaned = "".join(c if c.isalnum() or c in "-_." else "-" for c in value)[:63].strip("-_.")
     return cleaned or "none"
+
+
+async def preview_loop(manager: PreviewManager, reap_seconds: float) -> None:
+    """The server's: adopts or cleans up the previews a previous run of it left, then reaps periodically."""
+    log = get_logger(component="previews", replica=manager.replica)
+    try:
+        adopted, cleaned = await anyio.to_thread.run_sync(manager.adopt)
+        if adopted or cleaned:
+            log.info("previews recovered", adopted=len(adopted), cleaned=len(cleaned))
+    except Exception:  # noqa: BLE001 - the reaper below retries what it can
+        log.exception("adopting previews failed")
+    while True:
+        await asyncio.sleep(reap_seconds)
+        try:
+            await anyio.to_thread.run_sync(manager.reap)
+        except Exception:  # noqa: BLE001 - a database blip must not stop the reaper
+            log.exception("reaping previews failed")

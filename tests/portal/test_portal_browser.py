@@ -78,7 +78,7 @@ def portal_server(server_env: dict[str, str], tmp_path: Path) -> Iterator[Server
 
 
 def shown(value: float | None, kind: str) -> str:
-    """How the pages print a figure (routes.py's filters)."""
+    """How the pages print a figure (portal/pages.py's filters)."""
     if value is None:
         return "—"
     return {"hours": f"{value:.1f} h", "perday": f"{value:.2f}/day", "pct": f"{value * 100:.1f}%"}[kind]

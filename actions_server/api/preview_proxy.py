@@ -7,7 +7,7 @@
 clean URL works on a laptop as it is. Bodies stream both ways. Everything else
 goes on to the application untouched. Mounted in `create_app` with one line:
 
-    app.add_middleware(PreviewRouter, settings=settings, state=state)
+    app.add_middleware(PreviewRouter, settings=settings)
 
 A preview runs code from a repository, so it is not trusted with what reaches pltf:
 
@@ -43,6 +43,7 @@ import anyio
 import httpx
 
 from ..config import Settings
+from .deps import preview_manager
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -98,10 +99,9 @@ def _json(
 
 
 class PreviewRouter:
-    def __init__(self, app: ASGIApp, settings: Settings, state: dict[str, Any]) -> None:
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        self.state = state
         domain = re.escape(settings.preview_domain)
         self.host = re.compile(rf"^(?P<key>{_NAME})\.{domain}(:\d+)?$", re.IGNORECASE)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
@@ -109,7 +109,8 @@ class PreviewRouter:
         )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or "services" not in self.state:
+        # Until the application has started (its parts are on app.state), everything goes on to it.
+        if scope["type"] != "http" or not hasattr(scope["app"].state, "services"):
             await self.app(scope, receive, send)
             return
         host = ""
@@ -141,8 +142,7 @@ class PreviewRouter:
     async def _proxy(
         self, scope: Scope, receive: Receive, send: Send, key: str, path: str, prefix: str, by_id: bool
     ) -> None:
-        services = self.state["services"]
-        manager = services.previews.get(services)
+        manager = preview_manager(scope["app"].state)
         found = await anyio.to_thread.run_sync(manager.route, key)
         if found is None and by_id:
             found = await anyio.to_thread.run_sync(manager.route, key, True)
