@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from ..errors import FieldError, PltfError
 from ..forges.base import GitAuthor
 from ..gitops import Changes, Diff, GitOpsRepository
+from ..mappings import deep_merge
 from ..names import owner_slug
 from .manifests import Context, directory, dump, quantity, render
 from .model import Spec, SpecDocument, normalise_owner, parse_documents
@@ -230,7 +231,7 @@ def derive(facts: dict[str, Any], policies: PolicySet) -> None:
     owner_ref = (facts.get("owner") or {}).get("ref") or spec.get("owner")
     team = dict(policies.teams.get("*", {}))
     if owner_ref:
-        team = _merge(team, policies.teams.get(owner_ref, {}))
+        team = deep_merge(team, policies.teams.get(owner_ref, {}))
     limits = dict(team.get("limits") or {})
     for key, unit in (("cpu", "cpu_cores"), ("memory", "memory_bytes")):
         if limits.get(key) is not None:
@@ -243,15 +244,6 @@ def derive(facts: dict[str, Any], policies: PolicySet) -> None:
         for key, unit in (("cpu", "cpu_cores"), ("memory", "memory_bytes"))
         if budget.get(key) is not None
     }
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in override.items():
-        result[key] = (
-            _merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
-        )
-    return result
 
 
 def resolve_owner(services: Any, spec: Spec, submitter: Submitter) -> tuple[str | None, str | None, str | None]:
