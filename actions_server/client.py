@@ -182,12 +182,12 @@ class LocalBackend(Backend):
         return asyncio.run(self._run_in_loop(action, body, idempotency_key, on_log))
 
     async def _run_in_loop(
-        self, action: str, body: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
+        self, action: str, request: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
     ) -> dict[str, Any]:
         from .runs import RunEngine
 
         engine = RunEngine(self.services, actions=self.registry)
-        prepared = engine.prepare(action, body)
+        prepared = engine.prepare(action, request)
         run_id, _ = await engine.submit(prepared, Caller("cli"), idempotency_key)
         async for kind, body in engine.events(run_id):
             if kind == "log" and on_log is not None:
