@@ -190,10 +190,17 @@ def create_previous_release_tables(engine: Engine, *, skip_prefix: str | None = 
     """Makes the tables an install of the last release before migrations (commit a93b1bb) has, and returns them.
 
     The DDL is data, not code that follows today's tables: tests/fixtures/previous-release/<dialect>.sql was
-    written once by a throwaway script that extracted that commit (`git archive a93b1bb actions_server`),
-    imported its `actions_server.db.metadata` (with catalog/db.py, portal/tables.py, previews/manager.py) and
-    printed `CreateTable`/`CreateIndex` for each table compiled for the dialect, which is what its `create_all`
-    ran. Tables whose name starts with `skip_prefix` are left out. The tables are returned as reflected.
+    written once by a throwaway script, run on `git archive a93b1bb actions_server | tar -x -C /tmp/old`:
+
+        sys.path.insert(0, "/tmp/old")
+        import actions_server.db as db, actions_server.catalog.db, actions_server.portal.tables
+        import actions_server.previews.manager  # the modules that declared that release's tables
+        for table in db.metadata.sorted_tables:  # what its create_all ran, per dialect
+            print(CreateTable(table).compile(dialect=dialect), ";")
+            for index in sorted(table.indexes, key=lambda i: i.name):
+                print(CreateIndex(index).compile(dialect=dialect), ";")
+
+    Tables whose name starts with `skip_prefix` are left out. The tables are returned as reflected.
     """
     script = (PREVIOUS_RELEASE_DDL / f"{engine.dialect.name}.sql").read_text()
     statements = [s.strip() for s in re.sub(r"(?m)^--.*$", "", script).split(";") if s.strip()]

@@ -1,7 +1,7 @@
 """Schema migrations (Alembic) on real SQLite files and the real PostgreSQL.
 
 An install of the last release before migrations (the DDL it ran, checked in
-under tests/fixtures/previous-release) is upgraded when the server starts on it, its rows kept and the newer
+under tests/fixtures/previous-release; how it was made: conftest.create_previous_release_tables) is upgraded when the server starts on it, its rows kept and the newer
 features working on them; a new database gets the newest revision; a second
 start changes nothing and does not even wait for the lock; replicas starting
 together upgrade once; and the revisions make exactly the tables the code
