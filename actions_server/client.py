@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -25,12 +26,14 @@ if TYPE_CHECKING:
 LogCallback = Callable[[dict[str, Any]], None]
 
 
-class Backend(Protocol):
+class Backend(ABC):
     server_url: str | None
     """The action server's URL; None when actions run in this process."""
 
+    @abstractmethod
     def actions(self) -> list[dict[str, Any]]: ...
 
+    @abstractmethod
     def templates(self) -> list[dict[str, Any]]: ...
 
     def run(
@@ -40,7 +43,15 @@ class Backend(Protocol):
         dry_run: bool = False,
         idempotency_key: str | None = None,
         on_log: LogCallback | None = None,
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any]:
+        """Runs `action` to its end, passing each log line to `on_log`, and answers the finished run."""
+        return self._run(action, {"input": input, "dryRun": dry_run}, idempotency_key, on_log)
+
+    @abstractmethod
+    def _run(
+        self, action: str, body: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
+    ) -> dict[str, Any]:
+        """`run` with the body of `POST /v1/actions/{action}/runs`."""
 
 
 def backend_from_environment(settings: Settings | None = None) -> Backend:
@@ -98,7 +109,7 @@ def quiet_logging(settings: Settings, redactor: Redactor) -> None:
     configure_logging(redactor, settings.log_level if "log_level" in settings.model_fields_set else "error")
 
 
-class RemoteBackend:
+class RemoteBackend(Backend):
     def __init__(self, client: httpx.Client) -> None:
         self.client = client
         self.server_url: str | None = str(client.base_url)
@@ -112,16 +123,10 @@ class RemoteBackend:
     def templates(self) -> list[dict[str, Any]]:
         return list(self._call("GET", "/v1/templates").json()["templates"])
 
-    def run(
-        self,
-        action: str,
-        input: dict[str, Any],
-        dry_run: bool = False,
-        idempotency_key: str | None = None,
-        on_log: LogCallback | None = None,
+    def _run(
+        self, action: str, body: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
     ) -> dict[str, Any]:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-        body = {"input": input, "dryRun": dry_run}
         response = self._call(
             "POST", f"/v1/actions/{action}/runs", params={"wait": "false"}, json=body, headers=headers
         )
@@ -155,7 +160,7 @@ def _error_from(response: httpx.Response) -> PltfError:
         return PltfError(f"the action server answered {response.status_code}", response.status_code, "http_error")
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """Runs actions in this process, on the embedded defaults, with no server."""
 
     def __init__(self, settings: Settings) -> None:
@@ -171,28 +176,18 @@ class LocalBackend:
     def templates(self) -> list[dict[str, Any]]:
         return [template.to_json() for template in self.services.templates.list()]
 
-    def run(
-        self,
-        action: str,
-        input: dict[str, Any],
-        dry_run: bool = False,
-        idempotency_key: str | None = None,
-        on_log: LogCallback | None = None,
+    def _run(
+        self, action: str, body: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
     ) -> dict[str, Any]:
-        return asyncio.run(self._run(action, input, dry_run, idempotency_key, on_log))
+        return asyncio.run(self._run_in_loop(action, body, idempotency_key, on_log))
 
-    async def _run(
-        self,
-        action: str,
-        input: dict[str, Any],
-        dry_run: bool,
-        idempotency_key: str | None,
-        on_log: LogCallback | None,
+    async def _run_in_loop(
+        self, action: str, request: dict[str, Any], idempotency_key: str | None, on_log: LogCallback | None
     ) -> dict[str, Any]:
         from .services import run_engine
 
         engine = run_engine(self.services, actions=self.registry)
-        prepared = engine.prepare(action, {"input": input, "dryRun": dry_run})
+        prepared = engine.prepare(action, request)
         run_id, _ = await engine.submit(prepared, Caller("cli"), idempotency_key)
         async for kind, body in engine.events(run_id):
             if kind == "log" and on_log is not None:

@@ -8,7 +8,9 @@ the same tables, and tests/test_migrations.py checks that they agree.
 from __future__ import annotations
 
 import importlib.util
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import (
     JSON,
@@ -30,12 +32,31 @@ from sqlalchemy.engine import Engine
 from .errors import PltfError
 from .migrations import upgrade
 
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
+
+Record = TypeVar("Record", bound="DataclassInstance")
+
 metadata = MetaData()
+
+# The types of the values that several tables hold, so each is as wide everywhere.
+UUID_TEXT = String(36)
+"""A uuid4 as text: the ids of runs, workspaces and catalog locations and entities."""
+DIGEST = String(64)
+"""A hex SHA-256 or git commit id: a request's hash, an entity's etag, a commit."""
+DNS_LABEL = String(63)
+"""A Kubernetes or Backstage name, namespace or kind (at most 63 characters)."""
+GROUP_REF = String(253)
+"""A Backstage group or user ref such as `group:default/team-a`: a team or an owner."""
+CALLER_NAME = String(200)
+"""The name of the API token that made a row."""
+REPLICA_ID = String(200)
+"""The server replica that works on a row."""
 
 runs = Table(
     "runs",
     metadata,
-    Column("id", String(36), primary_key=True),
+    Column("id", UUID_TEXT, primary_key=True),
     Column("action", String(200), nullable=False),
     Column("status", String(16), nullable=False),
     Column("dry_run", Boolean, nullable=False, default=False),
@@ -44,11 +65,11 @@ runs = Table(
     Column("error", JSON),
     # Scoped by caller, so one caller's key never reveals another's run.
     Column("idempotency_key", String(400), unique=True),
-    Column("request_hash", String(64), nullable=False),
-    Column("caller", String(200), nullable=False),
+    Column("request_hash", DIGEST, nullable=False),
+    Column("caller", CALLER_NAME, nullable=False),
     # The caller's team: who else may see and cancel the run (see visibility.py).
-    Column("team", String(253)),
-    Column("replica", String(200), nullable=False),
+    Column("team", GROUP_REF),
+    Column("replica", REPLICA_ID, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
     Column("created_at", Float, nullable=False),
     Column("started_at", Float),
@@ -62,7 +83,7 @@ run_logs = Table(
     "run_logs",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("run_id", String(36), nullable=False),
+    Column("run_id", UUID_TEXT, nullable=False),
     Column("seq", Integer, nullable=False),
     Column("time", Float, nullable=False),
     Column("level", String(10), nullable=False),
@@ -75,8 +96,8 @@ run_logs = Table(
 workspaces = Table(
     "workspaces",
     metadata,
-    Column("id", String(36), primary_key=True),
-    Column("run_id", String(36)),
+    Column("id", UUID_TEXT, primary_key=True),
+    Column("run_id", UUID_TEXT),
     Column("directory", String(300), nullable=False),
     Column("files", JSON, nullable=False),
     # Kept in the database unless a shared directory is configured, so any
@@ -85,6 +106,13 @@ workspaces = Table(
     Column("size", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
 )
+
+
+def from_row(model: type[Record], row: Mapping[Any, Any], **converted: Any) -> Record:
+    """A `model` dataclass from a row whose columns carry its field names; `converted` gives the fields
+    whose value is not the column's as stored (or that have no column)."""
+    stored = {field.name: row[field.name] for field in fields(model) if field.name not in converted}
+    return model(**stored, **converted)
 
 
 def require_postgres_driver(setting: str) -> None:

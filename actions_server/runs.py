@@ -303,6 +303,10 @@ class RunEngine:
             self._update(run_id, output=redact(published))
             self.notifier.notify(run_id)
 
+        def server_fault(code: str, what: str, exc: Exception) -> dict[str, Any]:
+            """The run's error for a fault of the server's, not the caller's: a 500 naming the exception."""
+            return {"code": code, "message": redact(f"{action.id} {what}: {type(exc).__name__}: {exc}"), "status": 500}
+
         started = time.time()
         output: Any = None
         error: dict[str, Any] | None = None
@@ -342,11 +346,7 @@ class RunEngine:
                     except Exception as exc:  # noqa: BLE001 - a handler bug must end the run, not the server
                         output = redact(published) or None
                         status = "failed"
-                        error = {
-                            "code": "internal",
-                            "message": redact(f"{action.id} failed unexpectedly: {type(exc).__name__}: {exc}"),
-                            "status": 500,
-                        }
+                        error = server_fault("internal", "failed unexpectedly", exc)
                         log.error("handler crashed", traceback=redact(traceback.format_exc()))
                     if error is not None:
                         with contextlib.suppress(RunCancelled):
@@ -358,11 +358,7 @@ class RunEngine:
                 # Nothing else will end this run: it must not stay "running" for ever.
                 output = redact(published) or None
                 status = "failed"
-                error = {
-                    "code": "storage",
-                    "message": redact(f"{action.id} could not write its workspace or log: {type(exc).__name__}: {exc}"),
-                    "status": 500,
-                }
+                error = server_fault("storage", "could not write its workspace or log", exc)
                 log.error("run storage failed", error=error["message"])
         finished = time.time()
         # Only from an unfinished state: if another replica already failed this

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,6 +16,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import MetaData
+from sqlalchemy.engine import Engine
 
 from actions_server.app import create_app
 from actions_server.config import Settings
@@ -22,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_TEMPLATES = ROOT / "tests" / "fixtures" / "templates"
 TOKEN = "test-token-0123456789"
 POSTGRES_URL = os.environ.get("PLTF_TEST_POSTGRES_URL", "postgresql://127.0.0.1:5432/test")
+PREVIOUS_RELEASE_DDL = ROOT / "tests" / "fixtures" / "previous-release"
 
 
 def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
@@ -42,10 +47,38 @@ def settings(tmp_path: Path) -> Settings:
     return make_settings(tmp_path)
 
 
-@pytest.fixture
-def client(settings: Settings) -> Iterator[TestClient]:
+@contextlib.contextmanager
+def admin_client(settings: Settings) -> Iterator[TestClient]:
+    """The application built from `settings`, started, and called with the admin token."""
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
         yield test_client
+
+
+@pytest.fixture
+def client(settings: Settings) -> Iterator[TestClient]:
+    with admin_client(settings) as test_client:
+        yield test_client
+
+
+def pltf(
+    *args: str,
+    env: dict[str, str] | None = None,
+    stdin: str | None = None,
+    timeout: float = 120,
+    cwd: Path | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """The `pltf` command line in a process of its own, on this process's environment with `env` over it:
+    in-process (no server) unless `env` gives PLTF_URL."""
+    return subprocess.run(
+        [sys.executable, "-m", "actions_server.cli", *args],
+        env={**os.environ, "PLTF_URL": "", **(env or {})},
+        input=stdin,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def free_port() -> int:
@@ -151,6 +184,34 @@ def postgres_url() -> Iterator[str]:
     yield f"{base}/{name}"
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def create_previous_release_tables(engine: Engine, *, skip_prefix: str | None = None) -> MetaData:
+    """Makes the tables an install of the last release before migrations (commit a93b1bb) has, and returns them.
+
+    The DDL is data, not code that follows today's tables: tests/fixtures/previous-release/<dialect>.sql was
+    written once by a throwaway script, run on `git archive a93b1bb actions_server | tar -x -C /tmp/old`:
+
+        sys.path.insert(0, "/tmp/old")
+        import actions_server.db as db, actions_server.catalog.db, actions_server.portal.tables
+        import actions_server.previews.manager  # the modules that declared that release's tables
+        for table in db.metadata.sorted_tables:  # what its create_all ran, per dialect
+            print(CreateTable(table).compile(dialect=dialect), ";")
+            for index in sorted(table.indexes, key=lambda i: i.name):
+                print(CreateIndex(index).compile(dialect=dialect), ";")
+
+    Tables whose name starts with `skip_prefix` are left out. The tables are returned as reflected.
+    """
+    script = (PREVIOUS_RELEASE_DDL / f"{engine.dialect.name}.sql").read_text()
+    statements = [s.strip() for s in re.sub(r"(?m)^--.*$", "", script).split(";") if s.strip()]
+    with engine.begin() as conn:
+        for statement in statements:
+            table = re.search(r"(?:TABLE|ON) (\w+)", statement)
+            if skip_prefix is None or table is None or not table.group(1).startswith(skip_prefix):
+                conn.exec_driver_sql(statement)
+    tables = MetaData()
+    tables.reflect(engine)
+    return tables
 
 
 def wait_until(predicate: Any, timeout: float = 30.0, what: str = "condition") -> Any:

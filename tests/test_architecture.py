@@ -94,7 +94,7 @@ def test_the_cycle_finder_finds_a_circle() -> None:
 
 def test_the_import_graph_sees_relative_lazy_and_type_checking_imports() -> None:
     graph = import_graph()
-    assert "actions_server.runs" in graph["actions_server.app"]  # from .runs import … at the top
+    assert "actions_server.services" in graph["actions_server.app"]  # from .services import … at the top
     assert "actions_server.auth" in graph["actions_server.action"]  # under TYPE_CHECKING
     assert "actions_server.app" in graph["actions_server.cli"]  # inside a function
 

@@ -3,25 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURE_TEMPLATES, ServerProcess
-
-
-def pltf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from conftest import FIXTURE_TEMPLATES, ServerProcess, pltf
 
 
 def local_env(tmp_path: Path) -> dict[str, str]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import httpx
 from test_forge_embedded import AUTH_HEADER, create_repository, git
 
+import conftest
 from actions_server.config import PROJECT_ROOT
 from conftest import ServerProcess, kill_processes_under, wait_until
 
@@ -153,14 +152,8 @@ def test_raw_and_tree_urls_take_refs_of_several_segments(tmp_path: Path, server_
 
 
 def pltf(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args],
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    # Creating a service with its preview takes longer than most commands.
+    return conftest.pltf(*args, env=env, timeout=300)
 
 
 def in_process_env(tmp_path: Path) -> dict[str, str]:

@@ -9,9 +9,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ import yaml
 from test_forge_embedded import git
 
 from actions_server.auth import hash_token
-from conftest import TOKEN, ServerProcess
+from conftest import TOKEN, ServerProcess, pltf
 
 TEAM_A = "team-a-token-0123456789"
 TEAM_B = "team-b-token-0123456789"
@@ -179,18 +176,6 @@ def test_an_unprotected_default_branch_may_be_rewritten(server: ServerProcess, t
     forced = git("push", "--force", "origin", "main", cwd=work, authorization=basic(TEAM_A))
     assert forced.returncode == 0, forced.stderr
     assert head(output["remoteUrl"]) == git("rev-parse", "HEAD", cwd=work).stdout.strip()
-
-
-def pltf(*args: str, env: dict[str, str], stdin: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args],
-        env={**os.environ, "PLTF_URL": "", **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_nobody_pushes_to_the_gitops_repository(server: ServerProcess, tmp_path: Path) -> None:

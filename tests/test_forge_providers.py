@@ -34,6 +34,7 @@ import respx
 from fastapi.testclient import TestClient
 
 from actions_server.app import create_app
+from actions_server.config import Settings
 from actions_server.errors import PltfError
 from actions_server.forges import ForgeRegistry, GitAuthor, RepositorySpec, forge_for
 from actions_server.redact import Redactor
@@ -65,18 +66,28 @@ def no_token_in(text: str) -> None:
         assert token not in text
 
 
+def rest_forge_settings(tmp_path: Path, **overrides: Any) -> Settings:
+    """Settings naming the three REST forges that respx plays (GitHub Enterprise, GitLab, Gitea), each with a token."""
+    forges = {"github_url": GHE_API, "gitlab_url": GITLAB, "gitea_url": GITEA}
+    tokens = {"github_token": GITHUB_TOKEN, "gitlab_token": GITLAB_TOKEN, "gitea_token": GITEA_TOKEN}
+    return make_settings(tmp_path, **forges, **tokens, **overrides)
+
+
+def assert_pushed(response: httpx.Response, remote: Path, contents_url: str, raw_url_base: str) -> None:
+    """repo:create answered the repository's pages on the forge, and the commit it pushed is main on the remote;
+    no token shows in the answer."""
+    output = response.json()["output"]
+    assert output["repoContentsUrl"] == contents_url
+    assert output["rawUrlBase"] == raw_url_base
+    assert output["commitHash"] == head_of(remote)
+    no_token_in(response.text)
+
+
 @pytest.fixture
 def client(tmp_path: Path) -> Iterator[TestClient]:
-    settings = make_settings(
-        tmp_path,
-        github_url=GHE_API,
-        github_token=GITHUB_TOKEN,
-        gitlab_url=GITLAB,
-        gitlab_token=GITLAB_TOKEN,
-        gitea_url=GITEA,
-        gitea_token=GITEA_TOKEN,
-    )
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
+    with TestClient(
+        create_app(rest_forge_settings(tmp_path)), headers={"Authorization": f"Bearer {TOKEN}"}
+    ) as test_client:
         yield test_client
 
 
@@ -128,11 +139,13 @@ def test_github_org_repository_is_created_pushed_and_protected(
             },
         )
     assert response.status_code == 200, response.text
-    output = response.json()["output"]
-    assert output["remoteUrl"] == remote.as_uri()
-    assert output["repoContentsUrl"] == "https://ghe.example.com/acme/widgets/tree/main"
-    assert output["rawUrlBase"] == "https://ghe.example.com/acme/widgets/raw/main"
-    assert output["commitHash"] == head_of(remote)
+    assert response.json()["output"]["remoteUrl"] == remote.as_uri()
+    assert_pushed(
+        response,
+        remote,
+        "https://ghe.example.com/acme/widgets/tree/main",
+        "https://ghe.example.com/acme/widgets/raw/main",
+    )
     request = created.calls.last.request
     assert request.headers["authorization"] == f"Bearer {GITHUB_TOKEN}"
     assert request.headers["accept"] == "application/vnd.github+json"
@@ -147,7 +160,6 @@ def test_github_org_repository_is_created_pushed_and_protected(
     assert json.loads(patched.calls.last.request.content) == {"default_branch": "main"}
     protection = json.loads(protected.calls.last.request.content)
     assert protection["required_pull_request_reviews"]["required_approving_review_count"] == 1
-    no_token_in(response.text)
 
 
 def test_github_user_repository_uses_post_user_repos(client: TestClient, workspace: str, tmp_path: Path) -> None:
@@ -318,11 +330,8 @@ def test_gitlab_project_in_a_nested_group(client: TestClient, workspace: str, tm
         "allow_force_push": False,
     }
     assert protected.calls.last.request.headers["private-token"] == GITLAB_TOKEN
-    output = response.json()["output"]
-    assert output["repoContentsUrl"] == f"{GITLAB}/platform/services/widgets/-/tree/main"
-    assert output["rawUrlBase"] == f"{GITLAB}/platform/services/widgets/-/raw/main"
-    assert output["commitHash"] == head_of(remote)
-    no_token_in(response.text)
+    widgets = f"{GITLAB}/platform/services/widgets"
+    assert_pushed(response, remote, f"{widgets}/-/tree/main", f"{widgets}/-/raw/main")
 
 
 def test_gitlab_has_already_been_taken_is_our_409(client: TestClient, workspace: str) -> None:
@@ -406,11 +415,7 @@ def test_gitea_org_repository(client: TestClient, workspace: str, tmp_path: Path
     assert created.calls.last.request.headers["authorization"] == f"token {GITEA_TOKEN}"
     assert json.loads(topics.calls.last.request.content) == {"topics": ["go"]}
     assert json.loads(protection.calls.last.request.content)["branch_name"] == "main"
-    output = response.json()["output"]
-    assert output["repoContentsUrl"] == f"{GITEA}/acme/widgets/src/branch/main"
-    assert output["rawUrlBase"] == f"{GITEA}/acme/widgets/raw/branch/main"
-    assert output["commitHash"] == head_of(remote)
-    no_token_in(response.text)
+    assert_pushed(response, remote, f"{GITEA}/acme/widgets/src/branch/main", f"{GITEA}/acme/widgets/raw/branch/main")
 
 
 def test_gitea_conflict_is_our_409(client: TestClient, workspace: str) -> None:

@@ -20,11 +20,11 @@ from previews_support import service_repository
 from test_forge_embedded import git
 from test_forge_permissions import CATALOG_INFO, TEAM_A, TEAM_B, api, basic, clone, commit, create, run
 from test_forge_permissions import server as permissions_server
+from test_preview_database import ready_postgres_service
 from test_previews import HOST as PREVIEW_HOST
 from test_previews import preview_settings, running
 
 from actions_server.app import create_app
-from actions_server.config import PROJECT_ROOT
 from conftest import POSTGRES_URL, TOKEN, ServerProcess, make_settings, need
 
 server = permissions_server
@@ -229,18 +229,7 @@ def preview_environment(preview_id: str) -> dict[str, str]:
 
 @pytest.mark.postgres
 def test_a_preview_database_url_carries_a_role_of_its_own_not_the_admins(tmp_path: Path, postgres_url: str) -> None:
-    settings = preview_settings(
-        tmp_path,
-        templates_dir=PROJECT_ROOT / "cookiecutters",
-        preview_database_url=POSTGRES_URL,
-        run_wait_seconds=120.0,
-    )
-    with running(settings) as client:
-        body = {"input": {"name": "orders-api", "owner": "group:default/team-a", "values": {"database": "postgres"}}}
-        created = client.post("/v1/actions/service:create/runs", json=body).json()
-        assert created["status"] == "succeeded", created["error"]
-        assert created["output"]["previewStatus"] == "ready"
-        (preview,) = client.get("/v1/previews", params={"status": "active"}).json()["previews"]
+    with ready_postgres_service(tmp_path) as (_, preview):
         given = preview_environment(preview["id"])["APP_DATABASE_URL"]
         with psycopg.connect(POSTGRES_URL) as admin:
             admin_role = admin.execute("SELECT current_user").fetchone()

@@ -1,7 +1,7 @@
 """Schema migrations (Alembic) on real SQLite files and the real PostgreSQL.
 
-An install of the last release before migrations (tests/previous_schema.py,
-frozen) is upgraded when the server starts on it, its rows kept and the newer
+An install of the last release before migrations (the DDL it ran, checked in
+under tests/fixtures/previous-release; how it was made: conftest.create_previous_release_tables) is upgraded when the server starts on it, its rows kept and the newer
 features working on them; a new database gets the newest revision; a second
 start changes nothing and does not even wait for the lock; replicas starting
 together upgrade once; and the revisions make exactly the tables the code
@@ -18,19 +18,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import previous_schema as old
 import pytest
 import yaml
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, insert, inspect, select, text
+from sqlalchemy import MetaData, create_engine, insert, inspect, select, text
 from sqlalchemy.engine import Engine
 
 from actions_server.app import create_app
 from actions_server.auth import hash_token
 from actions_server.services import declared_tables
-from conftest import ROOT, TOKEN, free_port, make_settings
+from conftest import ROOT, TOKEN, create_previous_release_tables, free_port, make_settings, pltf
 
 HEAD = "0002"
 TEAM_A = "group:default/team-a"
@@ -87,15 +86,7 @@ def database(database_url: str) -> Iterator[Engine]:
 
 
 def pltf_db(*args: str, url: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", "db", *args],
-        env={**os.environ, "PLTF_DATABASE_URL": url, "PLTF_URL": ""},
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return pltf("db", *args, env={"PLTF_DATABASE_URL": url}, cwd=ROOT)
 
 
 def upgrade_json(url: str) -> dict[str, Any]:
@@ -115,64 +106,74 @@ def differences(engine: Engine) -> list[Any]:
         return list(compare_metadata(MigrationContext.configure(conn), declared_tables()))
 
 
-def make_previous_release(engine: Engine) -> None:
+# A little of everything, as the previous release stored it: table, row.
+PREVIOUS_RELEASE_ROWS: list[tuple[str, dict[str, Any]]] = [
+    (
+        "runs",
+        {
+            "id": "old-run",
+            "action": "cookiecutter:render",
+            "status": "succeeded",
+            "dry_run": False,
+            "input": {"template": "demo"},
+            "output": {"directory": "users-api"},
+            "request_hash": "x",
+            "caller": "api-token",
+            "replica": "r",
+            "cancel_requested": False,
+            "created_at": 1.0,
+            "started_at": 1.0,
+            "finished_at": 2.0,
+            "heartbeat_at": 2.0,
+        },
+    ),
+    ("run_logs", {"run_id": "old-run", "seq": 1, "time": 1.5, "level": "info", "message": "rendered 3 files"}),
+    (
+        "catalog_locations",
+        {
+            "id": "loc-old",
+            "type": "url",
+            "target": "https://example.invalid/catalog-info.yaml",
+            "created_at": 1,
+            "refreshed_at": 1,
+        },
+    ),
+    (
+        "catalog_entities",
+        {
+            "ref": "component:default/legacy",
+            "uid": "00000000-0000-0000-0000-000000000001",
+            "kind": "Component",
+            "namespace": "default",
+            "name": "legacy",
+            "location_id": "loc-old",
+            "entity": LEGACY_ENTITY,
+            "etag": "e",
+            "updated_at": 1.0,
+        },
+    ),
+    (
+        "portal_deployments",
+        {
+            "id": "d-1",
+            "service": "legacy",
+            "environment": "production",
+            "success": True,
+            "time": 3.0,
+            "changes": [],
+            "source": "argocd",
+        },
+    ),
+]
+
+
+def make_previous_release(engine: Engine) -> MetaData:
     """The tables the last release before migrations made, holding a little of everything."""
-    old.metadata.create_all(engine)
+    old = create_previous_release_tables(engine)
     with engine.begin() as conn:
-        conn.execute(
-            insert(old.runs).values(
-                id="old-run",
-                action="cookiecutter:render",
-                status="succeeded",
-                dry_run=False,
-                input={"template": "demo"},
-                output={"directory": "users-api"},
-                request_hash="x",
-                caller="api-token",
-                replica="r",
-                cancel_requested=False,
-                created_at=1.0,
-                started_at=1.0,
-                finished_at=2.0,
-                heartbeat_at=2.0,
-            )
-        )
-        conn.execute(
-            insert(old.run_logs).values(run_id="old-run", seq=1, time=1.5, level="info", message="rendered 3 files")
-        )
-        conn.execute(
-            insert(old.catalog_locations).values(
-                id="loc-old",
-                type="url",
-                target="https://example.invalid/catalog-info.yaml",
-                created_at=1,
-                refreshed_at=1,
-            )
-        )
-        conn.execute(
-            insert(old.catalog_entities).values(
-                ref="component:default/legacy",
-                uid="00000000-0000-0000-0000-000000000001",
-                kind="Component",
-                namespace="default",
-                name="legacy",
-                location_id="loc-old",
-                entity=LEGACY_ENTITY,
-                etag="e",
-                updated_at=1.0,
-            )
-        )
-        conn.execute(
-            insert(old.deployments).values(
-                id="d-1",
-                service="legacy",
-                environment="production",
-                success=True,
-                time=3.0,
-                changes=[],
-                source="argocd",
-            )
-        )
+        for table, row in PREVIOUS_RELEASE_ROWS:
+            conn.execute(insert(old.tables[table]).values(**row))
+    return old
 
 
 def render(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
@@ -185,7 +186,7 @@ def render(client: TestClient, headers: dict[str, str]) -> dict[str, Any]:
 def test_the_server_upgrades_a_previous_release_database_keeping_its_rows(
     tmp_path: Path, database_url: str, database: Engine
 ) -> None:
-    make_previous_release(database)
+    old = make_previous_release(database)
     settings = make_settings(tmp_path, token_file=token_file(tmp_path), database_url=database_url)
     with TestClient(create_app(settings)) as client:
         run = client.get("/v1/runs/old-run", headers=ADMIN)
@@ -207,9 +208,10 @@ def test_the_server_upgrades_a_previous_release_database_keeping_its_rows(
     assert revision_of(database) == HEAD
     assert differences(database) == []
     with database.connect() as conn:
-        logs = select(old.run_logs.c.message).where(old.run_logs.c.run_id == "old-run")
+        run_logs, deployments = old.tables["run_logs"], old.tables["portal_deployments"]
+        logs = select(run_logs.c.message).where(run_logs.c.run_id == "old-run")
         assert conn.execute(logs).scalars().all() == ["rendered 3 files"]
-        assert conn.execute(select(old.deployments.c.id)).scalars().all() == ["d-1"]
+        assert conn.execute(select(deployments.c.id)).scalars().all() == ["d-1"]
 
 
 def test_an_install_that_has_the_owner_columns_without_migrations_is_recognised(
@@ -291,14 +293,12 @@ def test_a_database_upgraded_by_a_newer_pltf_is_refused(tmp_path: Path, database
     refusal = "pltf: error: the database is at schema revision '9999', which this pltf does not know"
     result = pltf_db("upgrade", url=database_url)
     assert result.returncode == 1 and refusal in result.stderr
-    served = subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", "serve", "--port", str(free_port())],
-        env={**os.environ, "PLTF_DATABASE_URL": database_url, "PLTF_DATA_DIR": str(tmp_path / "data")},
+    served = pltf(
+        "serve",
+        "--port",
+        str(free_port()),
+        env={"PLTF_DATABASE_URL": database_url, "PLTF_DATA_DIR": str(tmp_path / "data")},
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     assert served.returncode == 1 and refusal in served.stderr and "Traceback" not in served.stderr
     assert revision_of(database) == "9999"
@@ -317,7 +317,7 @@ def test_the_portal_records_events_in_a_database_that_had_no_portal_tables(tmp_p
     settings = make_settings(tmp_path)
     settings.data_dir.mkdir(parents=True)
     engine = create_engine(f"sqlite:///{settings.data_dir / 'pltf.db'}")
-    old.metadata.create_all(engine, tables=[t for t in old.metadata.sorted_tables if not t.name.startswith("portal_")])
+    create_previous_release_tables(engine, skip_prefix="portal_")
     deployment = {
         "type": "deployment",
         "id": "d-after-upgrade",
@@ -329,5 +329,5 @@ def test_the_portal_records_events_in_a_database_that_had_no_portal_tables(tmp_p
     with TestClient(create_app(settings)) as client:
         assert client.post("/v1/events", json=deployment, headers=ADMIN).status_code == 202
     with engine.connect() as conn:
-        assert conn.execute(select(old.deployments.c.service)).scalars().all() == ["legacy"]
+        assert conn.execute(text("SELECT service FROM portal_deployments")).scalars().all() == ["legacy"]
     engine.dispose()

@@ -8,26 +8,23 @@ that answers the documented request and response shapes.
 
 from __future__ import annotations
 
-import contextlib
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 import yaml
-from fastapi.testclient import TestClient
 from previews_support import service_repository
 
-from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.previews import PreviewManager, PreviewRequest
 from actions_server.previews.kubernetes import KubeClient, KubernetesProvider, scm_generator
 from actions_server.services import Services
 from actions_server.templates.check import Manifest, check_kubernetes_models, check_kubernetes_validate
-from conftest import TOKEN, make_settings
+from conftest import admin_client as running
+from conftest import make_settings
 
 PREVIEW_FILES = ["application.yaml", "limitrange.yaml", "namespace.yaml", "networkpolicy.yaml", "resourcequota.yaml"]
 
@@ -88,12 +85,6 @@ def render_namespace_chart(files: dict[str, str], tmp_path: Path, values: dict[s
 @pytest.fixture
 def repo(tmp_path: Path) -> str:
     return service_repository(tmp_path)
-
-
-@contextlib.contextmanager
-def running(settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
-        yield client
 
 
 def test_create_writes_valid_manifests_and_destroy_removes_them(tmp_path: Path, repo: str) -> None:

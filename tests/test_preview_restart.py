@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,14 +13,11 @@ import pytest
 from previews_support import Gate, pid_alive, service_repository
 from test_previews import kill_leftovers, preview_settings
 
-from conftest import TOKEN, ServerProcess, wait_until
+from conftest import TOKEN, ServerProcess, pltf, wait_until
 
 
 def cli(server: ServerProcess, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PLTF_URL": server.url, "PLTF_API_TOKEN": TOKEN}
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args], env=env, capture_output=True, text=True, timeout=120
-    )
+    return pltf(*args, env={"PLTF_URL": server.url, "PLTF_API_TOKEN": TOKEN})
 
 
 def test_restart_adopts_live_previews_and_cleans_up_the_rest(tmp_path: Path, server_env: dict[str, str]) -> None:

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import previous_schema
 import pytest
 import yaml
 from fastapi.testclient import TestClient
@@ -20,7 +19,7 @@ from sqlalchemy import create_engine, text
 
 from actions_server.app import create_app
 from actions_server.auth import hash_token
-from conftest import TOKEN, make_settings
+from conftest import TOKEN, create_previous_release_tables, make_settings
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
 PUBLISH = "/v1/actions/repo:create/runs"
@@ -180,7 +179,7 @@ def test_a_database_from_before_teams_keeps_working(
         url = request.getfixturevalue("postgres_url")
         settings = make_settings(tmp_path, token_file=token_file(tmp_path), database_url=url)
     engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
-    previous_schema.metadata.create_all(engine)
+    create_previous_release_tables(engine)
     with engine.begin() as conn:
         conn.execute(text(OLD_RUN))
     engine.dispose()

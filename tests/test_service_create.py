@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from actions_server.names import dns_name, is_dns_label, owner_slug
+from conftest import pltf
 
 CREATE = "/v1/actions/service:create/runs"
 
@@ -54,24 +52,10 @@ def test_bad_names_and_values_are_422_before_anything_runs(client: TestClient) -
 
 
 def test_cli_create_service_dry_run(tmp_path: Path) -> None:
-    env = {**os.environ, "PLTF_DATA_DIR": str(tmp_path / "data"), "PLTF_URL": ""}
-    result = subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", "create", "service", "users", "api", "--dry-run", "--json"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    env = {"PLTF_DATA_DIR": str(tmp_path / "data")}
+    result = pltf("create", "service", "users", "api", "--dry-run", "--json", env=env)
     assert result.returncode == 0, result.stderr
     run = json.loads(result.stdout)
     assert run["input"]["name"] == "users-api"
-    bad = subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", "create", "service", "!!!"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    bad = pltf("create", "service", "!!!", env=env, timeout=60)
     assert bad.returncode == 2 and bad.stderr.startswith("pltf: error:") and len(bad.stderr.splitlines()) == 1

@@ -7,7 +7,6 @@ import json
 import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,7 +28,7 @@ from actions_server.templates.check import (
     check_kubernetes_models,
     check_kubernetes_validate,
 )
-from conftest import TOKEN, make_settings
+from conftest import TOKEN, make_settings, pltf
 
 # The seed article's spec, and its Terraform form, word for word.
 SEED_YAML = "kind: service\nname: promoapi\nenv: prod\npolicy: pii=false\n"
@@ -665,18 +664,6 @@ def test_every_manifest_validates_with_the_shared_validators(services: Services)
 
 
 # ------------------------------------------------------------------ the CLI
-
-
-def pltf(*args: str, env: dict[str, str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args],
-        env={**os.environ, "PLTF_URL": "", **env},
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_cli_plan_apply_and_policies(tmp_path: Path, settings: Settings) -> None:

@@ -4,10 +4,8 @@ real `git push`, then version 2 merged into each as a change request on the embe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ import pytest
 import yaml
 from test_forge_embedded import AUTH_HEADER, git
 
+import conftest
 from actions_server.auth import hash_token
 from conftest import TOKEN, ServerProcess
 
@@ -81,10 +80,7 @@ def server(server_env: dict[str, str], templates: Path, tmp_path: Path) -> Itera
 
 
 def pltf(*args: str, server: ServerProcess) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PLTF_URL": server.url, "PLTF_API_TOKEN": TOKEN}
-    return subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", *args], env=env, capture_output=True, text=True, timeout=300
-    )
+    return conftest.pltf(*args, env={"PLTF_URL": server.url, "PLTF_API_TOKEN": TOKEN}, timeout=300)
 
 
 def run(client: httpx.Client, action: str, params: dict[str, Any]) -> httpx.Response:

@@ -14,16 +14,12 @@ import pytest
 import respx
 import yaml
 from fastapi.testclient import TestClient
+from test_forge_providers import GHE_API, GITEA, GITHUB_TOKEN, GITLAB, GITLAB_TOKEN, no_token_in, rest_forge_settings
 from test_template_update import V1, V2, write_template
 
 from actions_server.app import create_app
 from actions_server.auth import hash_token
 from conftest import TOKEN, make_settings
-
-GHE_API = "https://ghe.example.com/api/v3"
-GITLAB = "https://gitlab.example.com"
-GITEA = "https://gitea.example.com"
-FORGE_TOKEN = "forge-token-0123456789abcdef"
 
 
 def git(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,16 +36,7 @@ def templates(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def client(tmp_path: Path, templates: Path) -> Iterator[TestClient]:
-    settings = make_settings(
-        tmp_path,
-        templates_dir=templates,
-        github_url=GHE_API,
-        github_token=FORGE_TOKEN,
-        gitlab_url=GITLAB,
-        gitlab_token=FORGE_TOKEN,
-        gitea_url=GITEA,
-        gitea_token=FORGE_TOKEN,
-    )
+    settings = rest_forge_settings(tmp_path, templates_dir=templates)
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as test_client:
         yield test_client
 
@@ -135,7 +122,7 @@ def test_an_update_opens_one_change_request_on_the_provider(
         assert listed.calls[0].request.url.params["state"] == "opened"
         assert (body["source_branch"], body["target_branch"]) == ("pltf/update-2", "main")
         assert "config.yaml" in body["description"]
-        assert created.calls.last.request.headers["private-token"] == FORGE_TOKEN
+        assert created.calls.last.request.headers["private-token"] == GITLAB_TOKEN
     else:
         assert listed.calls[0].request.url.params["state"] == "open"
         if provider == "github":
@@ -149,7 +136,7 @@ def test_an_update_opens_one_change_request_on_the_provider(
     assert "<<<<<<<" in (check / "config.yaml").read_text()
     assert "VERSION = 2" in (check / "app.py").read_text()
     assert git("merge-base", "--is-ancestor", "origin/main", "HEAD", cwd=check).returncode == 0
-    assert FORGE_TOKEN not in first.text
+    no_token_in(first.text)
 
 
 def test_a_team_token_may_not_update_a_repository_on_another_forge(tmp_path: Path, templates: Path) -> None:
@@ -159,7 +146,7 @@ def test_a_team_token_may_not_update_a_repository_on_another_forge(tmp_path: Pat
     entry = {"name": "team-a", "sha256": hash_token(team_token), "actions": ["*"], "team": "group:default/team-a"}
     tokens.write_text(yaml.safe_dump({"tokens": [entry]}))
     settings = make_settings(
-        tmp_path, templates_dir=templates, github_url=GHE_API, github_token=FORGE_TOKEN, token_file=tokens
+        tmp_path, templates_dir=templates, github_url=GHE_API, github_token=GITHUB_TOKEN, token_file=tokens
     )
     with (
         TestClient(create_app(settings), headers={"Authorization": f"Bearer {team_token}"}) as team,

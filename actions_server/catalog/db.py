@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text
 
-from ..db import metadata
+from ..db import CALLER_NAME, DIGEST, DNS_LABEL, GROUP_REF, UUID_TEXT, metadata
 
 MAX_TARGET_LENGTH = 2000
 MAX_REF_LENGTH = 400
+ENTITY_REF = String(MAX_REF_LENGTH)
+"""A lowercase `kind:namespace/name`."""
 
 catalog_locations = Table(
     "catalog_locations",
     metadata,
-    Column("id", String(36), primary_key=True),
+    Column("id", UUID_TEXT, primary_key=True),
     Column("type", String(20), nullable=False),
     # Unique: registering one target twice is a conflict, also across replicas.
     Column("target", String(MAX_TARGET_LENGTH), nullable=False, unique=True),
@@ -27,22 +29,22 @@ catalog_locations = Table(
     Column("refreshed_at", Float, nullable=False),
     # Who may delete and refresh it: the registering token's team (a group ref), or for a token
     # without a team its name. Both NULL (locations from before owners were kept): admins only.
-    Column("team", String(253)),
-    Column("caller", String(200)),
+    Column("team", GROUP_REF),
+    Column("caller", CALLER_NAME),
 )
 
 catalog_entities = Table(
     "catalog_entities",
     metadata,
     # Lowercase kind:namespace/name: one entity per ref, whichever location claims it first.
-    Column("ref", String(MAX_REF_LENGTH), primary_key=True),
-    Column("uid", String(36), nullable=False, unique=True),
-    Column("kind", String(63), nullable=False),
-    Column("namespace", String(63), nullable=False),
-    Column("name", String(63), nullable=False),
-    Column("location_id", String(36), nullable=False),
+    Column("ref", ENTITY_REF, primary_key=True),
+    Column("uid", UUID_TEXT, nullable=False, unique=True),
+    Column("kind", DNS_LABEL, nullable=False),
+    Column("namespace", DNS_LABEL, nullable=False),
+    Column("name", DNS_LABEL, nullable=False),
+    Column("location_id", UUID_TEXT, nullable=False),
     Column("entity", JSON, nullable=False),
-    Column("etag", String(64), nullable=False),
+    Column("etag", DIGEST, nullable=False),
     Column("updated_at", Float, nullable=False),
     Index("ix_catalog_entities_location", "location_id"),
 )
@@ -52,10 +54,10 @@ catalog_relations = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
     # The entity whose spec declared it; its refresh replaces these rows.
-    Column("originating_ref", String(MAX_REF_LENGTH), nullable=False),
-    Column("source_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("originating_ref", ENTITY_REF, nullable=False),
+    Column("source_ref", ENTITY_REF, nullable=False),
     Column("type", String(63), nullable=False),
-    Column("target_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("target_ref", ENTITY_REF, nullable=False),
     Index("ix_catalog_relations_originating", "originating_ref"),
     Index("ix_catalog_relations_source", "source_ref", "type"),
     Index("ix_catalog_relations_target", "target_ref"),
@@ -65,7 +67,7 @@ catalog_search = Table(
     "catalog_search",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("entity_ref", String(MAX_REF_LENGTH), nullable=False),
+    Column("entity_ref", ENTITY_REF, nullable=False),
     Column("key", String(200), nullable=False),
     # Lowercase for matching; NULL when too long to index (the key still says the field exists).
     Column("value", String(200)),

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from ..errors import FieldError, PltfError
 from .rest import RestForge
 
 
@@ -30,16 +29,12 @@ def _base(forge: RestForge, owner: str, name: str) -> str:
 
 
 def remote_repository(forge: RestForge, owner: str, name: str) -> RemoteRepository:
-    found = forge.call("GET", _base(forge, owner, name), f"looking up {owner}/{name}")
-    if found.status_code == 404:
-        raise PltfError(
-            f"{forge.title} has no repository {owner}/{name}",
-            422,
-            "invalid_input",
-            [FieldError("repository", f"not found on {forge.title}")],
-        )
-    if found.status_code != 200:
-        raise forge.failure(found, f"looking up {owner}/{name}")
+    found = forge.existing_or_422(
+        _base(forge, owner, name),
+        name=f"{owner}/{name}",
+        described=f"repository {owner}/{name}",
+        field="repository",
+    )
     data = found.json()
     clone_url = data.get("http_url_to_repo") if forge.provider == "gitlab" else data.get("clone_url")
     return RemoteRepository(clone_url=str(clone_url), default_branch=str(data.get("default_branch") or "main"))

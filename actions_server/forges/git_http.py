@@ -224,6 +224,15 @@ class GitHttp:
             return _challenge("reading this repository needs an API token as the password")
         return _not_found()
 
+    def _readable_repo(self, request: Request) -> tuple[str, str, Path] | Response:
+        """The repository a page names, or the answer to give when it is missing or the caller may not read it."""
+        found = self._repo(request)
+        if found is None:
+            return _not_found()
+        if not self._may_read(request, found[2]):
+            return self._refuse_read(request)
+        return found
+
     def _hooks(self) -> Path:
         """The directory of pltf's hooks, (re)written when its content is not the current one."""
         hooks = self.root / HOOKS_DIR
@@ -442,12 +451,10 @@ class GitHttp:
         return RedirectResponse(f"{self.settings.base_url}/git/{owner}/{name}", 302)
 
     async def tree(self, request: Request) -> Response:
-        found = self._repo(request)
-        if found is None:
-            return _not_found()
+        found = self._readable_repo(request)
+        if isinstance(found, Response):
+            return found
         owner, name, repo_dir = found
-        if not self._may_read(request, repo_dir):
-            return self._refuse_read(request)
         rest = request.path_params.get("rest")
         ref: str | None = None
         path = ""
@@ -477,12 +484,10 @@ class GitHttp:
 
     async def change(self, request: Request) -> Response:
         """A change request's page: what it proposes, its conflicts, and its diff."""
-        found = self._repo(request)
-        if found is None:
-            return _not_found()
+        found = self._readable_repo(request)
+        if isinstance(found, Response):
+            return found
         owner, name, repo_dir = found
-        if not self._may_read(request, repo_dir):
-            return self._refuse_read(request)
         try:
             change = get_change(repo_dir, request.path_params["number"])
         except PltfError:

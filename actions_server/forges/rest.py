@@ -112,16 +112,21 @@ class RestForge(Forge):
 
     def owner_or_422(self, path: str, owner: str, kind: str) -> httpx.Response:
         """GETs the owner's namespace; a 422 naming the owner when the provider has none."""
-        found = self.call("GET", path, f"looking up {owner}")
+        return self.existing_or_422(path, name=owner, described=f"{kind} {owner!r}", field="owner")
+
+    def existing_or_422(self, path: str, *, name: str, described: str, field: str) -> httpx.Response:
+        """GETs what the caller named (an owner, a repository); a 422 on input `field` when the provider has none
+        ("{title} has no {described}"), since that is the caller's mistake, not the forge's failure."""
+        found = self.call("GET", path, f"looking up {name}")
         if found.status_code == 404:
             raise PltfError(
-                f"{self.title} has no {kind} {owner!r}",
+                f"{self.title} has no {described}",
                 422,
                 "invalid_input",
-                [FieldError("owner", f"not found on {self.title}")],
+                [FieldError(field, f"not found on {self.title}")],
             )
         if found.status_code != 200:
-            raise self.failure(found, f"looking up {owner}")
+            raise self.failure(found, f"looking up {name}")
         return found
 
     def token_login(self) -> str:

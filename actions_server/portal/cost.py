@@ -24,6 +24,7 @@ import httpx
 import yaml
 
 from ..errors import PltfError
+from ..mappings import deep_merge
 from .entities import ServiceView, gitops_repo
 from .model import HOUR
 
@@ -125,7 +126,7 @@ def chart_requests(view: ServiceView) -> dict[str, dict[str, Any]]:
     values: dict[str, Any] = {}
     for path in (f"{base}/values.yaml", f"{base}/values-prod.yaml"):
         for doc in view.repo.dicts(path):
-            values = _merge(values, doc)
+            values = deep_merge(values, doc)
     requests = (values.get("resources") or {}).get("requests") or {}
     if not requests:
         return {}
@@ -144,15 +145,6 @@ def chart_requests(view: ServiceView) -> dict[str, dict[str, Any]]:
             "budget": None,
         }
     }
-
-
-def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in extra.items():
-        merged[key] = (
-            _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
-        )
-    return merged
 
 
 def requested(services: PortalParts, view: ServiceView) -> dict[str, dict[str, Any]]:

@@ -38,6 +38,11 @@ def _sha(value: Any) -> str | None:
     return value.lower() if isinstance(value, str) and SHA.match(value) else None
 
 
+def _ci_deployment(id: str, service: str, success: bool, time: float, sha: Any) -> Deployment:
+    """A CI run that deploys (a deploy workflow on GitHub, a default-branch pipeline on GitLab): to production."""
+    return Deployment(id=id, service=service, environment="production", success=success, time=time, sha=_sha(sha))
+
+
 def _environment(value: Any) -> str:
     return value.strip().lower()[:100] if isinstance(value, str) and value.strip() else "production"
 
@@ -106,13 +111,8 @@ def github(event_type: str, payload: Mapping[str, Any], deploy_workflow: str) ->
             and run_id is not None
         ):
             out.deployments.append(
-                Deployment(
-                    id=f"github-run:{service}:{run_id}",
-                    service=service,
-                    environment="production",
-                    success=conclusion == "success",
-                    time=when,
-                    sha=_sha(_get(run, "head_sha")),
+                _ci_deployment(
+                    f"github-run:{service}:{run_id}", service, conclusion == "success", when, _get(run, "head_sha")
                 )
             )
     return out
@@ -147,13 +147,12 @@ def gitlab(event_type: str, payload: Mapping[str, Any]) -> Normalised:
         if on_default and status in ("success", "failed") and when is not None and pipeline_id is not None:
             # As in Four Keys: a pipeline that finishes on the default branch deploys it.
             out.deployments.append(
-                Deployment(
-                    id=f"gitlab-pipeline:{service}:{pipeline_id}",
-                    service=service,
-                    environment="production",
-                    success=status == "success",
-                    time=when,
-                    sha=_sha(_get(attributes, "sha")),
+                _ci_deployment(
+                    f"gitlab-pipeline:{service}:{pipeline_id}",
+                    service,
+                    status == "success",
+                    when,
+                    _get(attributes, "sha"),
                 )
             )
     return out

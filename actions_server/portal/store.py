@@ -7,6 +7,7 @@ from typing import Any
 from sqlalchemy import func, select, union
 from sqlalchemy.engine import Engine
 
+from ..db import from_row
 from .dora import Dataset
 from .model import Deployment, Incident
 from .tables import changes, deployments, incidents, push_commits, raw_events, service_info
@@ -22,31 +23,14 @@ def load_dataset(engine: Engine, services: set[str] | None = None) -> Dataset:
     with engine.connect() as conn:
         for row in conn.execute(only(deployments)).mappings():
             data.deployments.append(
-                Deployment(
-                    id=row["id"],
-                    service=row["service"],
-                    environment=row["environment"],
-                    success=bool(row["success"]),
-                    time=row["time"],
-                    sha=row["sha"],
-                    changes=tuple(row["changes"] or ()),
-                )
+                from_row(Deployment, row, success=bool(row["success"]), changes=tuple(row["changes"] or ()))
             )
         for row in conn.execute(only(changes)).mappings():
             data.change_times[(row["service"], row["sha"])] = row["time"]
         for row in conn.execute(only(push_commits)).mappings():
             data.push_commits.setdefault((row["service"], row["head"]), set()).add(row["sha"])
         for row in conn.execute(only(incidents)).mappings():
-            data.incidents.append(
-                Incident(
-                    id=row["id"],
-                    service=row["service"],
-                    started_at=row["started_at"],
-                    resolved_at=row["resolved_at"],
-                    root_cause=row["root_cause"],
-                    title=row["title"],
-                )
-            )
+            data.incidents.append(from_row(Incident, row))
     return data
 
 

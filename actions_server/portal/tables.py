@@ -4,13 +4,18 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
 
-from ..db import metadata
+from ..db import DIGEST, metadata
+
+SERVICE_NAME = String(100)
+"""A service as the portal's events name it."""
+EVENT_SOURCE = String(40)
+"""Where an event came from: github, gitlab, argocd, pltf…"""
 
 raw_events = Table(
     "portal_raw_events",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("source", String(40), nullable=False),
+    Column("source", EVENT_SOURCE, nullable=False),
     # The sender's delivery id (X-GitHub-Delivery, X-Gitlab-Event-UUID) or a
     # digest of the body: the same delivery sent twice is stored, and counted, once.
     Column("delivery_id", String(200), nullable=False),
@@ -23,33 +28,33 @@ raw_events = Table(
 changes = Table(
     "portal_changes",
     metadata,
-    Column("service", String(100), primary_key=True),
-    Column("sha", String(64), primary_key=True),
+    Column("service", SERVICE_NAME, primary_key=True),
+    Column("sha", DIGEST, primary_key=True),
     # The earliest time any event gives for the commit.
     Column("time", Float, nullable=False),
-    Column("source", String(40), nullable=False),
+    Column("source", EVENT_SOURCE, nullable=False),
 )
 
 # Which commits a push brought, by the push's head: a deploy of that head ships them (Four Keys' rule).
 push_commits = Table(
     "portal_push_commits",
     metadata,
-    Column("service", String(100), primary_key=True),
-    Column("head", String(64), primary_key=True),
-    Column("sha", String(64), primary_key=True),
+    Column("service", SERVICE_NAME, primary_key=True),
+    Column("head", DIGEST, primary_key=True),
+    Column("sha", DIGEST, primary_key=True),
 )
 
 deployments = Table(
     "portal_deployments",
     metadata,
     Column("id", String(300), primary_key=True),
-    Column("service", String(100), nullable=False),
+    Column("service", SERVICE_NAME, nullable=False),
     Column("environment", String(100), nullable=False),
     Column("success", Boolean, nullable=False),
     Column("time", Float, nullable=False),
-    Column("sha", String(64)),
+    Column("sha", DIGEST),
     Column("changes", JSON, nullable=False),
-    Column("source", String(40), nullable=False),
+    Column("source", EVENT_SOURCE, nullable=False),
     Index("ix_portal_deployments_service_time", "service", "time"),
 )
 
@@ -57,19 +62,19 @@ incidents = Table(
     "portal_incidents",
     metadata,
     Column("id", String(300), primary_key=True),
-    Column("service", String(100), nullable=False),
+    Column("service", SERVICE_NAME, nullable=False),
     Column("started_at", Float),
     Column("resolved_at", Float),
-    Column("root_cause", String(64)),
+    Column("root_cause", DIGEST),
     Column("title", Text),
-    Column("source", String(40), nullable=False),
+    Column("source", EVENT_SOURCE, nullable=False),
     Index("ix_portal_incidents_service", "service"),
 )
 
 service_info = Table(
     "portal_services",
     metadata,
-    Column("name", String(100), primary_key=True),
+    Column("name", SERVICE_NAME, primary_key=True),
     Column("team", String(200)),
     Column("preview_url", String(1000)),
     # {env: {"monthlyUsd", "cpu", "memory", "namespace", "experiment"}} from applied service specs.
@@ -81,7 +86,7 @@ probes = Table(
     "portal_probes",
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=True),
-    Column("service", String(100), nullable=False),
+    Column("service", SERVICE_NAME, nullable=False),
     Column("url", String(1000), nullable=False),
     Column("time", Float, nullable=False),
     Column("ok", Boolean, nullable=False),

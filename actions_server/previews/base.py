@@ -29,6 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
+import httpx
+
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
@@ -102,6 +104,18 @@ class Probe:
     detail: str = ""
     logs: list[str] = field(default_factory=list)
     """The service's last log lines, when the provider can see them."""
+
+
+def probe_readiness(url: str, timeout: float, logs: Callable[[], list[str]] = list) -> Probe:
+    """Ready once a GET of the service's readiness URL answers 200, starting until then; `logs` reads the
+    service's last log lines for a service that answers but is not ready."""
+    try:
+        answer = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Probe("starting", f"{url} is not answering yet ({type(exc).__name__})")
+    if answer.status_code == 200:
+        return Probe("ready")
+    return Probe("starting", f"{url} answered {answer.status_code}", logs())
 
 
 class PreviewProvider(ABC):

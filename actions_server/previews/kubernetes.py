@@ -47,7 +47,7 @@ from ..errors import PltfError
 from ..forges.base import GitAuthor
 from ..forges.gitpush import as_text, git
 from ..forges.hosts import pr_generator
-from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe
+from .base import Log, Placement, PreviewParts, PreviewProvider, PreviewSpec, Probe, probe_readiness
 
 if TYPE_CHECKING:
     from ..gitops import GitOpsRepository
@@ -459,13 +459,7 @@ class KubernetesProvider(PreviewProvider):
                 return Probe("ready")
             conditions = [c.get("message", "") for c in status.get("conditions") or []]
             return Probe("starting", f"Application is {sync}/{health}", conditions[-5:])
-        try:
-            answer = httpx.get(f"{spec.url.rstrip('/')}/readyz", timeout=2.0)
-        except httpx.HTTPError as exc:
-            return Probe("starting", f"{spec.url} is not answering yet ({type(exc).__name__})")
-        if answer.status_code == 200:
-            return Probe("ready")
-        return Probe("starting", f"{spec.url}readyz answered {answer.status_code}")
+        return probe_readiness(f"{spec.url.rstrip('/')}/readyz", timeout=2.0)
 
     def destroy(self, spec: PreviewSpec, placement: Placement, log: Log) -> None:
         from ..gitops import Changes

@@ -51,8 +51,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from ..config import Settings
 from ..db import require_postgres_driver
 from ..errors import FieldError, PltfError
@@ -60,7 +58,7 @@ from ..forges.gitpush import basic_authorization, git_environment, run_git
 from ..forges.hosts import git_credentials
 from ..redact import Redactor
 from ..sandbox import Jail, Sandbox, base_python
-from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe
+from .base import Log, Placement, PreviewProvider, PreviewSpec, Probe, probe_readiness
 
 LOG_TAIL_LINES = 20
 STOP_GRACE_SECONDS = 5.0
@@ -298,13 +296,8 @@ class LocalProvider(PreviewProvider):
             code = child.returncode if child is not None else None
             how = f" with code {code}" if code is not None else ""
             return Probe("failed", f"the service exited{how}", self._tail(log_path))
-        try:
-            answer = httpx.get(f"{placement.upstream}{placement.state.get('readiness', '/readyz')}", timeout=1.0)
-        except httpx.HTTPError as exc:
-            return Probe("starting", f"not answering yet ({type(exc).__name__})")
-        if answer.status_code == 200:
-            return Probe("ready")
-        return Probe("starting", f"/readyz answered {answer.status_code}", self._tail(log_path))
+        readiness = f"{placement.upstream}{placement.state.get('readiness', '/readyz')}"
+        return probe_readiness(readiness, timeout=1.0, logs=lambda: self._tail(log_path))
 
     def destroy(self, spec: PreviewSpec, placement: Placement, log: Log) -> None:
         pid = int(placement.state.get("pid", 0))

@@ -46,7 +46,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth import Caller
 from ..config import Settings
-from ..db import metadata, run_logs, runs
+from ..db import DNS_LABEL, GROUP_REF, REPLICA_ID, UUID_TEXT, from_row, metadata, run_logs, runs
 from ..errors import PltfError, conflict, not_found
 from ..events import EventBus
 from ..logs import get_logger
@@ -64,24 +64,24 @@ previews_table = Table(
     "previews",
     metadata,
     Column("id", String(40), primary_key=True),
-    Column("name", String(63), nullable=False),
+    Column("name", DNS_LABEL, nullable=False),
     # The name while the preview is active, NULL after: unique, so one environment per name.
-    Column("active_name", String(63), unique=True),
-    Column("namespace", String(63), nullable=False),
-    Column("service", String(63), nullable=False),
+    Column("active_name", DNS_LABEL, unique=True),
+    Column("namespace", DNS_LABEL, nullable=False),
+    Column("service", DNS_LABEL, nullable=False),
     Column("provider", String(20), nullable=False),
     Column("repo_url", String(500), nullable=False),
     Column("ref", String(200)),
     Column("pull_request", Integer),
-    Column("owner", String(253), nullable=False),
-    Column("experiment", String(63)),
+    Column("owner", GROUP_REF, nullable=False),
+    Column("experiment", DNS_LABEL),
     Column("status", String(16), nullable=False),
     Column("detail", Text),
     Column("logs", JSON),
     Column("url", String(500), nullable=False),
     Column("placement", JSON),
-    Column("replica", String(200), nullable=False),
-    Column("run_id", String(36)),
+    Column("replica", REPLICA_ID, nullable=False),
+    Column("run_id", UUID_TEXT),
     Column("ttl_seconds", Integer, nullable=False),
     Column("created_at", Float, nullable=False),
     Column("ready_at", Float),
@@ -588,21 +588,7 @@ class PreviewManager:
             "pltf.dev/preview-id": row["id"],
             "app.kubernetes.io/managed-by": "pltf",
         }
-        return PreviewSpec(
-            id=row["id"],
-            name=row["name"],
-            namespace=row["namespace"],
-            service=row["service"],
-            repo_url=row["repo_url"],
-            ref=row["ref"],
-            pull_request=row["pull_request"],
-            url=row["url"],
-            owner=row["owner"],
-            experiment=row["experiment"],
-            ttl_seconds=row["ttl_seconds"],
-            expires_at=row["expires_at"],
-            labels=labels,
-        )
+        return from_row(PreviewSpec, row, labels=labels)
 
     def _mark_ready(self, row: dict[str, Any]) -> None:
         with self.engine.begin() as conn:

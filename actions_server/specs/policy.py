@@ -21,6 +21,7 @@ import yaml
 
 from ..config import Settings
 from ..errors import PltfError
+from ..mappings import deep_merge
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "default.yaml"
 SEVERITIES = ("info", "warn", "block")
@@ -141,9 +142,9 @@ def load_policies(settings: Settings | None = None, extra: Path | None = None) -
         unknown = set(document) - {"apiVersion", "kind", "metadata", "settings", "teams", "policies"}
         if unknown:
             raise _policy_error(label, f"unknown keys {sorted(unknown)}")
-        merged_settings = _deep_merge(merged_settings, _mapping(document.get("settings"), label, "settings"))
+        merged_settings = deep_merge(merged_settings, _mapping(document.get("settings"), label, "settings"))
         for team, entry in _mapping(document.get("teams"), label, "teams").items():
-            teams[str(team)] = _deep_merge(teams.get(str(team), {}), _mapping(entry, label, f"teams.{team}"))
+            teams[str(team)] = deep_merge(teams.get(str(team), {}), _mapping(entry, label, f"teams.{team}"))
         policies = document.get("policies") or []
         if not isinstance(policies, list):
             raise _policy_error(label, "policies must be a list")
@@ -164,16 +165,6 @@ def _mapping(value: Any, label: str, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise _policy_error(label, f"{what} must be a mapping")
     return value
-
-
-def _deep_merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    result = copy.deepcopy(base)
-    for key, value in override.items():
-        if isinstance(value, dict) and isinstance(result.get(key), dict):
-            result[key] = _deep_merge(result[key], value)
-        else:
-            result[key] = copy.deepcopy(value)
-    return result
 
 
 def _rule(raw: dict[str, Any]) -> Rule:

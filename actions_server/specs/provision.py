@@ -30,6 +30,7 @@ from ..errors import FieldError, PltfError
 from ..events import EventBus
 from ..forges.base import GitAuthor
 from ..gitops import Changes, Diff, GitOpsRepository
+from ..mappings import deep_merge
 from ..names import owner_slug
 from ..redact import Redactor
 from .manifests import Context, directory, dump, quantity, render
@@ -246,7 +247,7 @@ def derive(facts: dict[str, Any], policies: PolicySet) -> None:
     owner_ref = (facts.get("owner") or {}).get("ref") or spec.get("owner")
     team = dict(policies.teams.get("*", {}))
     if owner_ref:
-        team = _merge(team, policies.teams.get(owner_ref, {}))
+        team = deep_merge(team, policies.teams.get(owner_ref, {}))
     limits = dict(team.get("limits") or {})
     for key, unit in (("cpu", "cpu_cores"), ("memory", "memory_bytes")):
         if limits.get(key) is not None:
@@ -259,15 +260,6 @@ def derive(facts: dict[str, Any], policies: PolicySet) -> None:
         for key, unit in (("cpu", "cpu_cores"), ("memory", "memory_bytes"))
         if budget.get(key) is not None
     }
-
-
-def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
-    result = dict(base)
-    for key, value in override.items():
-        result[key] = (
-            _merge(result[key], value) if isinstance(value, dict) and isinstance(result.get(key), dict) else value
-        )
-    return result
 
 
 def resolve_owner(

@@ -117,14 +117,19 @@ def _data_tokens(data: Any, value: str, out: list[Token], line: int | None = Non
         out.append((line, f"{type(data).__name__} {data!r}"))
 
 
+def _decoded_tokens(data: Any, value: str) -> list[Token]:
+    """The tokens of a decoded JSON or TOML document (no line numbers: the decoders keep none)."""
+    out: list[Token] = []
+    _data_tokens(data, value, out)
+    return out
+
+
 def read_json(text: str, value: str, path: str) -> list[Token]:
     try:
         data = json.loads(text)
     except ValueError as exc:
         raise Unreadable(f"is not JSON: {exc}", getattr(exc, "lineno", None)) from None
-    out: list[Token] = []
-    _data_tokens(data, value, out)
-    return out
+    return _decoded_tokens(data, value)
 
 
 def read_toml(text: str, value: str, path: str) -> list[Token]:
@@ -133,9 +138,7 @@ def read_toml(text: str, value: str, path: str) -> list[Token]:
     except tomllib.TOMLDecodeError as exc:
         found = re.search(r"line (\d+)", str(exc))
         raise Unreadable(f"is not TOML: {exc}", int(found[1]) if found else None) from None
-    out: list[Token] = []
-    _data_tokens(data, value, out)
-    return out
+    return _decoded_tokens(data, value)
 
 
 def read_python(text: str, value: str, path: str) -> list[Token]:

@@ -45,16 +45,18 @@ def node_available() -> bool:
 
 def install(timeout: float = 900) -> str:
     """Runs install.sh (cached `npm ci`); returns what it printed."""
-    result = subprocess.run(
-        ["bash", str(BACKSTAGE_DIR / "install.sh")],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RuntimeError(f"tests/e2e/backstage/install.sh failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    result = set_up(["bash", str(BACKSTAGE_DIR / "install.sh")], "tests/e2e/backstage/install.sh", timeout, tail=3000)
     return result.stdout.strip()
+
+
+def set_up(
+    command: list[str], what: str, timeout: float, cwd: Path | None = None, tail: int = 2000
+) -> subprocess.CompletedProcess[str]:
+    """Runs a set-up command; one that fails raises with the end of what it printed."""
+    result = subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise RuntimeError(f"{what} failed:\n{result.stdout[-tail:]}\n{result.stderr[-tail:]}")
+    return result
 
 
 def install_module(workdir: Path, timeout: float = 300) -> Path:
@@ -68,26 +70,10 @@ def install_module(workdir: Path, timeout: float = 300) -> Path:
     packed.mkdir(parents=True, exist_ok=True)
     prefix.mkdir(parents=True, exist_ok=True)
     npm = ["npm", "--no-audit", "--no-fund", "--loglevel=error"]
-    pack = subprocess.run(
-        [*npm, "pack", "--pack-destination", str(packed), "--json"],
-        cwd=PLUGIN_DIR,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if pack.returncode != 0:
-        raise RuntimeError(f"npm pack failed:\n{pack.stdout[-2000:]}\n{pack.stderr[-2000:]}")
+    pack = set_up([*npm, "pack", "--pack-destination", str(packed), "--json"], "npm pack", timeout, cwd=PLUGIN_DIR)
     tarball = packed / json.loads(pack.stdout)[0]["filename"].replace("@", "").replace("/", "-")
-    install = subprocess.run(
-        [*npm, "install", "--offline", "--legacy-peer-deps", "--prefix", str(prefix), str(tarball)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if install.returncode != 0:
-        raise RuntimeError(f"npm install {tarball.name} failed:\n{install.stdout[-2000:]}\n{install.stderr[-2000:]}")
+    install = [*npm, "install", "--offline", "--legacy-peer-deps", "--prefix", str(prefix), str(tarball)]
+    set_up(install, f"npm install {tarball.name}", timeout)
     return prefix / "node_modules" / MODULE_NAME
 
 

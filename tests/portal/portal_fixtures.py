@@ -7,12 +7,11 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-from portal_replay import API_TOKEN, PORTAL_SETTINGS
+from portal_replay import PORTAL_SETTINGS
 
-from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.services import Services
-from conftest import make_settings
+from conftest import admin_client, make_settings
 
 
 @pytest.fixture
@@ -22,7 +21,7 @@ def portal_settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 def portal_client(portal_settings: Settings) -> Iterator[TestClient]:
-    with TestClient(create_app(portal_settings), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
+    with admin_client(portal_settings) as client:
         yield client
 
 

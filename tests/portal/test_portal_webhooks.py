@@ -25,6 +25,14 @@ PUSH = {
 pytest_plugins = ["portal_fixtures"]
 
 
+FIRING_ALERT = {
+    "status": "firing",
+    "alerts": [
+        {"status": "firing", "fingerprint": "x", "startsAt": "2024-06-01T00:00:00Z", "labels": {"job": "orders-api"}}
+    ],
+}
+
+
 def github(client: TestClient, body: bytes, signature: str | None, delivery: str = "d-1") -> Any:
     headers = {"X-GitHub-Event": "push", "X-GitHub-Delivery": delivery, "Content-Type": "application/json"}
     if signature is not None:
@@ -125,39 +133,17 @@ def test_argocd_and_alertmanager_need_a_bearer_token(
 def test_alertmanager_takes_the_api_token_as_rfc_6750_spells_it(
     portal_client: TestClient, side_services: Services, authorization: str
 ) -> None:
-    alert = {
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "fingerprint": "x",
-                "startsAt": "2024-06-01T00:00:00Z",
-                "labels": {"job": "orders-api"},
-            }
-        ],
-    }
-    response = portal_client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": authorization})
+    response = portal_client.post("/webhooks/alertmanager", json=FIRING_ALERT, headers={"Authorization": authorization})
     assert response.status_code == 202, response.text
     assert raw_event_count(side_services.engine) == 1
 
 
 def test_alertmanager_accepts_its_own_token_when_configured(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, alertmanager_webhook_token="am-token-123456", probe_interval_seconds=0)
-    alert = {
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "fingerprint": "x",
-                "startsAt": "2024-06-01T00:00:00Z",
-                "labels": {"job": "orders-api"},
-            }
-        ],
-    }
     with TestClient(create_app(settings)) as client:
-        refused = client.post("/webhooks/alertmanager", json=alert, headers={"Authorization": f"Bearer {TOKEN}"})
+        refused = client.post("/webhooks/alertmanager", json=FIRING_ALERT, headers={"Authorization": f"Bearer {TOKEN}"})
         accepted = client.post(
-            "/webhooks/alertmanager", json=alert, headers={"Authorization": "Bearer am-token-123456"}
+            "/webhooks/alertmanager", json=FIRING_ALERT, headers={"Authorization": "Bearer am-token-123456"}
         )
     assert refused.status_code == 401
     assert accepted.status_code == 202 and accepted.json()["recorded"]["incidents"] == 1
