@@ -40,9 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     redactor = Redactor()
-    if settings.api_token is not None:
-        redactor.add([settings.api_token.get_secret_value()])
-    configure_logging(redactor, settings.log_level)
+    configure_logging(redactor, settings.server.log_level)
     state: dict[str, Any] = {}
     events = EventBus()
 
@@ -65,9 +63,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log = get_logger(replica=engine.replica)
         log.info(
             "pltf started",
-            url=settings.base_url,
-            data_dir=str(settings.data_dir),
-            database=settings.resolved_database_url.split("://", 1)[0],
+            url=settings.server.base_url,
+            data_dir=str(settings.storage.data_dir),
+            database=settings.storage.resolved_database_url.split("://", 1)[0],
             token_file=str(generated) if generated else None,
             interrupted_runs=len(interrupted),
             **sandbox,

@@ -131,11 +131,11 @@ class BackstageTokens:
     """Verifies Backstage plugin tokens against the keys Backstage publishes, and names the caller."""
 
     def __init__(self, settings: Settings, services: Services) -> None:
-        base = settings.backstage_auth_url or settings.backstage_url
+        base = settings.catalog.backstage_auth_url or settings.catalog.backstage_url
         self.base_url = base.rstrip("/") if base else None
-        self.actions = tuple(settings.backstage_actions)
+        self.actions = tuple(settings.catalog.backstage_actions)
         self.services = services
-        self.timeout = settings.catalog_read_timeout_seconds
+        self.timeout = settings.catalog.catalog_read_timeout_seconds
         self._keys: dict[str, jwt.PyJWKClient] = {}
 
     def _key_set(self, url: str) -> jwt.PyJWKClient:
@@ -278,7 +278,7 @@ def backstage_actions_router(
             run = await run_engine.wait(run_id, INVOKE_WAIT_SECONDS)
             if run["status"] not in TERMINAL:
                 raise PltfError(
-                    f"run {run_id} is still going; see {settings.base_url}/v1/runs/{run_id}", 504, "timeout"
+                    f"run {run_id} is still going; see {settings.server.base_url}/v1/runs/{run_id}", 504, "timeout"
                 )
             if run["status"] != "succeeded":
                 error = run.get("error") or {}

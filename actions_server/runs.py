@@ -116,8 +116,8 @@ class RunEngine:
         self.actions = discover() if actions is None else actions
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
-        self.replica = services.settings.replica
-        self._slots = asyncio.Semaphore(services.settings.max_concurrent_runs)
+        self.replica = services.settings.server.replica
+        self._slots = asyncio.Semaphore(services.settings.runs.max_concurrent_runs)
         self._local: dict[str, threading.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.log = get_logger(replica=self.replica)
@@ -439,7 +439,7 @@ class RunEngine:
         the runs of a replica that stopped beating.
         """
         now = time.time()
-        stale = now - self.services.settings.stale_run_seconds
+        stale = now - self.services.settings.runs.stale_run_seconds
         unfinished = runs.c.status.in_(("queued", "running"))
         orphaned = func.coalesce(runs.c.heartbeat_at, runs.c.created_at) < stale
         condition = or_(orphaned, runs.c.replica == self.replica) if startup else orphaned
@@ -475,7 +475,7 @@ class RunEngine:
         return victims
 
     async def keep_alive(self) -> None:
-        interval = self.services.settings.heartbeat_seconds
+        interval = self.services.settings.runs.heartbeat_seconds
         while True:
             await asyncio.sleep(interval)
             try:

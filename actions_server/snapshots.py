@@ -96,7 +96,7 @@ class Snapshots:
         `slides`: the window ends now, so the body also ages out.
         """
         inputs = await self._inputs(services)
-        refresh = services.settings.portal_refresh_seconds if slides else None
+        refresh = services.settings.portal.portal_refresh_seconds if slides else None
         found = self._current(key, inputs, refresh)
         if found is not None:
             return found

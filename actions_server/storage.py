@@ -11,9 +11,9 @@ from .forges.embedded import git_root
 
 
 def writable_directories(settings: Settings) -> list[Path]:
-    found = [settings.data_dir.resolve(), git_root(settings)]
-    if settings.workspace_dir is not None:
-        found.append(settings.workspace_dir.resolve())
+    found = [settings.storage.data_dir.resolve(), git_root(settings)]
+    if settings.storage.workspace_dir is not None:
+        found.append(settings.storage.workspace_dir.resolve())
     return found
 
 

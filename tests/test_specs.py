@@ -113,7 +113,7 @@ def services(settings: Settings) -> Iterator[Services]:
 
 
 def gitops_bare(settings: Settings) -> Path:
-    return settings.data_dir / "git" / "platform" / "gitops.git"
+    return settings.storage.data_dir / "git" / "platform" / "gitops.git"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -673,7 +673,7 @@ def pltf(*args: str, env: dict[str, str], stdin: str | None = None) -> subproces
 
 
 def test_cli_plan_apply_and_policies(tmp_path: Path, settings: Settings) -> None:
-    env = {"PLTF_DATA_DIR": str(tmp_path / "cli"), "PLTF_SPEC_POLICY_FILE": str(settings.spec_policy_file)}
+    env = {"PLTF_DATA_DIR": str(tmp_path / "cli"), "PLTF_SPEC_POLICY_FILE": str(settings.gitops.spec_policy_file)}
     spec = tmp_path / "promo.tf"
     spec.write_text(SEED_TF_FORMATTED)
 

@@ -99,7 +99,7 @@ def handler(ctx: RunContext, params: RegisterInput) -> RegisterOutput:
     entity_ref = preferred_entity_ref(entities)
     entity_url = None
     if entity_ref is not None and catalog.kind == "embedded" and not ctx.dry_run:
-        entity_url = ctx.services.settings.base_url + page_url(entity_ref)
+        entity_url = ctx.services.settings.server.base_url + page_url(entity_ref)
     return RegisterOutput(entityRef=entity_ref, catalogInfoUrl=url, entityUrl=entity_url)
 
 

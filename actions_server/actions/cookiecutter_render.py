@@ -60,7 +60,7 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
         template,
         values,
         ctx.workspace / "out",
-        services.settings.hook_timeout_seconds,
+        services.settings.templates.hook_timeout_seconds,
         log=ctx.logger.info,
         sandbox=Sandbox(services.settings),
     )

@@ -84,7 +84,7 @@ def service_name(params: PreviewCreateInput) -> str:
 
 
 def allowed_sources(services: Services) -> AllowList:
-    return AllowList([f"{services.settings.base_url}/git/", *services.settings.preview_sources])
+    return AllowList([f"{services.settings.server.base_url}/git/", *services.settings.previews.preview_sources])
 
 
 def source_url(params: PreviewCreateInput, services: Services) -> str:
@@ -121,16 +121,16 @@ def validate(params: PreviewCreateInput, services: Services) -> None:
         raise invalid_input(
             f"{request.namespace!r} is longer than 63 characters", [FieldError("service", "too long for a namespace")]
         )
-    if params.ttlSeconds is not None and params.ttlSeconds > settings.preview_max_ttl_seconds:
+    if params.ttlSeconds is not None and params.ttlSeconds > settings.previews.preview_max_ttl_seconds:
         raise invalid_input(
-            f"ttlSeconds is above the limit of {settings.preview_max_ttl_seconds}",
-            [FieldError("ttlSeconds", f"at most {settings.preview_max_ttl_seconds}")],
+            f"ttlSeconds is above the limit of {settings.previews.preview_max_ttl_seconds}",
+            [FieldError("ttlSeconds", f"at most {settings.previews.preview_max_ttl_seconds}")],
         )
     manager = services.previews.get(services)
-    active = manager.list_previews(status="active", limit=settings.preview_max_active + 1)
-    if len(active) >= settings.preview_max_active and all(p["name"] != request.name for p in active):
+    active = manager.list_previews(status="active", limit=settings.previews.preview_max_active + 1)
+    if len(active) >= settings.previews.preview_max_active and all(p["name"] != request.name for p in active):
         raise PltfError(
-            f"there are already {len(active)} active previews (the limit is {settings.preview_max_active}); "
+            f"there are already {len(active)} active previews (the limit is {settings.previews.preview_max_active}); "
             "destroy one (pltf previews list / destroy) or wait for one to expire",
             429,
             "too_many_previews",
@@ -142,7 +142,7 @@ def _deadline(ctx: RunContext) -> float:
     with ctx.services.engine.connect() as conn:
         started = conn.execute(select(runs.c.started_at).where(runs.c.id == ctx.run_id)).scalar()
     started = started or time.time()
-    remaining = started + ctx.services.settings.run_wait_seconds - ANSWER_MARGIN_SECONDS - time.time()
+    remaining = started + ctx.services.settings.runs.run_wait_seconds - ANSWER_MARGIN_SECONDS - time.time()
     return time.monotonic() + max(1.0, remaining)
 
 

@@ -138,7 +138,7 @@ def resolve_target(params: RepoCreateInput, services: Services) -> Target:
     if params.repoUrl is None:
         assert params.owner is not None and params.name is not None  # the model's own check
         return Target(
-            provider=params.provider or services.settings.forge,
+            provider=params.provider or services.settings.forges.forge,
             owner=params.owner,
             name=params.name,
             owner_field="owner",
@@ -175,7 +175,7 @@ def _spec(params: RepoCreateInput, target: Target, services: Services) -> Reposi
         visibility=params.visibility or default_visibility,
         default_branch=params.defaultBranch,
         topics=tuple(params.topics),
-        protect_default_branch=services.settings.protect_default_branch if protect is None else protect,
+        protect_default_branch=services.settings.forges.protect_default_branch if protect is None else protect,
     )
 
 

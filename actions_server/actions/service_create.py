@@ -176,7 +176,7 @@ def handler(ctx: RunContext, params: ServiceCreateInput) -> ServiceCreateOutput:
             ("Catalog entity", out.entityUrl),
             ("catalog-info.yaml", out.catalogInfoUrl),
             ("Preview", out.previewUrl),
-            ("Run log", f"{ctx.services.settings.base_url}/v1/runs/{ctx.run_id}"),
+            ("Run log", f"{ctx.services.settings.server.base_url}/v1/runs/{ctx.run_id}"),
         )
         if url
     ]

@@ -121,7 +121,7 @@ def _render(ctx: RunContext, template: Template, values: dict[str, Any], commit:
         template,
         values,
         into,
-        ctx.services.settings.hook_timeout_seconds,
+        ctx.services.settings.templates.hook_timeout_seconds,
         log=ctx.logger.info,
         sandbox=Sandbox(ctx.services.settings),
     )
@@ -145,7 +145,7 @@ def _migrations(
     def migrate(repo: GitRepo, commit: str) -> str:
         workdir = ctx.workspace / "migrations"
         return run_steps(
-            repo, commit, steps, workdir, Sandbox(settings), settings.hook_timeout_seconds, ctx.logger.info
+            repo, commit, steps, workdir, Sandbox(settings), settings.templates.hook_timeout_seconds, ctx.logger.info
         )
 
     return migrate
@@ -211,7 +211,7 @@ def check(params: UpdateInput, services: Services) -> None:
 def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
     services = ctx.services
     settings = services.settings
-    timeout = settings.git_timeout_seconds
+    timeout = settings.forges.git_timeout_seconds
     target = _resolve(ctx, params.repository)
     owner, name = target.owner, target.name
     work = ctx.workspace
@@ -244,7 +244,7 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
         existing = open_change_for(target.embedded_dir, out.branch)
         if existing is not None:
             ctx.logger.info(f"change request {existing['number']} is open for {out.branch} already")
-            return _from_change(out, existing, settings.base_url, owner, name)
+            return _from_change(out, existing, settings.server.base_url, owner, name)
 
     ctx.logger.info(f"rendering {base_template.name} {from_version} (base) and {out.toVersion} (theirs)")
     base_dir = _render(ctx, base_template, base_values, str(recorded["commit"]), work / "base")
@@ -289,7 +289,7 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
     if pushed.returncode != 0:
         existing = open_change_for(target.embedded_dir, out.branch) if target.embedded_dir else None
         if existing is not None:
-            return _from_change(out, existing, settings.base_url, owner, name)
+            return _from_change(out, existing, settings.server.base_url, owner, name)
         raise PltfError(
             f"the branch {out.branch} exists in {owner}/{name} and is not this update; delete it or merge it first",
             409,
@@ -323,7 +323,7 @@ def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
             head=merged.commit,
             openedBy=ctx.caller.name,
         )
-        out.changeRequestUrl = _change_url(settings.base_url, owner, name, int(change["number"]))
+        out.changeRequestUrl = _change_url(settings.server.base_url, owner, name, int(change["number"]))
     ctx.logger.info(f"opened a change request: {out.changeRequestUrl}")
     services.events.publish(
         "template.update.opened",

@@ -59,7 +59,7 @@ def read_access_for(services: Callable[[], Services]) -> Callable[..., None]:
     """Lets reads through when they are public; otherwise asks for a token, as `Authed` does."""
 
     def read_access(request: Request, authorization: Annotated[str | None, Header()] = None) -> None:
-        if services().settings.catalog_public_reads:
+        if services().settings.catalog.catalog_public_reads:
             return
         scheme, _, token = (authorization or "").partition(" ")
         tokens: TokenRegistry = request.app.state.tokens

@@ -60,7 +60,7 @@ def entity_links(entity: dict[str, Any], settings: Settings) -> list[dict[str, s
             links.append({"title": title, "url": url})
 
     source = _location_url(annotations.get("backstage.io/source-location"))
-    forge = settings.base_url + "/git/"
+    forge = settings.server.base_url + "/git/"
     if source and source.startswith(forge):
         owner_and_name = source[len(forge) :].split("/")[:2]
         add("Repository", forge + "/".join(owner_and_name))
@@ -76,8 +76,8 @@ def entity_links(entity: dict[str, Any], settings: Settings) -> list[dict[str, s
         add("Docs (TechDocs)", urljoin(source, techdocs.removeprefix("dir:")))
     elif techdocs.startswith("url:"):
         add("Docs (TechDocs)", _location_url(techdocs))
-    if (app := annotations.get("argocd/app-name")) and settings.catalog_argocd_url:
-        add("Argo CD", safe_url(f"{settings.catalog_argocd_url.rstrip('/')}/applications/{app}"))
+    if (app := annotations.get("argocd/app-name")) and settings.catalog.catalog_argocd_url:
+        add("Argo CD", safe_url(f"{settings.catalog.catalog_argocd_url.rstrip('/')}/applications/{app}"))
     add("View source file", safe_url(annotations.get("backstage.io/view-url")))
     add("Edit source file", safe_url(annotations.get("backstage.io/edit-url")))
     for link in entity.get("metadata", {}).get("links", []) or []:
@@ -185,8 +185,8 @@ def catalog_pages(services: Callable[[], Services], fingerprint: Callable[[Servi
 
     def html_page(request: Request, html: str) -> Response:
         settings = services().settings
-        public = settings.catalog_public_reads
-        return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
+        public = settings.catalog.catalog_public_reads
+        return cached_response(request, html.encode(), HTML, settings.portal.portal_cache_seconds, public=public)
 
     snapshots = Snapshots(fingerprint)
 
@@ -204,7 +204,7 @@ def catalog_pages(services: Callable[[], Services], fingerprint: Callable[[Servi
 
         found = await snapshots.get(current, f"{request.url.path}?{request.url.query}", body, slides=False)
         settings = current.settings
-        max_age, public = settings.portal_cache_seconds, settings.catalog_public_reads
+        max_age, public = settings.portal.portal_cache_seconds, settings.catalog.catalog_public_reads
         return cached_response(request, found.body, HTML, max_age, public=public, etag=found.etag)
 
     @router.get("", response_class=HTMLResponse)

@@ -64,19 +64,9 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         current = services()
         settings = current.settings
-        current.redactor.add(
-            s.get_secret_value()
-            for s in (
-                settings.github_webhook_secret,
-                settings.gitlab_webhook_token,
-                settings.argocd_webhook_token,
-                settings.alertmanager_webhook_token,
-            )
-            if s is not None
-        )
         prober = None
-        if settings.probe_interval_seconds > 0:
-            prober = asyncio.create_task(health.run_prober(current, settings.probe_interval_seconds))
+        if settings.portal.probe_interval_seconds > 0:
+            prober = asyncio.create_task(health.run_prober(current, settings.portal.probe_interval_seconds))
         try:
             yield
         finally:
@@ -99,7 +89,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
         key = f"{request.url.path}?{request.url.query}"
         found = await snapshots.get(current, key, compute, slides=end is None)
         media_type = "text/html; charset=utf-8" if page else "application/json"
-        max_age = current.settings.portal_cache_seconds
+        max_age = current.settings.portal.portal_cache_seconds
         return cached_response(request, found.body, media_type, max_age, public=page, etag=found.etag)
 
     async def stored_json(
@@ -243,7 +233,7 @@ def portal_router(services: Callable[[], Services]) -> APIRouter:
                 "by": by,
                 "window": window,
                 "source": "opencost" if found is not None else "requests",
-                "currency": cost.price_sheet(services().settings.price_sheet)["currency"],
+                "currency": cost.price_sheet(services().settings.portal.price_sheet)["currency"],
                 "items": cost.aggregate(reports, by),
                 "warnings": [w for r in reports for w in r["warnings"]],
             }

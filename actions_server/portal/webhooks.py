@@ -277,10 +277,10 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         """GitHub: push, pull_request, deployment_status, workflow_run (X-Hub-Signature-256 required)."""
         raw = await request.body()
         settings = services().settings
-        verify_github(settings.github_webhook_secret, raw, x_hub_signature_256)
+        verify_github(settings.portal.github_webhook_secret, raw, x_hub_signature_256)
         payload = _object(raw)
         event_type = x_github_event or "unknown"
-        normalised = normalize.github(event_type, payload, settings.deploy_workflow_pattern)
+        normalised = normalize.github(event_type, payload, settings.portal.deploy_workflow_pattern)
         return await store("github", x_github_delivery or body_digest(payload), event_type, payload, normalised)
 
     @router.post(
@@ -296,7 +296,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
         x_gitlab_event_uuid: Annotated[str | None, Header()] = None,
     ) -> JSONResponse:
         """GitLab: push, merge request and pipeline hooks (X-Gitlab-Token required)."""
-        secret = services().settings.gitlab_webhook_token
+        secret = services().settings.portal.gitlab_webhook_token
         if secret is None:
             raise _unauthorized("GitLab webhooks are refused: PLTF_GITLAB_WEBHOOK_TOKEN is not set")
         if not _same(secret, x_gitlab_token):
@@ -315,7 +315,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     )
     async def argocd_webhook(request: Request) -> JSONResponse:
         """Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md."""
-        caller = _bearer(request, services().settings.argocd_webhook_token, "Argo CD notifications")
+        caller = _bearer(request, services().settings.portal.argocd_webhook_token, "Argo CD notifications")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
         normalised = normalize.argocd(payload)
@@ -331,7 +331,7 @@ def webhook_routes(services: Callable[[], Services]) -> APIRouter:
     )
     async def alertmanager_webhook(request: Request) -> JSONResponse:
         """Alertmanager webhook v4: firing alerts open incidents, resolved ones close them."""
-        caller = _bearer(request, services().settings.alertmanager_webhook_token, "Alertmanager")
+        caller = _bearer(request, services().settings.portal.alertmanager_webhook_token, "Alertmanager")
         payload = _object(await request.body())
         delivery = request.headers.get("x-delivery-id") or body_digest(payload)
         normalised = normalize.alertmanager(payload)

@@ -71,7 +71,7 @@ async def preview_loop(services: Services) -> None:
     except Exception:  # noqa: BLE001 - the reaper below retries what it can
         log.exception("adopting previews failed")
     while True:
-        await asyncio.sleep(services.settings.preview_reap_seconds)
+        await asyncio.sleep(services.settings.previews.preview_reap_seconds)
         try:
             await anyio.to_thread.run_sync(manager.reap)
         except Exception:  # noqa: BLE001 - a database blip must not stop the reaper
