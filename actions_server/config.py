@@ -14,7 +14,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -62,7 +62,7 @@ class Section(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore", env_ignore_empty=True, frozen=True)
     title: ClassVar[str]
 
-    def _replace(self, changes: dict[str, Any]) -> Section:
+    def _replace(self, changes: dict[str, Any]) -> Self:
         values = {name: getattr(self, name) for name in type(self).model_fields}
         changed = type(self)(**(values | changes))  # given values win over the environment
         # What was set stays told apart from the defaults (the CLI's log level depends on it).

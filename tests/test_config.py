@@ -101,11 +101,13 @@ def test_settings_are_frozen(tmp_path: Path) -> None:
 def test_replace_gives_a_changed_frozen_copy(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     settings = make_settings(tmp_path, log_level="warning")
     monkeypatch.setenv("PLTF_GITHUB_URL", "https://ghe.example.com/api/v3")  # read at construction, not on replace
-    changed = settings.replace(host="0.0.0.0", port=9000, gitops_url="/srv/gitops.git")
-    assert (changed.server.host, changed.server.port, changed.gitops.gitops_url) == ("0.0.0.0", 9000, "/srv/gitops.git")
+    wildcard = "0.0.0.0"  # noqa: S104
+    changed = settings.replace(host=wildcard, port=9000, gitops_url="/srv/gitops.git")
+    assert (changed.server.host, changed.server.port, changed.gitops.gitops_url) == (wildcard, 9000, "/srv/gitops.git")
     assert changed.server.base_url == "http://127.0.0.1:9000"
     assert (settings.server.host, settings.server.port, settings.gitops.gitops_url) == ("127.0.0.1", 8787, None)
     assert changed.forges is settings.forges  # untouched sections are shared, not re-read
+    assert changed.forges.github_url == "https://api.github.com"
     assert changed.server.model_fields_set >= {"log_level", "host", "port"}  # what was set stays set
     assert changed.server.api_token == settings.server.api_token
     with pytest.raises(ValidationError, match="frozen"):
@@ -126,7 +128,9 @@ def _secret_fields() -> list[str]:
     def is_secret(annotation: object) -> bool:
         return annotation is SecretStr or SecretStr in getattr(annotation, "__args__", ())
 
-    return [name for section in SECTIONS.values() for name, f in section.model_fields.items() if is_secret(f.annotation)]
+    return [
+        name for section in SECTIONS.values() for name, f in section.model_fields.items() if is_secret(f.annotation)
+    ]
 
 
 def test_every_secret_setting_is_registered_with_the_redactor_at_start_up(tmp_path: Path) -> None:
