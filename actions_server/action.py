@@ -13,7 +13,7 @@ parts of the platform it uses and nothing else; its handler, `check` and
     def create_greet_action(*, settings: Settings) -> Action[Input, Output]:
         def handler(ctx: RunContext, params: Input) -> Output:
             ctx.logger.info(f"greeting {params.name}")
-            return Output(greeting=f"hello {params.name} from {settings.base_url}")
+            return Output(greeting=f"hello {params.name} from {settings.server.base_url}")
 
         return Action(
             id="demo:greet",

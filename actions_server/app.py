@@ -51,9 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
     metrics = Metrics()
     redactor = Redactor()
-    if settings.api_token is not None:
-        redactor.add([settings.api_token.get_secret_value()])
-    configure_logging(redactor, settings.log_level)
+    configure_logging(redactor, settings.server.log_level)
     events = EventBus()
 
     @contextlib.asynccontextmanager
@@ -75,9 +73,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log = get_logger(replica=engine.replica)
         log.info(
             "pltf started",
-            url=settings.base_url,
-            data_dir=str(settings.data_dir),
-            database=settings.resolved_database_url.split("://", 1)[0],
+            url=settings.server.base_url,
+            data_dir=str(settings.storage.data_dir),
+            database=settings.storage.resolved_database_url.split("://", 1)[0],
             token_file=str(generated) if generated else None,
             interrupted_runs=len(interrupted),
             **sandbox,
@@ -86,20 +84,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Previews: adopt or clean up what a previous run left, then reap; stops with keep_alive.
         previews_task = asyncio.create_task(reap_previews(services))
         keep_alive.add_done_callback(lambda _: previews_task.cancel())
-        # The portal: webhook secrets are as secret as the API token; the prober records uptime.
-        redactor.add(
-            secret.get_secret_value()
-            for secret in (
-                settings.github_webhook_secret,
-                settings.gitlab_webhook_token,
-                settings.argocd_webhook_token,
-                settings.alertmanager_webhook_token,
-            )
-            if secret is not None
-        )
+        # The portal's prober records uptime (every configured secret is registered by Services.create).
         prober = None
-        if settings.probe_interval_seconds > 0:
-            prober = asyncio.create_task(run_prober(services, settings.probe_interval_seconds))
+        if settings.portal.probe_interval_seconds > 0:
+            prober = asyncio.create_task(run_prober(services, settings.portal.probe_interval_seconds))
         try:
             yield
         finally:
@@ -148,4 +136,4 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def reap_previews(services: Services) -> None:
     """The preview loop, with the manager built when it starts (as the first request would build it)."""
-    await preview_loop(services.previews.get(services), services.settings.preview_reap_seconds)
+    await preview_loop(services.previews.get(services), services.settings.previews.preview_reap_seconds)

@@ -86,13 +86,13 @@ class TokenFileError(Exception):
 def load_tokens(settings: Settings) -> tuple[TokenRegistry, Path | None]:
     """The configured tokens; when none are configured, a generated one and its file."""
     callers: dict[str, Caller] = {}
-    if settings.api_token is not None:
-        callers[hash_token(settings.api_token.get_secret_value())] = Caller("api-token")
-    if settings.token_file is not None:
-        callers.update(_read_token_file(settings.token_file))
+    if settings.server.api_token is not None:
+        callers[hash_token(settings.server.api_token.get_secret_value())] = Caller("api-token")
+    if settings.server.token_file is not None:
+        callers.update(_read_token_file(settings.server.token_file))
     if callers:
         return TokenRegistry(callers), None
-    path = settings.generated_token_path
+    path = settings.storage.generated_token_path
     token = read_generated_token(path) or _write_generated_token(path)
     return TokenRegistry({hash_token(token): Caller("local")}), path
 

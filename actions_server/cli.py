@@ -64,11 +64,8 @@ def serve(
     from .http_timeouts import header_timeout_protocol
     from .storage import storage_problem
 
-    settings = Settings()
-    if host is not None:
-        settings.host = host
-    if port is not None:
-        settings.port = port
+    asked = {"host": host, "port": port}
+    settings = Settings().replace(**{name: value for name, value in asked.items() if value is not None})
     problem = storage_problem(settings, git_root(settings))
     if problem is not None:
         raise PltfError(f"cannot start: {problem}", 1, "storage")
@@ -79,15 +76,17 @@ def serve(
     application = create_app(settings)  # configures the JSON log first
     # Upgraded here, before serving, a database pltf cannot use stops it with one line rather than a
     # traceback from the lifespan (which then finds the schema at the newest revision in one read).
-    connect(settings.resolved_database_url).dispose()
-    typer.echo(f"pltf action server on {settings.base_url} (data: {settings.data_dir.resolve()})", err=True)
+    connect(settings.storage.resolved_database_url).dispose()
+    typer.echo(
+        f"pltf action server on {settings.server.base_url} (data: {settings.storage.data_dir.resolve()})", err=True
+    )
     if generated is not None:
         typer.echo(f"API token for local use: {generated.resolve()} (mode 0600)", err=True)
     uvicorn.run(
         application,
-        host=settings.host,
-        port=settings.port,
-        http=header_timeout_protocol(settings.header_timeout_seconds),
+        host=settings.server.host,
+        port=settings.server.port,
+        http=header_timeout_protocol(settings.server.header_timeout_seconds),
         log_level="warning",
         access_log=False,
     )
@@ -138,7 +137,7 @@ def templates_check(
 
     if only not in (None, HOSTILE_TOOL):
         raise PltfError(f"--only takes {HOSTILE_TOOL}, not {only!r}", 2, "usage")
-    root = Settings().templates_dir
+    root = Settings().templates.templates_dir
     chosen = names or sorted(p.parent.name for p in root.glob("*/cookiecutter.json"))
     report: dict[str, list[dict[str, Any]]] = {}
     hostile: dict[str, dict[str, Any]] = {}
@@ -296,13 +295,21 @@ def _summarise(run_result: dict[str, Any]) -> None:
 
 
 def settings_table() -> str:
-    """The configuration reference as a Markdown table (the README's is this, verbatim)."""
-    from .config import settings_reference
+    """The configuration reference as Markdown, a table per section (the README's is this, verbatim)."""
+    from .config import SECTIONS, settings_reference
 
-    lines = ["| variable | default | meaning |", "|---|---|---|"]
-    lines += [f"| `{variable}` | {default} | {meaning} |" for variable, default, meaning in settings_reference()]
-    lines.append("| `PLTF_URL` |  | (CLI only) the server to talk to; unset means in-process. |")
-    return "\n".join(lines) + "\n"
+    blocks = []
+    for section_type in SECTIONS.values():
+        rows = [row for row in settings_reference() if row[0] == section_type.title]
+        lines = [
+            f"**{section_type.title}**: {section_type.__doc__}",
+            "",
+            "| variable | default | meaning |",
+            "|---|---|---|",
+        ]
+        lines += [f"| `{variable}` | {default} | {meaning} |" for _, variable, default, meaning in rows]
+        blocks.append("\n".join(lines) + "\n")
+    return "\n".join(blocks)
 
 
 @app.command()
@@ -317,7 +324,10 @@ def config(
     from .sandbox import sandbox_summary
 
     settings = Settings()
-    effective = json.loads(settings.model_dump_json())
+    # By flat name, as the variables are spelled (PLTF_<NAME>), section after section.
+    effective = {
+        name: value for section in settings.sections() for name, value in json.loads(section.model_dump_json()).items()
+    }
     summary = sandbox_summary(settings)
     in_use = {"sandbox_in_use": summary["sandbox"]}
     if "sandboxProblem" in summary:
@@ -492,7 +502,7 @@ def db_current(as_json: JsonOption = False) -> None:
     from .db import open_engine
     from .migrations import current, head
 
-    url = Settings().resolved_database_url
+    url = Settings().storage.resolved_database_url
     parsed = make_url(url)
     revision = None
     # Opening a SQLite file that is not there would make one.
@@ -525,16 +535,18 @@ def db_upgrade(as_json: JsonOption = False) -> None:
 
     settings = Settings()
     quiet_logging(settings, Redactor())
-    if not settings.database_url:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = open_engine(settings.resolved_database_url)
+    if not settings.storage.database_url:
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = open_engine(settings.storage.resolved_database_url)
     try:
         before = upgrade(engine)
     finally:
         engine.dispose()
     after = head()
     if as_json:
-        _print_json({"database": _database_name(settings.resolved_database_url), "before": before, "after": after})
+        _print_json(
+            {"database": _database_name(settings.storage.resolved_database_url), "before": before, "after": after}
+        )
     elif before == after:
         typer.echo(f"{after}: already the newest")
     else:

@@ -63,16 +63,16 @@ def backend_from_environment(settings: Settings | None = None) -> Backend:
 def remote_client(settings: Settings, read_timeout: float = 120.0) -> httpx.Client | None:
     """A client of the action server at PLTF_URL, with PLTF_API_TOKEN (else the generated local token);
     None when the CLI is to work in-process."""
-    if not settings.url:
+    if not settings.server.url:
         return None
     token = (
-        settings.api_token.get_secret_value()
-        if settings.api_token is not None
-        else read_generated_token(settings.generated_token_path)
+        settings.server.api_token.get_secret_value()
+        if settings.server.api_token is not None
+        else read_generated_token(settings.storage.generated_token_path)
     )
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx.Client(
-        base_url=settings.url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=read_timeout)
+        base_url=settings.server.url.rstrip("/"), headers=headers, timeout=httpx.Timeout(30.0, read=read_timeout)
     )
 
 
@@ -92,10 +92,10 @@ def local_services(settings: Settings) -> Services:
     quiet unless PLTF_LOG_LEVEL asks otherwise)."""
     from .services import Services
 
-    if settings.replica_id is None:
+    if settings.server.replica_id is None:
         # Not the server's replica id: a server restarting must not take
         # this process's runs for its own leftovers.
-        settings.replica_id = f"cli-{os.getpid()}"
+        settings = settings.replace(replica_id=f"cli-{os.getpid()}")
     redactor = Redactor()
     # Before the parts are built: opening the database may upgrade it, which is logged.
     quiet_logging(settings, redactor)
@@ -106,7 +106,9 @@ def quiet_logging(settings: Settings, redactor: Redactor) -> None:
     """The JSON log of a CLI command, which prints what it did itself: errors only, unless PLTF_LOG_LEVEL is set."""
     from .logs import configure_logging
 
-    configure_logging(redactor, settings.log_level if "log_level" in settings.model_fields_set else "error")
+    configure_logging(
+        redactor, settings.server.log_level if "log_level" in settings.server.model_fields_set else "error"
+    )
 
 
 class RemoteBackend(Backend):

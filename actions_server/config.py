@@ -1,5 +1,10 @@
 """Configuration: every setting comes from a `PLTF_*` environment variable.
 
+The settings are grouped in sections (`settings.server.port`, `settings.forges.github_token`), each a
+`BaseSettings` reading its own variables; the variable names stay flat (`PLTF_PORT`). `Settings(port=…)`
+takes the flat names too and routes each into its section. The whole object is frozen once built: a
+changed copy comes from `settings.replace(port=…)`, so no part sees settings change under it.
+
 The defaults are the embedded ones (SQLite in the data dir, the templates in
 `cookiecutters/`, a generated local token), so `pltf serve` needs nothing else.
 """
@@ -7,10 +12,11 @@ The defaults are the embedded ones (SQLite in the data dir, the templates in
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeVar
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from .urls import AllowList
@@ -18,18 +24,59 @@ from .urls import AllowList
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PORT = 8787
 
+T = TypeVar("T")
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore", env_ignore_empty=True)
+
+def _parts(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _split_commas(value: object) -> object:
+    return _parts(value) if isinstance(value, str) else value
+
+
+# The one comma-separated type: `PLTF_X=a, b,,c` is ("a", "b", "c"); NoDecode keeps pydantic-settings from
+# reading the variable as JSON first.
+CommaSeparated = Annotated[tuple[T, ...], NoDecode, BeforeValidator(_split_commas)]
+
+
+def _split_pairs(value: object) -> object:
+    if isinstance(value, str):
+        pairs = (part.split("=", 1) for part in _parts(value))
+        return {host.strip().lower(): provider.strip() for host, provider in pairs}
+    return value
+
+
+# `host=provider,host=provider`: the comma-separated type's items, each split at its `=`.
+CommaSeparatedPairs = Annotated[dict[str, str], NoDecode, BeforeValidator(_split_pairs)]
+
+
+def _allowed_prefixes(value: tuple[str, ...]) -> tuple[str, ...]:
+    AllowList(value)  # a prefix that cannot be compared safely fails at start-up, not on the first request
+    return value
+
+
+class Section(BaseSettings):
+    """A group of settings, each read from `PLTF_<NAME>`; frozen like the whole."""
+
+    model_config = SettingsConfigDict(env_prefix="PLTF_", extra="ignore", env_ignore_empty=True, frozen=True)
+    title: ClassVar[str]
+
+    def _replace(self, changes: dict[str, Any]) -> Self:
+        values = {name: getattr(self, name) for name in type(self).model_fields}
+        changed = type(self)(**(values | changes))  # given values win over the environment
+        # What was set stays told apart from the defaults (the CLI's log level depends on it).
+        object.__setattr__(changed, "__pydantic_fields_set__", self.model_fields_set | changes.keys())
+        return changed
+
+
+class ServerSettings(Section):
+    """The HTTP server, its identity and its limits on clients."""
+
+    title = "Server"
 
     host: str = Field("127.0.0.1", description="Address `pltf serve` listens on.")
     port: int = Field(DEFAULT_PORT, ge=1, le=65535, description="Port `pltf serve` listens on.")
-    data_dir: Path = Field(Path(".pltf"), description="Where the embedded defaults keep their data.")
-    database_url: str | None = Field(
-        None,
-        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` (with "
-        "`pip install 'pltf[postgres]'`) lets several replicas share runs, idempotency keys and workspaces.",
-    )
     public_url: str | None = Field(
         None,
         description="Base of every URL the server returns (clone URLs, pages, previews); default "
@@ -42,18 +89,13 @@ class Settings(BaseSettings):
     token_file: Path | None = Field(
         None, description="YAML file of named tokens (hashed) and the actions each may run; see Tokens."
     )
-    templates_dir: Path = Field(
-        PROJECT_ROOT / "cookiecutters", description="The local templates, all trusted; default `./cookiecutters`."
+    replica_id: str | None = Field(
+        None,
+        description="Stable name of this replica, so a restart recognises its own interrupted runs; "
+        "default `<hostname>:<port>`.",
     )
-    template_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated git URL prefixes templates may be cloned from."
-    )
-    trusted_template_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="Comma-separated git URL prefixes whose templates may also run hooks."
-    )
-    hook_timeout_seconds: float = Field(60.0, description="A template hook is killed after this.")
-    workspace_dir: Path | None = Field(
-        None, description="Shared directory for workspace archives; default: stored in the database."
+    log_level: str = Field(
+        "info", description="JSON log level (the in-process CLI uses `error` and shows the run log instead)."
     )
     max_body_bytes: int = Field(1024 * 1024, description="Larger request bodies get 413.")
     header_timeout_seconds: float = Field(
@@ -68,22 +110,107 @@ class Settings(BaseSettings):
         description="A request body (but git's) must arrive within the body timeout plus the largest body "
         "at this rate, or get 408: a trickle of bytes is cut off too.",
     )
-    max_value_length: int = Field(1000, description="Longest template value, unless the template says otherwise.")
+
+    @property
+    def base_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        # A wildcard bind address is not somewhere a client can connect to.
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
+        return f"http://{host}:{self.port}"
+
+    @property
+    def replica(self) -> str:
+        # Stable across restarts of the same server, so a restart can tell which
+        # runs it left behind; other replicas' runs are judged by their heartbeat.
+        return self.replica_id or f"{socket.gethostname()}:{self.port}"
+
+
+class StorageSettings(Section):
+    """Where pltf keeps its data: the data dir, the database, workspace archives."""
+
+    title = "Storage"
+
+    data_dir: Path = Field(
+        Path(".pltf"), validate_default=True, description="Where the embedded defaults keep their data."
+    )
+    database_url: str | None = Field(
+        None,
+        description="Database URL; default: SQLite in the data dir. `postgresql://user@host:5432/db` (with "
+        "`pip install 'pltf[postgres]'`) lets several replicas share runs, idempotency keys and workspaces.",
+    )
+    workspace_dir: Path | None = Field(
+        None, description="Shared directory for workspace archives; default: stored in the database."
+    )
+
+    @field_validator("data_dir", "workspace_dir")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        # cookiecutter changes the working directory while rendering, so every path we keep must be absolute.
+        return None if value is None else value.resolve()
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            url = self.database_url
+            # Users write the libpq form; SQLAlchemy needs the driver spelled out.
+            for prefix in ("postgresql://", "postgres://"):
+                if url.startswith(prefix):
+                    return "postgresql+psycopg://" + url[len(prefix) :]
+            return url
+        return f"sqlite:///{self.data_dir / 'pltf.db'}"
+
+    @property
+    def generated_token_path(self) -> Path:
+        return self.data_dir / "api-token"
+
+
+class RunSettings(Section):
+    """The run engine: how long a request waits, how many runs execute, how replicas watch each other."""
+
+    title = "Runs"
+
     run_wait_seconds: float = Field(
         50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."
     )
     max_concurrent_runs: int = Field(8, description="Runs executing at once per replica; the rest queue.")
     heartbeat_seconds: float = Field(5.0, description="How often a replica marks its runs alive.")
     stale_run_seconds: float = Field(30.0, description="A run whose replica has not beaten for this long is failed.")
-    replica_id: str | None = Field(
-        None,
-        description="Stable name of this replica, so a restart recognises its own interrupted runs; "
-        "default `<hostname>:<port>`.",
+
+
+class TemplateSettings(Section):
+    """The templates: where they come from, which may run hooks, how their values are bounded."""
+
+    title = "Templates"
+
+    templates_dir: Path = Field(
+        PROJECT_ROOT / "cookiecutters",
+        validate_default=True,
+        description="The local templates, all trusted; default `./cookiecutters`.",
     )
-    log_level: str = Field(
-        "info", description="JSON log level (the in-process CLI uses `error` and shows the run log instead)."
+    template_sources: CommaSeparated[str] = Field(
+        (), description="Comma-separated git URL prefixes templates may be cloned from."
     )
-    # Sandbox of template hooks, preview installs and preview services (actions_server/sandbox.py)
+    trusted_template_sources: CommaSeparated[str] = Field(
+        (), description="Comma-separated git URL prefixes whose templates may also run hooks."
+    )
+    hook_timeout_seconds: float = Field(60.0, description="A template hook is killed after this.")
+    max_value_length: int = Field(1000, description="Longest template value, unless the template says otherwise.")
+
+    @field_validator("templates_dir")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        # cookiecutter changes the working directory while rendering, so every path we keep must be absolute.
+        return value.resolve()
+
+    _comparable_prefixes = field_validator("template_sources", "trusted_template_sources")(_allowed_prefixes)
+
+
+class IsolationSettings(Section):
+    """The sandbox of template hooks, preview installs and preview services (actions_server/sandbox.py)."""
+
+    title = "Sandbox"
+
     sandbox: Literal["auto", "bwrap", "unshare", "off"] = Field(
         "auto",
         description="Isolation of code pltf did not write: auto (bwrap, else unshare), bwrap, unshare, or off "
@@ -101,7 +228,13 @@ class Settings(BaseSettings):
     )
     sandbox_max_file_mb: int = Field(2048, ge=1, description="Largest file sandboxed code may write (RLIMIT_FSIZE).")
     sandbox_max_open_files: int = Field(4096, ge=16, description="Open files per sandboxed process (RLIMIT_NOFILE).")
-    # Forges (repo:create)
+
+
+class ForgeSettings(Section):
+    """The forges repo:create pushes to: the embedded one, GitHub, GitLab, Gitea."""
+
+    title = "Forges"
+
     # Provider names are checked against forges/hosts.py's registry when the forges are built.
     forge: str = Field(
         "embedded", description="Provider used when repo:create names none (and no repoUrl host maps to one)."
@@ -121,22 +254,19 @@ class Settings(BaseSettings):
     gitlab_token: SecretStr | None = None
     gitea_url: str | None = Field(None, description="Gitea base URL (the API is under /api/v1).")
     gitea_token: SecretStr | None = None
-    forge_hosts: Annotated[dict[str, str], NoDecode] = Field(
+    forge_hosts: CommaSeparatedPairs = Field(
         default_factory=dict,
         description="RepoUrlPicker hosts to providers, as host=provider,host=provider; "
         "github.com, gitlab.com and the hosts of the URLs above are known already.",
     )
     protect_default_branch: bool = Field(True, description="Protect the default branch of repositories we create.")
 
-    @field_validator("forge_hosts", mode="before")
-    @classmethod
-    def _split_pairs(cls, value: object) -> object:
-        if isinstance(value, str):
-            pairs = (part.split("=", 1) for part in value.split(",") if part.strip())
-            return {host.strip().lower(): provider.strip() for host, provider in pairs}
-        return value
 
-    # Service specs (service:provision, pltf plan/apply) and the shared GitOps repository
+class GitOpsSettings(Section):
+    """Service specs (service:provision, pltf plan/apply) and the shared GitOps repository."""
+
+    title = "GitOps and service specs"
+
     gitops_url: str | None = Field(
         None,
         description="Remote of the GitOps repository (HTTPS URL without credentials, or a path); "
@@ -153,7 +283,13 @@ class Settings(BaseSettings):
         description="The org's policy file for service specs; it overrides and extends "
         "actions_server/specs/policies/default.yaml (rules by id, settings, team limits).",
     )
-    # Previews (preview:create, preview:destroy; see actions_server/previews/)
+
+
+class PreviewSettings(Section):
+    """Previews (preview:create, preview:destroy; see actions_server/previews/)."""
+
+    title = "Previews"
+
     preview_provider: Literal["local", "kubernetes"] = Field(
         "local", description="local: the service runs on this host; kubernetes: manifests in a GitOps repo."
     )
@@ -165,9 +301,8 @@ class Settings(BaseSettings):
     preview_dir: Path | None = Field(
         None, description="Checkouts, environments and caches; default <data_dir>/previews."
     )
-    preview_sources: Annotated[list[str], NoDecode] = Field(
-        default_factory=list,
-        description="Repository URL prefixes previews may clone and run, besides the embedded forge's /git/.",
+    preview_sources: CommaSeparated[str] = Field(
+        (), description="Repository URL prefixes previews may clone and run, besides the embedded forge's /git/."
     )
     preview_database_url: SecretStr | None = Field(
         None,
@@ -196,40 +331,27 @@ class Settings(BaseSettings):
     preview_pr_generator: str = Field(
         "auto", description="(kubernetes) ApplicationSet pull-request generator; auto picks by the repository's host."
     )
-    preview_pr_labels: Annotated[list[str], NoDecode] = Field(
-        default_factory=list, description="(kubernetes) only pull requests with these labels get a preview."
+    preview_pr_labels: CommaSeparated[str] = Field(
+        (), description="(kubernetes) only pull requests with these labels get a preview."
     )
     preview_scm_secret: str = Field(
         "pltf-scm-token", description="(kubernetes) Secret the PR generator reads its token from."
     )
 
-    @field_validator("preview_sources", "preview_pr_labels", mode="before")
-    @classmethod
-    def _split_preview_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    _comparable_prefixes = field_validator("preview_sources")(_allowed_prefixes)
 
-    @field_validator("template_sources", "trusted_template_sources", mode="before")
-    @classmethod
-    def _split_commas(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
-    @field_validator("template_sources", "trusted_template_sources", "preview_sources")
-    @classmethod
-    def _comparable_prefixes(cls, value: list[str]) -> list[str]:
-        AllowList(value)  # a prefix that cannot be compared safely fails at start-up, not on the first request
-        return value
+class CatalogSettings(Section):
+    """The software catalog: the embedded one or a Backstage backend."""
 
-    # Catalog
-    catalog_file_roots: Annotated[list[Path], NoDecode] = Field(
-        default_factory=lambda: [PROJECT_ROOT / "catalog-info", PROJECT_ROOT / "backstage-templates"],
+    title = "Catalog"
+
+    catalog_file_roots: CommaSeparated[Path] = Field(
+        (PROJECT_ROOT / "catalog-info", PROJECT_ROOT / "backstage-templates"),
         description="Directories whose files may be registered as file: locations (never the data dir).",
     )
-    catalog_read_hosts: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["github.com", "raw.githubusercontent.com", "gitlab.com"],
+    catalog_read_hosts: CommaSeparated[str] = Field(
+        ("github.com", "raw.githubusercontent.com", "gitlab.com"),
         description="Hosts the catalog may read catalog files from over http(s), besides this server's forge.",
     )
     register_platform_entities: bool = Field(
@@ -248,26 +370,16 @@ class Settings(BaseSettings):
         description="Backstage whose plugin tokens pltf accepts (its actions registry calls); default "
         "`PLTF_BACKSTAGE_URL`. Keys are read from its JWKS endpoints.",
     )
-    backstage_actions: Annotated[list[str], NoDecode] = Field(
-        default_factory=lambda: ["service:*", "cookiecutter:*"],
-        description="Comma-separated action patterns a Backstage plugin token may run.",
+    backstage_actions: CommaSeparated[str] = Field(
+        ("service:*", "cookiecutter:*"), description="Comma-separated action patterns a Backstage plugin token may run."
     )
 
-    @field_validator("backstage_actions", mode="before")
-    @classmethod
-    def _split_backstage_actions(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
-    @field_validator("catalog_file_roots", "catalog_read_hosts", mode="before")
-    @classmethod
-    def _split_catalog_lists(cls, value: object) -> object:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+class PortalSettings(Section):
+    """The portal: health, DORA, scorecards, cost (see actions_server/portal/ and docs/dora.md)."""
 
-    # Portal (health, DORA, scorecards, cost; see actions_server/portal/ and docs/dora.md)
+    title = "Portal"
+
     github_webhook_secret: SecretStr | None = Field(
         None, description="Secret of GitHub webhooks (X-Hub-Signature-256); unset refuses them."
     )
@@ -296,38 +408,87 @@ class Settings(BaseSettings):
     )
     portal_cache_seconds: int = Field(5, ge=0, description="Cache-Control max-age of the portal's pages and JSON.")
 
-    @property
-    def base_url(self) -> str:
-        if self.public_url:
-            return self.public_url.rstrip("/")
-        # A wildcard bind address is not somewhere a client can connect to.
-        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host  # noqa: S104
-        return f"http://{host}:{self.port}"
 
-    @property
-    def resolved_database_url(self) -> str:
-        if self.database_url:
-            url = self.database_url
-            # Users write the libpq form; SQLAlchemy needs the driver spelled out.
-            for prefix in ("postgresql://", "postgres://"):
-                if url.startswith(prefix):
-                    return "postgresql+psycopg://" + url[len(prefix) :]
-            return url
-        return f"sqlite:///{(self.data_dir / 'pltf.db').resolve()}"
+class Settings(BaseModel):
+    """Every setting, by section; built once at start-up and frozen."""
 
-    @property
-    def generated_token_path(self) -> Path:
-        return self.data_dir / "api-token"
+    model_config = ConfigDict(frozen=True, extra="ignore")
 
-    @property
-    def replica(self) -> str:
-        # Stable across restarts of the same server, so a restart can tell which
-        # runs it left behind; other replicas' runs are judged by their heartbeat.
-        return self.replica_id or f"{socket.gethostname()}:{self.port}"
+    server: ServerSettings
+    storage: StorageSettings
+    runs: RunSettings
+    templates: TemplateSettings
+    isolation: IsolationSettings
+    forges: ForgeSettings
+    gitops: GitOpsSettings
+    previews: PreviewSettings
+    catalog: CatalogSettings
+    portal: PortalSettings
+
+    def __init__(self, **values: Any) -> None:
+        """Sections, or the flat names (`Settings(port=8080, forge="github")`); the environment fills the rest."""
+        super().__init__(**values)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _sections_from_flat_names(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        for section_name, section_type in SECTIONS.items():
+            flat = {name: data.pop(name) for name in section_type.model_fields if name in data}
+            given = data.get(section_name)
+            if isinstance(given, section_type):
+                data[section_name] = given._replace(flat) if flat else given
+            else:
+                # A section not given reads the environment; names not given fall back to it too.
+                data[section_name] = section_type(**(dict(given or {}) | flat))
+        return data  # what is left is no setting's name and is ignored, as the environment's other variables
+
+    def sections(self) -> Iterator[Section]:
+        for name in SECTIONS:
+            yield getattr(self, name)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with these settings (flat names: `replace(port=8080)`) changed, validated like the original."""
+        unknown = sorted(changes.keys() - SECTION_OF.keys())
+        if unknown:
+            raise TypeError(f"no such setting: {', '.join(unknown)}")
+        return Settings(**{name: getattr(self, name) for name in SECTIONS}, **changes)
+
+    def flat(self) -> dict[str, Any]:
+        """Every setting by its flat name (`PLTF_<NAME>` without the prefix), in the sections' order."""
+        return {name: getattr(section, name) for section in self.sections() for name in type(section).model_fields}
+
+    def secret_values(self) -> list[str]:
+        """The value of every `SecretStr` setting that is set: the redactor learns them all at start-up."""
+        return [value.get_secret_value() for value in self.flat().values() if isinstance(value, SecretStr)]
 
 
-def settings_reference() -> list[tuple[str, str, str]]:
-    """(variable, default, meaning) for every setting: the README's configuration table is generated from it."""
+# Root field name -> its section's type; the order is the README's.
+SECTIONS: dict[str, type[Section]] = {
+    name: field.annotation  # type: ignore[misc]
+    for name, field in Settings.model_fields.items()
+}
+
+
+def _section_of() -> dict[str, str]:
+    # Flat names route to one place only: one variable cannot feed two sections, nor shadow a section.
+    owner: dict[str, str] = {}
+    for section_name, section_type in SECTIONS.items():
+        for name in section_type.model_fields:
+            if name in owner or name in SECTIONS:
+                raise TypeError(f"setting {name!r} of {section_name} is also {owner.get(name, 'a section')}")
+            owner[name] = section_name
+    return owner
+
+
+# Flat setting name (a variable without PLTF_) -> the root field of its section.
+SECTION_OF = _section_of()
+
+
+def settings_reference() -> list[tuple[str, str, str, str]]:
+    """(section, variable, default, meaning) for every setting: the README's configuration table is generated from it."""
 
     def shown(value: object) -> str:
         # Paths inside the checkout are shown relative to it, so the table is the same in every clone.
@@ -340,9 +501,10 @@ def settings_reference() -> list[tuple[str, str, str]]:
         return str(value)
 
     rows = []
-    for name, field in Settings.model_fields.items():
-        default = field.get_default(call_default_factory=True)
-        text = shown(default) if default is not None else ""
-        meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
-        rows.append((f"PLTF_{name.upper()}", f"`{text}`" if text else "", meaning))
+    for section_type in SECTIONS.values():
+        for name, field in section_type.model_fields.items():
+            default = field.get_default(call_default_factory=True)
+            text = shown(default) if default is not None else ""
+            meaning = (field.description or "").replace("|", "\\|").replace("\n", " ")
+            rows.append((section_type.title, f"PLTF_{name.upper()}", f"`{text}`" if text else "", meaning))
     return rows

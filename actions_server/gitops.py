@@ -98,19 +98,19 @@ class GitOpsRepository:
     ) -> None:
         self.settings = settings
         self.redactor = redactor
-        self.branch = branch or settings.gitops_branch
-        self.timeout = settings.git_timeout_seconds
-        owner, _, name = settings.gitops_repository.partition("/")
+        self.branch = branch or settings.gitops.gitops_branch
+        self.timeout = settings.forges.git_timeout_seconds
+        owner, _, name = settings.gitops.gitops_repository.partition("/")
         self._embedded: tuple[str, str] | None = None
-        if remote is None and settings.gitops_url is None:
+        if remote is None and settings.gitops.gitops_url is None:
             self._embedded = (owner, name)
             path = repository_dir(git_root(settings), owner, name)
             if path is None:
-                raise PltfError(f"PLTF_GITOPS_REPOSITORY {settings.gitops_repository!r} is not owner/name", 500)
+                raise PltfError(f"PLTF_GITOPS_REPOSITORY {settings.gitops.gitops_repository!r} is not owner/name", 500)
             self.remote = str(path)
-            self.url = f"{settings.base_url}/git/{owner}/{name}.git"
+            self.url = f"{settings.server.base_url}/git/{owner}/{name}.git"
         else:
-            self.remote = remote or str(settings.gitops_url)
+            self.remote = remote or str(settings.gitops.gitops_url)
             self.url = self.remote
         if "@" in self.remote.split("://", 1)[-1].split("/", 1)[0]:
             raise PltfError("the GitOps URL must not carry credentials; set PLTF_GITOPS_TOKEN instead", 500)
@@ -118,14 +118,16 @@ class GitOpsRepository:
         if authorization is not None:
             redactor.add([authorization, authorization.split(" ", 1)[-1]])
         key = hashlib.sha256(f"{self.remote}\n{self.branch}".encode()).hexdigest()[:16]
-        self.workdir = settings.data_dir / "gitops" / key
-        self._lock_path = settings.data_dir / "gitops" / f"{key}.lock"
+        self.workdir = settings.storage.data_dir / "gitops" / key
+        self._lock_path = settings.storage.data_dir / "gitops" / f"{key}.lock"
 
     @classmethod
     def from_settings(cls, settings: Settings, redactor: Redactor) -> GitOpsRepository:
         authorization = None
-        if settings.gitops_token is not None:
-            authorization = basic_authorization(settings.gitops_username, settings.gitops_token.get_secret_value())
+        if settings.gitops.gitops_token is not None:
+            authorization = basic_authorization(
+                settings.gitops.gitops_username, settings.gitops.gitops_token.get_secret_value()
+            )
         return cls(settings, redactor, authorization=authorization)
 
     # -- reading ------------------------------------------------------------

@@ -133,13 +133,13 @@ class Jail:
 def _masks(settings: Settings) -> list[Path]:
     """Secrets that could sit under a system path we bind (e.g. a token file in /etc): hidden explicitly."""
     candidates = [
-        settings.data_dir,
-        settings.git_dir,
-        settings.token_file,
-        settings.workspace_dir,
-        settings.preview_dir,
-        settings.preview_kubeconfig,
-        settings.spec_policy_file,
+        settings.storage.data_dir,
+        settings.forges.git_dir,
+        settings.server.token_file,
+        settings.storage.workspace_dir,
+        settings.previews.preview_dir,
+        settings.previews.preview_kubeconfig,
+        settings.gitops.spec_policy_file,
     ]
     return [Path(os.path.abspath(p)) for p in candidates if p is not None and Path(p).exists()]
 
@@ -284,11 +284,11 @@ def _probe(requested: str, drop_uid: int | None) -> tuple[str, str]:
 
 def _limits(settings: Settings, cpu_seconds: int | None) -> Limits:
     return Limits(
-        memory_mb=settings.sandbox_memory_mb,
+        memory_mb=settings.isolation.sandbox_memory_mb,
         cpu_seconds=cpu_seconds,
-        processes=settings.sandbox_max_processes,
-        file_mb=settings.sandbox_max_file_mb,
-        open_files=settings.sandbox_max_open_files,
+        processes=settings.isolation.sandbox_max_processes,
+        file_mb=settings.isolation.sandbox_max_file_mb,
+        open_files=settings.isolation.sandbox_max_open_files,
     )
 
 
@@ -348,13 +348,13 @@ class Sandbox:
     @property
     def drop_uid(self) -> int | None:
         """The uid sandboxed code runs as when the server is root (and isolation is on)."""
-        if os.geteuid() != 0 or self.settings.sandbox == OFF:
+        if os.geteuid() != 0 or self.settings.isolation.sandbox == OFF:
             return None
-        return self.settings.sandbox_uid
+        return self.settings.isolation.sandbox_uid
 
     def status(self) -> tuple[str, str]:
         """(backend in use or "unavailable", why not)."""
-        return _probe(self.settings.sandbox, self.drop_uid)
+        return _probe(self.settings.isolation.sandbox, self.drop_uid)
 
     @property
     def backend(self) -> str:
@@ -366,7 +366,7 @@ class Sandbox:
             return backend
         raise PltfError(
             f"template code (hooks, previews) only runs in a sandbox, and none is available "
-            f"(PLTF_SANDBOX={self.settings.sandbox}: {problem}); {INSTALL_HINT}, "
+            f"(PLTF_SANDBOX={self.settings.isolation.sandbox}: {problem}); {INSTALL_HINT}, "
             "or set PLTF_SANDBOX=off to run it without isolation (unsafe)",
             503,
             "sandbox_unavailable",
@@ -421,7 +421,7 @@ class Sandbox:
 
     def run(self, jail: Jail, timeout: float) -> subprocess.CompletedProcess[str]:
         """Runs a short job (hook, install) to completion; on timeout its whole process group is killed."""
-        argv = self._argv(jail, self.settings.sandbox_cpu_seconds)
+        argv = self._argv(jail, self.settings.isolation.sandbox_cpu_seconds)
         child = subprocess.Popen(
             argv,
             cwd=jail.workdir,

@@ -58,23 +58,18 @@ class Services:
 
     @classmethod
     def create(cls, settings: Settings, redactor: Redactor | None = None, events: EventBus | None = None) -> Services:
-        # cookiecutter changes the working directory while rendering, so every
-        # path we keep must be absolute.
-        settings.data_dir = settings.data_dir.resolve()
-        settings.templates_dir = settings.templates_dir.resolve()
-        if settings.workspace_dir is not None:
-            settings.workspace_dir = settings.workspace_dir.resolve()
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # Every path kept is absolute already (config.py resolves them): cookiecutter changes the working directory.
+        settings.storage.data_dir.mkdir(parents=True, exist_ok=True)
         redactor = redactor or Redactor()
-        if settings.api_token is not None:
-            redactor.add([settings.api_token.get_secret_value()])
-        engine = connect(settings.resolved_database_url)
+        # The one place the configured secrets are registered: each `SecretStr` setting, whatever its section.
+        redactor.add(settings.secret_values())
+        engine = connect(settings.storage.resolved_database_url)
         services = cls(
             settings=settings,
             engine=engine,
             redactor=redactor,
             templates=TemplateCatalog(settings),
-            workspaces=WorkspaceStore(engine, settings.workspace_dir),
+            workspaces=WorkspaceStore(engine, settings.storage.workspace_dir),
             catalog=open_catalog(settings, engine, redactor),
             forges=ForgeRegistry(settings, redactor),
             events=events or EventBus(),
@@ -90,7 +85,7 @@ class Services:
         """Registers catalog-info/ unless it is registered already (PLTF_REGISTER_PLATFORM_ENTITIES): the
         team, systems and template a new service refers to must exist on a fresh install."""
         # A Backstage catalog reads this repository's catalog-info/ from its own app-config instead.
-        if not self.settings.register_platform_entities or self.catalog.kind != "embedded":
+        if not self.settings.catalog.register_platform_entities or self.catalog.kind != "embedded":
             return
         target = f"file:{PLATFORM_CATALOG_FILE}"
         log = get_logger()
@@ -145,10 +140,10 @@ def run_engine(
         workspaces=parts.workspaces,
         actions=built_in_actions(parts) if actions is None else actions,
         metrics=metrics,
-        replica=settings.replica,
-        max_concurrent_runs=settings.max_concurrent_runs,
-        stale_run_seconds=settings.stale_run_seconds,
-        heartbeat_seconds=settings.heartbeat_seconds,
+        replica=settings.server.replica,
+        max_concurrent_runs=settings.runs.max_concurrent_runs,
+        stale_run_seconds=settings.runs.stale_run_seconds,
+        heartbeat_seconds=settings.runs.heartbeat_seconds,
     )
 
 

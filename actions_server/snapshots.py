@@ -103,7 +103,7 @@ class Snapshots(Generic[Parts]):
         `slides`: the window ends now, so the body also ages out.
         """
         inputs = await self._inputs(parts)
-        refresh = parts.settings.portal_refresh_seconds if slides else None
+        refresh = parts.settings.portal.portal_refresh_seconds if slides else None
         found = self._current(key, inputs, refresh)
         if found is not None:
             return found

@@ -10,9 +10,9 @@ from .config import Settings
 
 
 def writable_directories(settings: Settings, git_dir: Path) -> list[Path]:
-    found = [settings.data_dir.resolve(), git_dir]
-    if settings.workspace_dir is not None:
-        found.append(settings.workspace_dir.resolve())
+    found = [settings.storage.data_dir.resolve(), git_dir]
+    if settings.storage.workspace_dir is not None:
+        found.append(settings.storage.workspace_dir.resolve())
     return found
 
 

@@ -1,6 +1,6 @@
 """URL allow-lists, compared as URLs rather than as strings.
 
-    sources = AllowList(settings.template_sources)   # a bad prefix raises UrlRefused
+    sources = AllowList(settings.templates.template_sources)   # a bad prefix raises UrlRefused
     url = sources.match(reference)                   # the normalised URL, or None; UrlRefused when malformed
     clone(str(url))                                  # fetch what was checked, not what was given
 

@@ -52,7 +52,7 @@ def measure(label: str, runs: int, once: Callable[[int], None]) -> list[float]:
 
 def start_server(settings: Settings) -> uvicorn.Server:
     server = uvicorn.Server(
-        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.port, log_level="error")
+        uvicorn.Config(create_app(settings), host="127.0.0.1", port=settings.server.port, log_level="error")
     )
     threading.Thread(target=server.run, daemon=True).start()
     deadline = time.monotonic() + 30
@@ -81,7 +81,9 @@ def main() -> None:
             log_level="warning",
         )
         server = start_server(settings)
-        client = httpx.Client(base_url=settings.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        client = httpx.Client(
+            base_url=settings.server.base_url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        )
 
         def through_server(n: int) -> None:
             body = {"input": {"template": args.template, "values": {"name": f"bench-{n + 1}"}}}

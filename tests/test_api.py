@@ -108,7 +108,7 @@ def test_tokens_401_and_403(tmp_path: Path) -> None:
         full = {"Authorization": f"Bearer {TOKEN}"}
         assert anonymous.post(RENDER, json={"input": {"template": "demo"}}, headers=full).status_code == 200
     # Configured tokens mean no generated token file.
-    assert not settings.generated_token_path.exists()
+    assert not settings.storage.generated_token_path.exists()
 
 
 @pytest.mark.parametrize(
@@ -162,13 +162,13 @@ def test_a_bad_token_file_stops_the_server_with_the_reason(tmp_path: Path, conte
         pass
     assert str(token_file) in str(raised.value) and problem in str(raised.value)
     assert "pltf_plaintext" not in str(raised.value), "a token pasted by mistake is not repeated"
-    assert not settings.generated_token_path.exists()
+    assert not settings.storage.generated_token_path.exists()
 
 
 def test_generated_token_file_is_private(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, api_token=None)
     with TestClient(create_app(settings)) as anonymous:
-        path = settings.generated_token_path
+        path = settings.storage.generated_token_path
         assert path.stat().st_mode & 0o777 == 0o600
         token = path.read_text().strip()
         assert anonymous.get("/v1/actions", headers={"Authorization": f"Bearer {token}"}).status_code == 200

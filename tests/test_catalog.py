@@ -77,8 +77,8 @@ def git(*args: str, cwd: Path | None = None) -> str:
 
 def forge_repository(settings: Settings, owner: str, name: str, files: dict[str, str]) -> str:
     """A bare repository where the embedded forge keeps them, made with plain git; returns its raw URL base."""
-    bare = settings.data_dir / "git" / owner / f"{name}.git"
-    work = settings.data_dir.parent / "work" / owner / name
+    bare = settings.storage.data_dir / "git" / owner / f"{name}.git"
+    work = settings.storage.data_dir.parent / "work" / owner / name
     work.mkdir(parents=True)
     for path, text in files.items():
         (work / path).parent.mkdir(parents=True, exist_ok=True)
@@ -88,7 +88,7 @@ def forge_repository(settings: Settings, owner: str, name: str, files: dict[str,
     git("commit", "-q", "-m", "first", cwd=work)
     bare.parent.mkdir(parents=True, exist_ok=True)
     git("clone", "-q", "--bare", str(work), str(bare))
-    return f"{settings.base_url}/git/{owner}/{name}/raw/main"
+    return f"{settings.server.base_url}/git/{owner}/{name}/raw/main"
 
 
 # -- catalog:register ------------------------------------------------------------
@@ -109,7 +109,7 @@ def test_register_then_read_by_name_with_relations(tmp_path: Path) -> None:
         assert run.json()["output"] == {
             "entityRef": "component:default/pltf-actions-server",
             "catalogInfoUrl": OWN_CATALOG,
-            "entityUrl": f"{settings.base_url}/catalog/default/component/pltf-actions-server",
+            "entityUrl": f"{settings.server.base_url}/catalog/default/component/pltf-actions-server",
         }
         found = entity(client, "component:default/pltf-actions-server")
         assert found.status_code == 200
@@ -232,7 +232,7 @@ def test_locations_outside_the_allow_lists_are_refused_before_a_run(client: Test
 def test_symlinks_and_the_data_dir_are_not_a_way_out(
     client: TestClient, files: Path, catalog_settings: Settings
 ) -> None:
-    (files / "token.yaml").symlink_to(catalog_settings.data_dir / "api-token")
+    (files / "token.yaml").symlink_to(catalog_settings.storage.data_dir / "api-token")
     (files / "passwd.yaml").symlink_to("/etc/passwd")
     for name in ("token.yaml", "passwd.yaml"):
         assert register(client, catalogInfoUrl=(files / name).as_uri()).status_code == 422
@@ -334,7 +334,7 @@ def test_forge_references_may_not_leave_their_repository(client: TestClient, cat
 def test_bad_forge_urls(
     client: TestClient, catalog_settings: Settings, path: str, status: int, code: str, problem: str
 ) -> None:
-    url = f"{catalog_settings.base_url}/git/{path}"
+    url = f"{catalog_settings.server.base_url}/git/{path}"
     run = register(client, catalogInfoUrl=url)
     assert run.status_code == status, run.text
     error = run.json()["error"]
@@ -574,7 +574,7 @@ def test_entity_page_shows_owner_repository_api_and_template(client: TestClient,
     assert found["group:default/team-a"] == "/catalog/default/group/team-a"
     assert found["api:default/users-api"] == "/catalog/default/api/users-api"
     assert found["template:default/python-service"] == "/catalog/default/template/python-service"
-    assert found["Repository"] == f"{catalog_settings.base_url}/git/team-a/users-api"
+    assert found["Repository"] == f"{catalog_settings.server.base_url}/git/team-a/users-api"
     assert found["GitHub"] == "https://github.com/acme/users-api"
     assert found["Preview"] == "https://users-api.preview.example.com"
     assert "version 1.2.0" in page.text
@@ -634,7 +634,7 @@ def test_a_rendered_and_published_service_registers_and_browses(tmp_path: Path) 
         assert {"type": "providesApi", "targetRef": "api:default/users-api"} in found["relations"]
         page = links(client.get("/catalog/default/component/users-api").text)
         assert page["group:default/platform-team"] == "/catalog/default/group/platform-team"
-        assert page["Repository"] == f"{settings.base_url}/git/platform-team/users-api"
+        assert page["Repository"] == f"{settings.server.base_url}/git/platform-team/users-api"
         assert page["api:default/users-api"] == "/catalog/default/api/users-api"
         api_definition = entity(client, "api:default/users-api").json()["spec"]["definition"]
         assert api_definition.lstrip().startswith("{")

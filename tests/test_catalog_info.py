@@ -30,8 +30,8 @@ def test_the_api_definition_is_the_running_servers_openapi_document(tmp_path: Pa
 
 def test_our_validator_accepts_every_entity_and_resolves_the_definition(tmp_path: Path) -> None:
     settings = make_settings(tmp_path)
-    settings.data_dir.mkdir(parents=True)
-    catalog = EmbeddedCatalog(settings, connect(settings.resolved_database_url))
+    settings.storage.data_dir.mkdir(parents=True)
+    catalog = EmbeddedCatalog(settings, connect(settings.storage.resolved_database_url))
     entities = catalog.read_location((CATALOG_INFO / "catalog-info.yaml").as_uri())
     refs = {f"{e['kind']}:{e['metadata']['name']}" for e in entities}
     assert {

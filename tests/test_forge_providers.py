@@ -36,8 +36,9 @@ from fastapi.testclient import TestClient
 from actions_server.app import create_app
 from actions_server.config import Settings
 from actions_server.errors import PltfError
-from actions_server.forges import ForgeRegistry, GitAuthor, RepositorySpec, forge_for
+from actions_server.forges import GitAuthor, RepositorySpec, forge_for
 from actions_server.redact import Redactor
+from actions_server.services import Services
 from conftest import TOKEN, ServerProcess, make_settings
 
 GITHUB_TOKEN = "ghp_github-token-0123456789abcdef"
@@ -463,10 +464,11 @@ def test_provider_naming_rules_answer_422_before_any_call(
 
 
 def test_configured_tokens_are_registered_with_the_redactor(tmp_path: Path) -> None:
-    """The registry adds the forge tokens to the redactor that the logs, stored runs and errors share."""
+    """The forge tokens are in the redactor that the logs, stored runs and errors share (config.py's
+    secrets, registered when the parts are built)."""
     settings = make_settings(tmp_path, github_token=GITHUB_TOKEN, gitlab_token=GITLAB_TOKEN, gitea_token=GITEA_TOKEN)
     redactor = Redactor()
-    ForgeRegistry(settings, redactor)
+    Services.create(settings, redactor).close()
     assert redactor(f"{GITHUB_TOKEN} {GITLAB_TOKEN} {GITEA_TOKEN}") == "*** *** ***"
 
 

@@ -23,7 +23,7 @@ def git(repo: Path, *args: str) -> str:
 
 
 def bare(settings: Settings) -> Path:
-    return settings.data_dir / "git" / "platform" / "gitops.git"
+    return settings.storage.data_dir / "git" / "platform" / "gitops.git"
 
 
 @pytest.fixture
@@ -112,7 +112,7 @@ def test_paths_must_stay_inside_the_repository() -> None:
 def test_config_applies_to_every_writer(settings: Settings, tmp_path: Path, monkeypatch: Any) -> None:
     remote = tmp_path / "elsewhere.git"
     subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(remote)], check=True)
-    settings.gitops_url = str(remote)
+    settings = settings.replace(gitops_url=str(remote))
     repo = GitOpsRepository.from_settings(settings, Redactor())
     assert repo.url == str(remote)
     repo.apply(Changes({"x": "1\n"}), "x", AUTHOR)

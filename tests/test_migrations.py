@@ -315,8 +315,8 @@ def test_pltf_db_revision_writes_nothing_when_the_revisions_match_the_code(tmp_p
 def test_the_portal_records_events_in_a_database_that_had_no_portal_tables(tmp_path: Path) -> None:
     """The last release made the portal's tables only when the portal was first used; the upgrade makes them."""
     settings = make_settings(tmp_path)
-    settings.data_dir.mkdir(parents=True)
-    engine = create_engine(f"sqlite:///{settings.data_dir / 'pltf.db'}")
+    settings.storage.data_dir.mkdir(parents=True)
+    engine = create_engine(f"sqlite:///{settings.storage.data_dir / 'pltf.db'}")
     create_previous_release_tables(engine, skip_prefix="portal_")
     deployment = {
         "type": "deployment",

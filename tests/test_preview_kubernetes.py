@@ -40,7 +40,7 @@ def k8s_settings(tmp_path: Path, **overrides: Any) -> Settings:
 
 
 def gitops_files(settings: Settings) -> dict[str, str]:
-    bare = settings.data_dir / "git" / "platform" / "gitops.git"
+    bare = settings.storage.data_dir / "git" / "platform" / "gitops.git"
     names = subprocess.run(
         ["git", "--git-dir", str(bare), "ls-tree", "-r", "--name-only", "main"],
         capture_output=True,

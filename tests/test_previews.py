@@ -39,7 +39,7 @@ def preview_settings(tmp_path: Path, **overrides: Any) -> Settings:
 def kill_leftovers(settings: Settings) -> list[int]:
     """Whatever a failing test left running (found in /proc, even if its directory is gone); a passing test leaves nothing."""
     killed = []
-    root = str(settings.data_dir)
+    root = str(settings.storage.data_dir)
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -139,7 +139,7 @@ def test_destroy_stops_the_process_and_frees_its_directory(tmp_path: Path, repo:
     settings = preview_settings(tmp_path)
     with running(settings) as client:
         preview_id = create(client, repo).json()["output"]["previewId"]
-        home = settings.data_dir / "previews" / "envs" / preview_id
+        home = settings.storage.data_dir / "previews" / "envs" / preview_id
         pid = int((home / "pid").read_text())
         assert pid_alive(pid)
         client.post("/v1/actions/preview:destroy/runs", json={"input": {"previewId": preview_id}})
@@ -249,7 +249,7 @@ def test_an_expired_preview_is_reaped(tmp_path: Path, repo: str) -> None:
     settings = preview_settings(tmp_path)
     with running(settings) as client:
         out = create(client, repo, ttlSeconds=60).json()["output"]
-        engine = create_engine(settings.resolved_database_url)
+        engine = create_engine(settings.storage.resolved_database_url)
         with engine.begin() as conn:  # as if its TTL had run out
             conn.execute(
                 update(previews_table).where(previews_table.c.id == out["previewId"]).values(expires_at=time.time() - 1)
@@ -258,7 +258,7 @@ def test_an_expired_preview_is_reaped(tmp_path: Path, repo: str) -> None:
         wait_until(lambda: client.get(f"/v1/previews/{out['previewId']}").json()["status"] == "expired", what="reaped")
         assert client.get("/healthz", headers={"Host": HOST}).status_code == 404
         # The row is finished before the files go (so no supervisor restarts it meanwhile): wait for the removal.
-        home = settings.data_dir / "previews" / "envs" / out["previewId"]
+        home = settings.storage.data_dir / "previews" / "envs" / out["previewId"]
         wait_until(lambda: not home.exists(), what="the checkout to be removed")
 
 
@@ -266,7 +266,7 @@ def test_the_supervisor_restarts_a_crashed_service(tmp_path: Path, repo: str) ->
     settings = preview_settings(tmp_path)
     with running(settings) as client:
         out = create(client, repo).json()["output"]
-        pid_file = settings.data_dir / "previews" / "envs" / out["previewId"] / "pid"
+        pid_file = settings.storage.data_dir / "previews" / "envs" / out["previewId"] / "pid"
         first = int(pid_file.read_text())
         os.killpg(first, signal.SIGKILL)
         wait_until(lambda: int(pid_file.read_text()) != first, what="a restart")
@@ -343,7 +343,7 @@ def test_preview_sources_are_compared_after_resolving_dot_segments(tmp_path: Pat
         tmp_path, preview_sources=[f"file://{tmp_path}/repos/", "http://git.example.test/platform-team/"]
     )
     with running(settings) as client:
-        forge = f"{settings.base_url}/git"
+        forge = f"{settings.server.base_url}/git"
         for url in (
             "http://git.example.test/platform-team/../team-b/users-api.git",
             "http://git.example.test/platform-team/%2e%2e/team-b/users-api.git",

@@ -45,7 +45,7 @@ def remote_head(repo: Path, branch: str = "main") -> str:
 
 @pytest.fixture
 def git_dir(settings: Settings) -> Path:
-    return settings.data_dir.resolve() / "git"
+    return settings.storage.data_dir.resolve() / "git"
 
 
 def test_creates_a_repository_with_the_first_commit(client: TestClient, git_dir: Path) -> None:
@@ -298,7 +298,7 @@ def test_the_first_commit_holds_what_git_add_would(tmp_path: Path) -> None:
         workspace = rendered.json()["output"]["workspaceId"]
         created = client.post(RUNS, json={"input": {"workspaceId": workspace, "owner": "team", "name": "odd"}})
         assert created.status_code == 200, created.text
-    repo = settings.data_dir.resolve() / "git" / "team" / "odd.git"
+    repo = settings.storage.data_dir.resolve() / "git" / "team" / "odd.git"
     listing = subprocess.run(
         ["git", "--git-dir", str(repo), "ls-tree", "-r", "-z", "main"], capture_output=True, text=True, check=True
     ).stdout

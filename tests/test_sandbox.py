@@ -43,7 +43,7 @@ def secrets_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def server(settings: Settings) -> Iterator[TestClient]:
     """The server with no configured token, so it writes the generated one to <data dir>/api-token."""
     with TestClient(create_app(settings)) as client:
-        token = settings.generated_token_path.read_text().strip()
+        token = settings.storage.generated_token_path.read_text().strip()
         client.headers["Authorization"] = f"Bearer {token}"
         yield client
 
@@ -63,10 +63,10 @@ def another_teams_repository(client: TestClient) -> None:
 
 
 def probes(settings: Settings) -> list[str]:
-    data = settings.data_dir.resolve()
+    data = settings.storage.data_dir.resolve()
     return [
         str(data),
-        str(settings.generated_token_path.resolve()),
+        str(settings.storage.generated_token_path.resolve()),
         str(data / "pltf.db"),
         str(data / "git"),
         str(data / "git" / "finance" / "payroll.git" / "config"),
@@ -104,7 +104,7 @@ def test_hooks_see_no_secret_no_server_environment_and_no_data(
     settings = secret_settings(tmp_path, sandbox=backend)
     with server(settings) as client:
         another_teams_repository(client)
-        token = settings.generated_token_path.read_text().strip()
+        token = settings.storage.generated_token_path.read_text().strip()
         body = {
             "input": {"template": "snooping-hook", "values": {"probes": ",".join(probes(settings))}},
             "dryRun": True,
@@ -130,14 +130,14 @@ def test_a_preview_sees_no_secret_no_data_and_no_other_preview(
     try:
         with server(settings) as client:
             another_teams_repository(client)
-            token = settings.generated_token_path.read_text().strip()
+            token = settings.storage.generated_token_path.read_text().strip()
             created = {}
             for service in ("users-api", "orders-api"):
                 body = {"input": {"repoUrl": repo, "service": service}}
                 response = client.post("/v1/actions/preview:create/runs", json=body)
                 assert response.status_code == 200, response.text
                 created[service] = response.json()["output"]["previewId"]
-            other = settings.data_dir.resolve() / "previews" / "envs" / created["users-api"]
+            other = settings.storage.data_dir.resolve() / "previews" / "envs" / created["users-api"]
             query = ",".join([*probes(settings), str(other), str(other / "src" / "server.py")])
             seen = client.get(f"/snoop?probes={query}", headers={"Host": "orders-api.preview.localhost:8787"})
             assert seen.status_code == 200, seen.text
@@ -174,13 +174,13 @@ def test_sandbox_off_runs_hooks_unisolated_and_says_so(tmp_path: Path) -> None:
     settings = secret_settings(tmp_path, sandbox="off")
     with server(settings) as client:
         assert client.get("/readyz").json() == {"status": "ready", "sandbox": "off"}
-        body = {"input": {"template": "snooping-hook", "values": {"probes": str(settings.data_dir.resolve())}}}
+        body = {"input": {"template": "snooping-hook", "values": {"probes": str(settings.storage.data_dir.resolve())}}}
         run = client.post(RENDER, json={**body, "dryRun": True})
         assert run.status_code == 200, run.text
         (report,) = [f for f in run.json()["output"]["directoryContents"] if f["path"] == "snoop-post.json"]
         # Unsafe, as documented: the hook lists the data dir.
         paths = json.loads(base64.b64decode(report["base64Content"]))["paths"]
-        assert paths[str(settings.data_dir.resolve())].startswith("listed: ")
+        assert paths[str(settings.storage.data_dir.resolve())].startswith("listed: ")
     shown = pltf("config", env={"PLTF_SANDBOX": "off"})
     assert "PLTF_SANDBOX=off" in shown.stdout and "# sandbox_in_use: off" in shown.stdout
 
@@ -237,11 +237,11 @@ def test_template_check_runs_the_generated_service_tests_in_the_sandbox(
 def test_a_hook_cannot_plant_a_link_for_the_server_to_follow(tmp_path: Path) -> None:
     settings = secret_settings(tmp_path)
     with server(settings) as client:
-        token_file = str(settings.generated_token_path.resolve())
+        token_file = str(settings.storage.generated_token_path.resolve())
         body = {"input": {"template": "snooping-hook", "values": {"plant": token_file}}, "dryRun": True}
         run = client.post(RENDER, json=body)
         assert run.status_code == 422
         assert (
             run.json()["error"]["message"] == "template hook post_gen_project made planted a link out of its directory"
         )
-        assert settings.generated_token_path.read_text().strip() not in run.text
+        assert settings.storage.generated_token_path.read_text().strip() not in run.text

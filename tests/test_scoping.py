@@ -173,8 +173,8 @@ def test_a_database_from_before_teams_keeps_working(
     and old runs stay readable, by admins only."""
     if database == "sqlite":
         settings = make_settings(tmp_path, token_file=token_file(tmp_path))
-        settings.data_dir.mkdir(parents=True)
-        url = f"sqlite:///{settings.data_dir / 'pltf.db'}"
+        settings.storage.data_dir.mkdir(parents=True)
+        url = f"sqlite:///{settings.storage.data_dir / 'pltf.db'}"
     else:
         url = request.getfixturevalue("postgres_url")
         settings = make_settings(tmp_path, token_file=token_file(tmp_path), database_url=url)

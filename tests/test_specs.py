@@ -117,7 +117,7 @@ def spec_parts(services: Services) -> SpecParts:
 
 
 def gitops_bare(settings: Settings) -> Path:
-    return settings.data_dir / "git" / "platform" / "gitops.git"
+    return settings.storage.data_dir / "git" / "platform" / "gitops.git"
 
 
 def git(repo: Path, *args: str) -> str:
@@ -667,7 +667,7 @@ def test_every_manifest_validates_with_the_shared_validators(services: Services)
 
 
 def test_cli_plan_apply_and_policies(tmp_path: Path, settings: Settings) -> None:
-    env = {"PLTF_DATA_DIR": str(tmp_path / "cli"), "PLTF_SPEC_POLICY_FILE": str(settings.spec_policy_file)}
+    env = {"PLTF_DATA_DIR": str(tmp_path / "cli"), "PLTF_SPEC_POLICY_FILE": str(settings.gitops.spec_policy_file)}
     spec = tmp_path / "promo.tf"
     spec.write_text(SEED_TF_FORMATTED)
 

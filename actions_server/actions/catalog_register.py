@@ -104,7 +104,7 @@ def create_catalog_register_action(*, catalog: Catalog, settings: Settings) -> A
         entity_ref = preferred_entity_ref(entities)
         entity_url = None
         if entity_ref is not None and catalog.kind == "embedded" and not ctx.dry_run:
-            entity_url = settings.base_url + page_url(entity_ref)
+            entity_url = settings.server.base_url + page_url(entity_ref)
         return RegisterOutput(entityRef=entity_ref, catalogInfoUrl=url, entityUrl=entity_url)
 
     return Action(

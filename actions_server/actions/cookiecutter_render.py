@@ -88,7 +88,7 @@ def create_cookiecutter_render_action(
             template,
             values,
             ctx.workspace / "out",
-            settings.hook_timeout_seconds,
+            settings.templates.hook_timeout_seconds,
             log=ctx.logger.info,
             sandbox=Sandbox(settings),
         )

@@ -86,7 +86,7 @@ def service_name(params: PreviewCreateInput) -> str:
 
 
 def allowed_sources(settings: Settings) -> AllowList:
-    return AllowList([f"{settings.base_url}/git/", *settings.preview_sources])
+    return AllowList([f"{settings.server.base_url}/git/", *settings.previews.preview_sources])
 
 
 def source_url(params: PreviewCreateInput, settings: Settings) -> str:
@@ -116,15 +116,15 @@ def validate(params: PreviewCreateInput, settings: Settings, previews: Callable[
         raise invalid_input(
             f"{request.namespace!r} is longer than 63 characters", [FieldError("service", "too long for a namespace")]
         )
-    if params.ttlSeconds is not None and params.ttlSeconds > settings.preview_max_ttl_seconds:
+    if params.ttlSeconds is not None and params.ttlSeconds > settings.previews.preview_max_ttl_seconds:
         raise invalid_input(
-            f"ttlSeconds is above the limit of {settings.preview_max_ttl_seconds}",
-            [FieldError("ttlSeconds", f"at most {settings.preview_max_ttl_seconds}")],
+            f"ttlSeconds is above the limit of {settings.previews.preview_max_ttl_seconds}",
+            [FieldError("ttlSeconds", f"at most {settings.previews.preview_max_ttl_seconds}")],
         )
-    active = previews().list_previews(status="active", limit=settings.preview_max_active + 1)
-    if len(active) >= settings.preview_max_active and all(p["name"] != request.name for p in active):
+    active = previews().list_previews(status="active", limit=settings.previews.preview_max_active + 1)
+    if len(active) >= settings.previews.preview_max_active and all(p["name"] != request.name for p in active):
         raise PltfError(
-            f"there are already {len(active)} active previews (the limit is {settings.preview_max_active}); "
+            f"there are already {len(active)} active previews (the limit is {settings.previews.preview_max_active}); "
             "destroy one (pltf previews list / destroy) or wait for one to expire",
             429,
             "too_many_previews",
@@ -183,7 +183,7 @@ def create_preview_create_action(
             # What the allow-list checked (the normalised URL) is what is cloned.
             request = replace(request, repo_url=source_url(params, settings))
             preview = manager.create(
-                request, ctx.run_id, ctx.logger.info, _deadline(ctx.run_id, database, settings.run_wait_seconds)
+                request, ctx.run_id, ctx.logger.info, _deadline(ctx.run_id, database, settings.runs.run_wait_seconds)
             )
         except PltfError as exc:
             first, *lines = exc.message.split("\n")

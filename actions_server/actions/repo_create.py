@@ -140,7 +140,7 @@ def resolve_target(params: RepoCreateInput, forges: ForgeRegistry, settings: Set
     if params.repoUrl is None:
         assert params.owner is not None and params.name is not None  # the model's own check
         return Target(
-            provider=params.provider or settings.forge,
+            provider=params.provider or settings.forges.forge,
             owner=params.owner,
             name=params.name,
             owner_field="owner",
@@ -177,7 +177,7 @@ def _spec(params: RepoCreateInput, target: Target, settings: Settings) -> Reposi
         visibility=params.visibility or default_visibility,
         default_branch=params.defaultBranch,
         topics=tuple(params.topics),
-        protect_default_branch=settings.protect_default_branch if protect is None else protect,
+        protect_default_branch=settings.forges.protect_default_branch if protect is None else protect,
     )
 
 

@@ -195,7 +195,7 @@ def create_service_create_action(
                 ("Catalog entity", out.entityUrl),
                 ("catalog-info.yaml", out.catalogInfoUrl),
                 ("Preview", out.previewUrl),
-                ("Run log", f"{settings.base_url}/v1/runs/{ctx.run_id}"),
+                ("Run log", f"{settings.server.base_url}/v1/runs/{ctx.run_id}"),
             )
             if url
         ]

@@ -127,7 +127,7 @@ def _render(
         template,
         values,
         into,
-        settings.hook_timeout_seconds,
+        settings.templates.hook_timeout_seconds,
         log=ctx.logger.info,
         sandbox=Sandbox(settings),
     )
@@ -155,7 +155,7 @@ def _migrations(
     def migrate(repo: GitRepo, commit: str) -> str:
         workdir = ctx.workspace / "migrations"
         return run_steps(
-            repo, commit, steps, workdir, Sandbox(settings), settings.hook_timeout_seconds, ctx.logger.info
+            repo, commit, steps, workdir, Sandbox(settings), settings.templates.hook_timeout_seconds, ctx.logger.info
         )
 
     return migrate
@@ -232,7 +232,7 @@ def create_template_update_action(
     *, settings: Settings, templates: TemplateCatalog, forges: ForgeRegistry, redactor: Redactor, events: EventBus
 ) -> Action[UpdateInput, UpdateOutput]:
     def handler(ctx: RunContext, params: UpdateInput) -> UpdateOutput:
-        timeout = settings.git_timeout_seconds
+        timeout = settings.forges.git_timeout_seconds
         target = _resolve(ctx, forges, settings, params.repository)
         owner, name = target.owner, target.name
         work = ctx.workspace
@@ -270,7 +270,7 @@ def create_template_update_action(
             existing = open_change_for(target.embedded_dir, out.branch)
             if existing is not None:
                 ctx.logger.info(f"change request {existing['number']} is open for {out.branch} already")
-                return _from_change(out, existing, settings.base_url, owner, name)
+                return _from_change(out, existing, settings.server.base_url, owner, name)
 
         ctx.logger.info(f"rendering {base_template.name} {from_version} (base) and {out.toVersion} (theirs)")
         base_dir = _render(ctx, settings, base_template, base_values, str(recorded["commit"]), work / "base")
@@ -315,7 +315,7 @@ def create_template_update_action(
         if pushed.returncode != 0:
             existing = open_change_for(target.embedded_dir, out.branch) if target.embedded_dir else None
             if existing is not None:
-                return _from_change(out, existing, settings.base_url, owner, name)
+                return _from_change(out, existing, settings.server.base_url, owner, name)
             raise PltfError(
                 f"the branch {out.branch} exists in {owner}/{name} and is not this update; delete it or merge it first",
                 409,
@@ -349,7 +349,7 @@ def create_template_update_action(
                 head=merged.commit,
                 openedBy=ctx.caller.name,
             )
-            out.changeRequestUrl = _change_url(settings.base_url, owner, name, int(change["number"]))
+            out.changeRequestUrl = _change_url(settings.server.base_url, owner, name, int(change["number"]))
         ctx.logger.info(f"opened a change request: {out.changeRequestUrl}")
         events.publish(
             "template.update.opened",

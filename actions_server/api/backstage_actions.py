@@ -177,7 +177,7 @@ async def invoke(
     run_id, _ = await engine.submit(prepared, caller)
     run = await engine.wait(run_id, INVOKE_WAIT_SECONDS)
     if run["status"] not in TERMINAL:
-        raise PltfError(f"run {run_id} is still going; see {settings.base_url}/v1/runs/{run_id}", 504, "timeout")
+        raise PltfError(f"run {run_id} is still going; see {settings.server.base_url}/v1/runs/{run_id}", 504, "timeout")
     if run["status"] != "succeeded":
         error = run.get("error") or {}
         status = error.get("status")

@@ -49,11 +49,11 @@ class BackstageTokens:
     """Verifies Backstage plugin tokens against the keys Backstage publishes, and names the caller."""
 
     def __init__(self, settings: Settings, catalog: Catalog) -> None:
-        base = settings.backstage_auth_url or settings.backstage_url
+        base = settings.catalog.backstage_auth_url or settings.catalog.backstage_url
         self.base_url = base.rstrip("/") if base else None
-        self.actions = tuple(settings.backstage_actions)
+        self.actions = tuple(settings.catalog.backstage_actions)
         self.catalog = catalog
-        self.timeout = settings.catalog_read_timeout_seconds
+        self.timeout = settings.catalog.catalog_read_timeout_seconds
         self._keys: dict[str, jwt.PyJWKClient] = {}
 
     def _key_set(self, url: str) -> jwt.PyJWKClient:

@@ -24,8 +24,8 @@ router = APIRouter(prefix="/catalog", include_in_schema=False, dependencies=[Dep
 
 
 def html_page(request: Request, settings: Settings, html: str) -> Response:
-    public = settings.catalog_public_reads
-    return cached_response(request, html.encode(), HTML, settings.portal_cache_seconds, public=public)
+    public = settings.catalog.catalog_public_reads
+    return cached_response(request, html.encode(), HTML, settings.portal.portal_cache_seconds, public=public)
 
 
 @router.get("", response_class=HTMLResponse)
@@ -52,7 +52,7 @@ async def entity_list(
         return (await list_html(catalog, kind, owner, system, tag, cursor)).encode()
 
     found = await snapshots.get(services, f"{request.url.path}?{request.url.query}", body, slides=False)
-    max_age, public = settings.portal_cache_seconds, settings.catalog_public_reads
+    max_age, public = settings.portal.portal_cache_seconds, settings.catalog.catalog_public_reads
     return cached_response(request, found.body, HTML, max_age, public=public, etag=found.etag)
 
 

@@ -29,7 +29,7 @@ def _readable(owner: str, name: str, who: Any, settings: Settings) -> Path:
 
 
 def _with_url(change: dict[str, Any], owner: str, name: str, settings: Settings) -> dict[str, Any]:
-    return {**change, "url": f"{settings.base_url}/git/{owner}/{name}/changes/{change['number']}"}
+    return {**change, "url": f"{settings.server.base_url}/git/{owner}/{name}/changes/{change['number']}"}
 
 
 @router.get("/v1/repositories/{owner}/{name}/changes", tags=["changes"], responses=errors(401, 404, 422))

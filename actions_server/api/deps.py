@@ -86,5 +86,5 @@ def catalog_read_access(
 ) -> None:
     """Lets catalog reads through when they are public (PLTF_CATALOG_PUBLIC_READS); otherwise asks for
     a token, as `Authed` does."""
-    if not settings.catalog_public_reads:
+    if not settings.catalog.catalog_public_reads:
         bearer_caller(request, authorization)

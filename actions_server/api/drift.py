@@ -62,10 +62,10 @@ async def drift_page(who: Authed, templates: TemplatesDep, settings: SettingsDep
         return [template_drift(templates, settings, t.name, who) for t in templates.list()]
 
     found = await anyio.to_thread.run_sync(every)
-    return HTMLResponse(_PAGE.render(base=settings.base_url, templates=found, detail=False))
+    return HTMLResponse(_PAGE.render(base=settings.server.base_url, templates=found, detail=False))
 
 
 @router.get("/templates/{name}", response_class=HTMLResponse, include_in_schema=False)
 async def template_drift_page(name: str, who: Authed, templates: TemplatesDep, settings: SettingsDep) -> HTMLResponse:
     found = await anyio.to_thread.run_sync(template_drift, templates, settings, name, who)
-    return HTMLResponse(_PAGE.render(base=settings.base_url, templates=[found], detail=True))
+    return HTMLResponse(_PAGE.render(base=settings.server.base_url, templates=[found], detail=True))

@@ -100,7 +100,7 @@ class RequestContextMiddleware:
 
     def _bounded_wait(self, receive: Receive) -> Receive:
         """`receive`, raising a 408 PltfError when the client sends no body for too long."""
-        seconds = self.settings.body_timeout_seconds
+        seconds = self.settings.server.body_timeout_seconds
         body_done = False
 
         async def bounded() -> Message:
@@ -117,9 +117,9 @@ class RequestContextMiddleware:
         return bounded
 
     async def _limited(self, receive: Receive, send: Send) -> Receive | None:
-        limit = self.settings.max_body_bytes
+        limit = self.settings.server.max_body_bytes
         # The gap bound alone lets a byte every few seconds hold the connection for ever.
-        allowed = self.settings.body_timeout_seconds + limit / self.settings.min_body_bytes_per_second
+        allowed = self.settings.server.body_timeout_seconds + limit / self.settings.server.min_body_bytes_per_second
         deadline = time.monotonic() + allowed
         chunks: list[bytes] = []
         size = 0

@@ -58,7 +58,7 @@ class Stored:
         key = f"{self.request.url.path}?{self.request.url.query}"
         found = await self.snapshots.get(self.services, key, compute, slides=end is None)
         media_type = "text/html; charset=utf-8" if page else "application/json"
-        max_age = self.services.settings.portal_cache_seconds
+        max_age = self.services.settings.portal.portal_cache_seconds
         return cached_response(self.request, found.body, media_type, max_age, public=page, etag=found.etag)
 
     async def json(self, compute: Callable[[], Awaitable[dict[str, Any]]], end: str | None = None) -> Response:
@@ -222,7 +222,7 @@ async def costs(
             "by": by,
             "window": window,
             "source": "opencost" if found is not None else "requests",
-            "currency": cost.price_sheet(services.settings.price_sheet)["currency"],
+            "currency": cost.price_sheet(services.settings.portal.price_sheet)["currency"],
             "items": cost.aggregate(reports, by),
             "warnings": [w for r in reports for w in r["warnings"]],
         }

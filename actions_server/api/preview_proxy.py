@@ -102,7 +102,7 @@ class PreviewRouter:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
         self.settings = settings
-        domain = re.escape(settings.preview_domain)
+        domain = re.escape(settings.previews.preview_domain)
         self.host = re.compile(rf"^(?P<key>{_NAME})\.{domain}(:\d+)?$", re.IGNORECASE)
         self._clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()

@@ -73,7 +73,7 @@ async def start_run(
     action = run_engine.action(action_id)
     if not who.may_run(action.id):
         raise PltfError(f"this token may not run {action.id}", 403, "forbidden")
-    seconds = _wait_seconds(wait, settings.run_wait_seconds)
+    seconds = _wait_seconds(wait, settings.runs.run_wait_seconds)
     raw = await request.body()
     try:
         body = json.loads(raw) if raw.strip() else {}
@@ -204,5 +204,5 @@ def _run_status(run: dict[str, Any]) -> int:
 
 
 def _with_links(run: dict[str, Any], settings: Settings) -> dict[str, Any]:
-    base = f"{settings.base_url}/v1/runs/{run['id']}"
+    base = f"{settings.server.base_url}/v1/runs/{run['id']}"
     return {**run, "links": {"self": base, "events": f"{base}/events"}}

@@ -31,7 +31,7 @@ async def get_workspace(
     workspace_id: str, who: Authed, workspaces: WorkspacesDep, settings: SettingsDep
 ) -> dict[str, Any]:
     info = await anyio.to_thread.run_sync(workspaces.info, workspace_id, who)
-    info["archiveUrl"] = f"{settings.base_url}/v1/workspaces/{workspace_id}/archive"
+    info["archiveUrl"] = f"{settings.server.base_url}/v1/workspaces/{workspace_id}/archive"
     return info
 
 

@@ -69,10 +69,10 @@ async def github_webhook(
 ) -> JSONResponse:
     """GitHub: push, pull_request, deployment_status, workflow_run (X-Hub-Signature-256 required)."""
     raw = await request.body()
-    verify_github(settings.github_webhook_secret, raw, x_hub_signature_256)
+    verify_github(settings.portal.github_webhook_secret, raw, x_hub_signature_256)
     payload = json_object(raw)
     event_type = x_github_event or "unknown"
-    normalised = normalize.github(event_type, payload, settings.deploy_workflow_pattern)
+    normalised = normalize.github(event_type, payload, settings.portal.deploy_workflow_pattern)
     return await store(database, "github", x_github_delivery or body_digest(payload), event_type, payload, normalised)
 
 
@@ -86,7 +86,7 @@ async def gitlab_webhook(
     x_gitlab_event_uuid: Annotated[str | None, Header()] = None,
 ) -> JSONResponse:
     """GitLab: push, merge request and pipeline hooks (X-Gitlab-Token required)."""
-    verify_gitlab(settings.gitlab_webhook_token, x_gitlab_token)
+    verify_gitlab(settings.portal.gitlab_webhook_token, x_gitlab_token)
     payload = json_object(await request.body())
     event_type = x_gitlab_event or str(payload.get("object_kind") or "unknown")
     delivery = x_gitlab_event_uuid or request.headers.get("idempotency-key") or body_digest(payload)
@@ -111,7 +111,7 @@ NOTIFIERS = (
         "argocd",
         "Argo CD notifications",
         "Argo CD notifications (sync succeeded or failed), with the body template of docs/dora.md.",
-        lambda settings: settings.argocd_webhook_token,
+        lambda settings: settings.portal.argocd_webhook_token,
         normalize.argocd,
         lambda _: "sync",
     ),
@@ -119,7 +119,7 @@ NOTIFIERS = (
         "alertmanager",
         "Alertmanager",
         "Alertmanager webhook v4: firing alerts open incidents, resolved ones close them.",
-        lambda settings: settings.alertmanager_webhook_token,
+        lambda settings: settings.portal.alertmanager_webhook_token,
         normalize.alertmanager,
         lambda payload: str(payload.get("status") or "alert"),
     ),

@@ -18,7 +18,7 @@ from .db import catalog_entities  # noqa: F401 - declares the tables on the shar
 
 def open_catalog(settings: Settings, engine: Engine, redactor: Redactor) -> Catalog:
     """Backstage when `PLTF_BACKSTAGE_URL` is set, else the embedded catalog."""
-    if settings.backstage_url:
+    if settings.catalog.backstage_url:
         from .backstage import BackstageCatalog
 
         return BackstageCatalog(settings, redactor)

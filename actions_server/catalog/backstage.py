@@ -38,21 +38,19 @@ class BackstageCatalog(Catalog):
         transport: httpx.BaseTransport | None = None,
         reader: LocationReader | None = None,
     ) -> None:
-        if not settings.backstage_url:
+        if not settings.catalog.backstage_url:
             raise ValueError("BackstageCatalog needs PLTF_BACKSTAGE_URL")
-        self.base_url = settings.backstage_url.rstrip("/")
+        self.base_url = settings.catalog.backstage_url.rstrip("/")
         headers = {"Accept": "application/json"}
-        if settings.backstage_token is not None:
-            token = settings.backstage_token.get_secret_value()
-            redactor.add([token])
-            headers["Authorization"] = f"Bearer {token}"
+        if settings.catalog.backstage_token is not None:
+            headers["Authorization"] = f"Bearer {settings.catalog.backstage_token.get_secret_value()}"
         self.redactor = redactor
         self.reader = reader or LocationReader(settings)
         self._http = httpx.Client(
             base_url=f"{self.base_url}/api/catalog",
             headers=headers,
             transport=transport,
-            timeout=settings.catalog_read_timeout_seconds * 3,
+            timeout=settings.catalog.catalog_read_timeout_seconds * 3,
         )
 
     def close(self) -> None:

@@ -46,7 +46,7 @@ def entity_links(entity: dict[str, Any], settings: Settings) -> list[dict[str, s
             links.append({"title": title, "url": url})
 
     source = _location_url(annotations.get("backstage.io/source-location"))
-    forge = settings.base_url + "/git/"
+    forge = settings.server.base_url + "/git/"
     if source and source.startswith(forge):
         owner_and_name = source[len(forge) :].split("/")[:2]
         add("Repository", forge + "/".join(owner_and_name))
@@ -62,8 +62,8 @@ def entity_links(entity: dict[str, Any], settings: Settings) -> list[dict[str, s
         add("Docs (TechDocs)", urljoin(source, techdocs.removeprefix("dir:")))
     elif techdocs.startswith("url:"):
         add("Docs (TechDocs)", _location_url(techdocs))
-    if (app := annotations.get("argocd/app-name")) and settings.catalog_argocd_url:
-        add("Argo CD", safe_url(f"{settings.catalog_argocd_url.rstrip('/')}/applications/{app}"))
+    if (app := annotations.get("argocd/app-name")) and settings.catalog.catalog_argocd_url:
+        add("Argo CD", safe_url(f"{settings.catalog.catalog_argocd_url.rstrip('/')}/applications/{app}"))
     add("View source file", safe_url(annotations.get("backstage.io/view-url")))
     add("Edit source file", safe_url(annotations.get("backstage.io/edit-url")))
     for link in entity.get("metadata", {}).get("links", []) or []:

@@ -74,13 +74,13 @@ class ForgeFile:
 class LocationReader:
     def __init__(self, settings: Settings, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
-        self.forge_prefix = settings.base_url + "/git/"
+        self.forge_prefix = settings.server.base_url + "/git/"
         self.git_dir = git_root(settings)
-        self.roots = [Path(root).resolve() for root in settings.catalog_file_roots]
-        self.data_dir = settings.data_dir.resolve()
-        self.hosts = {host.lower() for host in settings.catalog_read_hosts}
+        self.roots = [Path(root).resolve() for root in settings.catalog.catalog_file_roots]
+        self.data_dir = settings.storage.data_dir.resolve()
+        self.hosts = {host.lower() for host in settings.catalog.catalog_read_hosts}
         self._http = httpx.Client(
-            transport=transport, timeout=settings.catalog_read_timeout_seconds, follow_redirects=False
+            transport=transport, timeout=settings.catalog.catalog_read_timeout_seconds, follow_redirects=False
         )
         # None: pltf itself, which reads every repository of its forge.
         self.caller: Caller | None = None
@@ -228,8 +228,10 @@ class LocationReader:
         path = self.file_path(url)
         try:
             size = path.stat().st_size
-            if size > self.settings.catalog_max_file_bytes:
-                raise LocationError(f"{url} is {size} bytes; the limit is {self.settings.catalog_max_file_bytes}")
+            if size > self.settings.catalog.catalog_max_file_bytes:
+                raise LocationError(
+                    f"{url} is {size} bytes; the limit is {self.settings.catalog.catalog_max_file_bytes}"
+                )
             return path.read_bytes()
         except FileNotFoundError:
             raise LocationError(f"{url} does not exist", 404, "location_not_found") from None
@@ -276,13 +278,15 @@ class LocationReader:
             raise LocationError(
                 f"{url}: {forge_file.path} does not exist at {forge_file.ref}", 404, "location_not_found"
             )
-        if len(data) > self.settings.catalog_max_file_bytes:
-            raise LocationError(f"{url} is {len(data)} bytes; the limit is {self.settings.catalog_max_file_bytes}")
+        if len(data) > self.settings.catalog.catalog_max_file_bytes:
+            raise LocationError(
+                f"{url} is {len(data)} bytes; the limit is {self.settings.catalog.catalog_max_file_bytes}"
+            )
         return data
 
     def _git(self, repo: Path, args: list[str], url: str, missing_ok: bool = False) -> bytes | None:
         try:
-            done = git(args, git_dir=repo, timeout=self.settings.catalog_read_timeout_seconds)
+            done = git(args, git_dir=repo, timeout=self.settings.catalog.catalog_read_timeout_seconds)
         except subprocess.TimeoutExpired:
             raise LocationError(f"reading {url} timed out", 504, "location_timeout") from None
         if done.returncode != 0:
@@ -323,7 +327,7 @@ class LocationReader:
 
     def _read_http(self, url: str) -> bytes:
         url = str(self._http_url(url))  # a rewritten URL must still be an allowed host
-        limit = self.settings.catalog_max_file_bytes
+        limit = self.settings.catalog.catalog_max_file_bytes
         try:
             with self._http.stream("GET", url) as response:
                 if response.status_code == 404:

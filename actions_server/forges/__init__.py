@@ -46,7 +46,6 @@ class ForgeRegistry:
         self._forges: dict[str, Forge] = {}
         self._lock = threading.Lock()
         hosts.check_settings(settings)
-        redactor.add(hosts.secrets(settings))
 
     def get(self, provider: str) -> Forge:
         with self._lock:

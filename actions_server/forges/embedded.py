@@ -49,7 +49,7 @@ _TRASH = ".trash"
 
 
 def git_root(settings: Settings) -> Path:
-    return (settings.git_dir or settings.data_dir / "git").resolve()
+    return (settings.forges.git_dir or settings.storage.data_dir / "git").resolve()
 
 
 def repository_dir(root: Path, owner: str, name: str) -> Path | None:
@@ -63,7 +63,7 @@ def repository_at(settings: Settings, url: str) -> Path | None:
     """The bare repository a clone URL of this server's forge names, in any spelling git would fetch
     (`HTTP://`, `%6C`, `a/../b`), or None when the URL is not one of ours."""
     try:
-        rest = normalise_url(url).relative_to(normalise_url(f"{settings.base_url}/git/"))
+        rest = normalise_url(url).relative_to(normalise_url(f"{settings.server.base_url}/git/"))
     except UrlRefused:
         return None
     if rest is None or len(rest) != 2:
@@ -146,7 +146,7 @@ class EmbeddedForge(Forge):
         return name_rule("owner", owner, SEGMENT, SEGMENT_RULE) + name_rule("name", name, SEGMENT, SEGMENT_RULE)
 
     def planned(self, spec: RepositorySpec) -> CreatedRepository:
-        base = f"{self.settings.base_url}/git/{spec.owner}/{spec.name}"
+        base = f"{self.settings.server.base_url}/git/{spec.owner}/{spec.name}"
         return CreatedRepository(
             provider=self.provider,
             owner=spec.owner,
@@ -171,7 +171,7 @@ class EmbeddedForge(Forge):
         staging = self.root / _STAGING / uuid.uuid4().hex
         staging.parent.mkdir(parents=True, exist_ok=True)
         env = git_environment()
-        timeout = self.settings.git_timeout_seconds
+        timeout = self.settings.forges.git_timeout_seconds
         run_git(
             ["init", "--quiet", "--bare", "-b", spec.default_branch, str(staging)],
             staging.parent,
@@ -221,7 +221,7 @@ class EmbeddedForge(Forge):
         # One pack: under fast-import's default unpackLimit (100 objects, more than most templates make)
         # it writes every object as a loose file, as slowly as `git add`.
         env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="fastimport.unpackLimit", GIT_CONFIG_VALUE_0="1")
-        timeout = self.settings.git_timeout_seconds
+        timeout = self.settings.forges.git_timeout_seconds
 
         def git(*args: str, stdin: Path | None = None) -> str:
             return run_git(list(args), source_dir, env, timeout, self.redactor, f"git {args[0]}", stdin).stdout

@@ -292,7 +292,7 @@ class GitHttp:
         """pltf's hooks for a push, and what they need to know about the repository."""
         env = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "core.hooksPath", "GIT_CONFIG_VALUE_0": str(self._hooks())}
         # Repositories made before protection was recorded follow today's PLTF_PROTECT_DEFAULT_BRANCH.
-        if metadata.get("protectDefaultBranch", self.settings.protect_default_branch):
+        if metadata.get("protectDefaultBranch", self.settings.forges.protect_default_branch):
             branch = metadata.get("defaultBranch") or _git(repo_dir, "symbolic-ref", "--short", "HEAD").stdout.decode()
             if isinstance(branch, str) and branch.strip():
                 env["PLTF_PROTECTED_REF"] = f"refs/heads/{branch.strip()}"
@@ -392,7 +392,7 @@ class GitHttp:
     ) -> None:
         if process.returncode is None:
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(process.wait(), self.settings.git_timeout_seconds)
+                await asyncio.wait_for(process.wait(), self.settings.forges.git_timeout_seconds)
         if process.returncode is None:  # the client went away mid-request, or git hung
             process.kill()
             await process.wait()
@@ -434,7 +434,7 @@ class GitHttp:
 
     async def index(self, request: Request) -> Response:
         caller = _caller(request)
-        if not self.settings.git_public_reads and caller is None:
+        if not self.settings.forges.git_public_reads and caller is None:
             return _challenge("browsing needs an API token as the password")
         repositories = [
             (owner, name, meta)
@@ -448,7 +448,7 @@ class GitHttp:
         owner, name = request.path_params["owner"], request.path_params["name"]
         if repository_dir(self.root, owner, name) is None:
             return _not_found()
-        return RedirectResponse(f"{self.settings.base_url}/git/{owner}/{name}", 302)
+        return RedirectResponse(f"{self.settings.server.base_url}/git/{owner}/{name}", 302)
 
     async def tree(self, request: Request) -> Response:
         found = self._readable_repo(request)
@@ -467,7 +467,7 @@ class GitHttp:
         view = await anyio.to_thread.run_sync(_tree_view, repo_dir, ref, path)
         if view is None:
             return _not_found()
-        repo_url = f"{self.settings.base_url}/git/{owner}/{name}"
+        repo_url = f"{self.settings.server.base_url}/git/{owner}/{name}"
         parts = path.split("/") if path else []
         crumbs = [(part, f"{repo_url}/tree/{view['ref']}/{'/'.join(parts[: n + 1])}") for n, part in enumerate(parts)]
         return self._page(
@@ -493,11 +493,11 @@ class GitHttp:
         except PltfError:
             return _not_found()
         patch = await anyio.to_thread.run_sync(change_diff, repo_dir, change)
-        repo_url = f"{self.settings.base_url}/git/{owner}/{name}"
+        repo_url = f"{self.settings.server.base_url}/git/{owner}/{name}"
         return self._page("change.html", owner=owner, name=name, repo_url=repo_url, change=change, diff=patch)
 
     def _page(self, template: str, **context: Any) -> HTMLResponse:
-        html = _pages.get_template(template).render(base=self.settings.base_url, **context)
+        html = _pages.get_template(template).render(base=self.settings.server.base_url, **context)
         return HTMLResponse(html, headers={"X-Content-Type-Options": "nosniff"})
 
 

@@ -75,21 +75,21 @@ def _not_configured(provider: str, variable: str) -> PltfError:
 
 def _github_urls(settings: Settings) -> list[str]:
     # The API host (api.github.com, or a GHE server's) and the web host git clones from.
-    api = urlsplit(settings.github_url)
-    return [settings.github_url, f"{api.scheme}://{api.netloc.removeprefix('api.')}"]
+    api = urlsplit(settings.forges.github_url)
+    return [settings.forges.github_url, f"{api.scheme}://{api.netloc.removeprefix('api.')}"]
 
 
 def _connect_github(settings: Settings, redactor: Redactor, transport: Transport) -> Forge:
-    if settings.github_token is None:
+    if settings.forges.github_token is None:
         raise _not_configured("github", "PLTF_GITHUB_TOKEN")
-    token = settings.github_token.get_secret_value()
-    return GitHubForge(settings.github_url, token, redactor, settings.git_timeout_seconds, transport)
+    token = settings.forges.github_token.get_secret_value()
+    return GitHubForge(settings.forges.github_url, token, redactor, settings.forges.git_timeout_seconds, transport)
 
 
 def _github_generator(source: PullRequests, settings: Settings) -> dict[str, Any]:
     github: dict[str, Any] = {"owner": source.owner, "repo": source.repo, "tokenRef": source.token_ref}
-    if settings.github_url != "https://api.github.com":
-        github["api"] = settings.github_url
+    if settings.forges.github_url != "https://api.github.com":
+        github["api"] = settings.forges.github_url
     if source.labels:
         github["labels"] = source.labels
     return {"github": github}
@@ -99,10 +99,12 @@ def _github_generator(source: PullRequests, settings: Settings) -> dict[str, Any
 
 
 def _connect_gitlab(settings: Settings, redactor: Redactor, transport: Transport) -> Forge:
-    if settings.gitlab_token is None:
+    if settings.forges.gitlab_token is None:
         raise _not_configured("gitlab", "PLTF_GITLAB_TOKEN")
-    api = settings.gitlab_url.rstrip("/") + "/api/v4"
-    return GitLabForge(api, settings.gitlab_token.get_secret_value(), redactor, settings.git_timeout_seconds, transport)
+    api = settings.forges.gitlab_url.rstrip("/") + "/api/v4"
+    return GitLabForge(
+        api, settings.forges.gitlab_token.get_secret_value(), redactor, settings.forges.git_timeout_seconds, transport
+    )
 
 
 def _gitlab_generator(source: PullRequests, settings: Settings) -> dict[str, Any]:
@@ -126,14 +128,16 @@ def _gitlab_generator(source: PullRequests, settings: Settings) -> dict[str, Any
 
 
 def _connect_gitea(settings: Settings, redactor: Redactor, transport: Transport) -> Forge:
-    if settings.gitea_token is None or settings.gitea_url is None:
+    if settings.forges.gitea_token is None or settings.forges.gitea_url is None:
         raise _not_configured("gitea", "PLTF_GITEA_URL and PLTF_GITEA_TOKEN")
-    api = settings.gitea_url.rstrip("/") + "/api/v1"
-    return GiteaForge(api, settings.gitea_token.get_secret_value(), redactor, settings.git_timeout_seconds, transport)
+    api = settings.forges.gitea_url.rstrip("/") + "/api/v1"
+    return GiteaForge(
+        api, settings.forges.gitea_token.get_secret_value(), redactor, settings.forges.git_timeout_seconds, transport
+    )
 
 
 def _gitea_generator(source: PullRequests, settings: Settings) -> dict[str, Any]:
-    api = settings.gitea_url or f"{source.url.scheme}://{source.url.netloc}"
+    api = settings.forges.gitea_url or f"{source.url.scheme}://{source.url.netloc}"
     return {"gitea": {"owner": source.owner, "repo": source.repo, "api": api, "tokenRef": source.token_ref}}
 
 
@@ -141,7 +145,7 @@ def _gitea_generator(source: PullRequests, settings: Settings) -> dict[str, Any]
 
 EMBEDDED = ForgeHost(
     provider="embedded",
-    configured_urls=lambda settings: [settings.base_url],
+    configured_urls=lambda settings: [settings.server.base_url],
     well_known=(),
     token=lambda settings: None,
     git_username="pltf",
@@ -153,25 +157,25 @@ GITHUB = ForgeHost(
     provider="github",
     configured_urls=_github_urls,
     well_known=("github.com",),
-    token=lambda settings: settings.github_token,
+    token=lambda settings: settings.forges.github_token,
     git_username=GitHubForge.git_username,
     connect=_connect_github,
     pr_generator=_github_generator,
 )
 GITLAB = ForgeHost(
     provider="gitlab",
-    configured_urls=lambda settings: [settings.gitlab_url],
+    configured_urls=lambda settings: [settings.forges.gitlab_url],
     well_known=("gitlab.com",),
-    token=lambda settings: settings.gitlab_token,
+    token=lambda settings: settings.forges.gitlab_token,
     git_username=GitLabForge.git_username,
     connect=_connect_gitlab,
     pr_generator=_gitlab_generator,
 )
 GITEA = ForgeHost(
     provider="gitea",
-    configured_urls=lambda settings: [settings.gitea_url] if settings.gitea_url else [],
+    configured_urls=lambda settings: [settings.forges.gitea_url] if settings.forges.gitea_url else [],
     well_known=(),
-    token=lambda settings: settings.gitea_token,
+    token=lambda settings: settings.forges.gitea_token,
     git_username=GiteaForge.git_username,
     connect=_connect_gitea,
     pr_generator=_gitea_generator,
@@ -196,11 +200,11 @@ def provider(name: str) -> ForgeHost:
 
 def check_settings(settings: Settings) -> None:
     """Refuses, at start-up, settings that name a provider no one registered."""
-    if settings.forge not in PROVIDERS:
-        raise ValueError(f"PLTF_FORGE: unknown forge provider {settings.forge!r}; known: {', '.join(PROVIDERS)}")
-    if settings.preview_pr_generator != "auto" and settings.preview_pr_generator not in PROVIDERS:
+    if settings.forges.forge not in PROVIDERS:
+        raise ValueError(f"PLTF_FORGE: unknown forge provider {settings.forges.forge!r}; known: {', '.join(PROVIDERS)}")
+    if settings.previews.preview_pr_generator != "auto" and settings.previews.preview_pr_generator not in PROVIDERS:
         raise ValueError(
-            f"PLTF_PREVIEW_PR_GENERATOR: {settings.preview_pr_generator!r} is neither auto nor one of {', '.join(PROVIDERS)}"
+            f"PLTF_PREVIEW_PR_GENERATOR: {settings.previews.preview_pr_generator!r} is neither auto nor one of {', '.join(PROVIDERS)}"
         )
 
 
@@ -213,8 +217,8 @@ def provider_for_host(settings: Settings, host: str) -> str | None:
     """The provider a host (`name` or `name:port`) means: PLTF_FORGE_HOSTS, then the configured URLs, then
     the well-known hosts."""
     host = host.lower()
-    if host in settings.forge_hosts:
-        return settings.forge_hosts[host]
+    if host in settings.forges.forge_hosts:
+        return settings.forges.forge_hosts[host]
     for forge_host in PROVIDERS.values():
         if any(host in _hosts(url) for url in forge_host.configured_urls(settings)):
             return forge_host.provider
@@ -247,24 +251,19 @@ def git_credentials(settings: Settings, url: str) -> tuple[str, str] | None:
     return None
 
 
-def secrets(settings: Settings) -> list[str]:
-    """Every provider's token, for the redactor."""
-    return [token.get_secret_value() for host in PROVIDERS.values() if (token := host.token(settings)) is not None]
-
-
 def pr_generator(repo_url: str, settings: Settings) -> dict[str, Any]:
     """The ApplicationSet pull-request generator that watches `repo_url` (PLTF_PREVIEW_PR_GENERATOR, or by host)."""
     url = urlsplit(repo_url)
     owner, _, repo = url.path.strip("/").removesuffix(".git").rpartition("/")
-    name = settings.preview_pr_generator
+    name = settings.previews.preview_pr_generator
     if name == "auto":
         name = provider_for_url(settings, repo_url) or _named_in_host(url.hostname or "") or GITEA.provider
     source = PullRequests(
         url=url,
         owner=owner,
         repo=repo,
-        token_ref={"secretName": settings.preview_scm_secret, "key": "token"},
-        labels=list(settings.preview_pr_labels),
+        token_ref={"secretName": settings.previews.preview_scm_secret, "key": "token"},
+        labels=list(settings.previews.preview_pr_labels),
     )
     return provider(name).pr_generator(source, settings)
 

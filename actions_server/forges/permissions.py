@@ -58,7 +58,7 @@ def in_owner_team(caller: Caller, metadata: dict[str, Any]) -> bool:
 
 def may_read(caller: Caller | None, metadata: dict[str, Any], settings: Settings) -> bool:
     visibility = metadata.get("visibility", "public")
-    if visibility == "public" and settings.git_public_reads:
+    if visibility == "public" and settings.forges.git_public_reads:
         return True
     if caller is None:
         return False
@@ -66,7 +66,7 @@ def may_read(caller: Caller | None, metadata: dict[str, Any], settings: Settings
 
 
 def is_gitops_repository(owner: str, name: str, settings: Settings) -> bool:
-    return settings.gitops_url is None and settings.gitops_repository == f"{owner}/{name}"
+    return settings.gitops.gitops_url is None and settings.gitops.gitops_repository == f"{owner}/{name}"
 
 
 def namespace_refusal(caller: Caller, owner: str) -> str | None:

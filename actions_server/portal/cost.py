@@ -86,7 +86,7 @@ def memory_gib(value: Any) -> float | None:
 
 def gitops_envs(services: PortalParts, service: str) -> dict[str, dict[str, Any]]:
     """{env: {namespace, experiment, cpu, memoryGiB, budget}} from `envs/<env>/<service>/` of the GitOps repository."""
-    wanted = getattr(services.settings, "gitops_repository", "platform/gitops")
+    wanted = services.settings.gitops.gitops_repository
     repo = gitops_repo(services)
     found: dict[str, dict[str, Any]] = {}
     if repo is None:
@@ -169,7 +169,7 @@ def service_cost(
     allocations: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The cost of one service per env over the window, the month's forecast and its budget."""
-    sheet = price_sheet(services.settings.price_sheet)
+    sheet = price_sheet(services.settings.portal.price_sheet)
     hours = window_seconds / HOUR
     month = sheet["hoursPerMonth"]
     envs: list[dict[str, Any]] = []
@@ -230,7 +230,7 @@ def service_cost(
         "basis": (
             "opencost allocations"
             if source == "opencost"
-            else f"estimate: requested resources × price sheet ({services.settings.price_sheet or 'built-in prices'})"
+            else f"estimate: requested resources × price sheet ({services.settings.portal.price_sheet or 'built-in prices'})"
         ),
         "currency": sheet["currency"],
         "windowHours": round(hours, 3),

@@ -242,7 +242,7 @@ def service_owners(services: PortalParts, names: set[str]) -> dict[str, str | No
 
 def gitops_repo(services: PortalParts) -> RepoFiles | None:
     """The embedded GitOps repository (PLTF_GITOPS_REPOSITORY), when there is one."""
-    owner, _, name = getattr(services.settings, "gitops_repository", "platform/gitops").partition("/")
+    owner, _, name = services.settings.gitops.gitops_repository.partition("/")
     found = repository_dir(git_root(services.settings), owner, name)
     return RepoFiles(found) if found is not None and found.is_dir() else None
 
@@ -271,7 +271,7 @@ def directory(services: PortalParts) -> dict[str, ServiceView]:
         name = service_name((entity.get("metadata") or {}).get("name"))
         if name:
             found[name] = ServiceView(name, entity=entity)
-    gitops = getattr(services.settings, "gitops_repository", "platform/gitops")
+    gitops = services.settings.gitops.gitops_repository
     for owner, repo_name, repo_dir in embedded_repositories(services):
         if f"{owner}/{repo_name}" == gitops or read_metadata(repo_dir).get("visibility", "public") != "public":
             continue

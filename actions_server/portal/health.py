@@ -175,7 +175,7 @@ def slo_status(target: float, availability: float | None) -> dict[str, Any]:
 async def health(
     services: PortalParts, view: ServiceView, now: float, client: httpx.AsyncClient | None = None
 ) -> dict[str, Any]:
-    prometheus = services.settings.prometheus_url
+    prometheus = services.settings.portal.prometheus_url
     if prometheus:
         # Off the event loop: the objective may come from parsing the repository's SLO file.
         target, source = await anyio.to_thread.run_sync(objective, view)

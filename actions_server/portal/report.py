@@ -36,7 +36,7 @@ def team_services(views: dict[str, ServiceView], team: str) -> list[ServiceView]
 
 def dora_figures(services: PortalParts, names: set[str], start: float, end: float) -> dora.Figures:
     data = load_dataset(services.engine, names)
-    return dora.compute(data, names, start, end, services.settings.dora_levels)
+    return dora.compute(data, names, start, end, services.settings.portal.dora_levels)
 
 
 def dora_json(services: PortalParts, names: set[str], start: float, end: float) -> dict[str, Any]:
@@ -79,14 +79,14 @@ def recent(services: PortalParts, names: set[str]) -> dict[str, list[dict[str, A
 
 
 async def allocations(services: PortalParts, window: str) -> list[dict[str, Any]] | None:
-    base = services.settings.opencost_url
+    base = services.settings.portal.opencost_url
     return await cost.opencost_allocations(base, window) if base else None
 
 
 def scorecard_for(services: PortalParts, view: ServiceView, end: float) -> dict[str, Any]:
     level = dora_figures(services, {view.name}, end - SCORECARD_WINDOW, end).level
     versions = template_versions(services.settings, services.templates)
-    return scorecards.scorecard(view, level, services.settings.scorecard_file, versions)
+    return scorecards.scorecard(view, level, services.settings.portal.scorecard_file, versions)
 
 
 async def service_page(services: PortalParts, name: str, window: str, seconds: float, end: float) -> dict[str, Any]:
@@ -97,7 +97,7 @@ async def service_page(services: PortalParts, name: str, window: str, seconds: f
 
     def compute() -> dict[str, Any]:
         data = load_dataset(services.engine, names)
-        version = services.settings.dora_levels
+        version = services.settings.portal.dora_levels
         return {
             "figures": dora.compute(data, names, start, end, version),
             "trend": dora.trend(data, names, start, end, version=version),
@@ -127,8 +127,8 @@ async def overview(
 
     def compute() -> dict[str, Any]:
         data = load_dataset(services.engine, names)
-        version = services.settings.dora_levels
-        uptimes = None if services.settings.prometheus_url else health.probe_uptimes(services, names, end)
+        version = services.settings.portal.dora_levels
+        uptimes = None if services.settings.portal.prometheus_url else health.probe_uptimes(services, names, end)
         rows = []
         for view in chosen:
             figures = dora.compute(data, {view.name}, start, end, version)
@@ -140,7 +140,7 @@ async def overview(
                     "scorecard": scorecards.scorecard(
                         view,
                         figures.level,
-                        services.settings.scorecard_file,
+                        services.settings.portal.scorecard_file,
                         template_versions(services.settings, services.templates),
                     )
                     if seconds == SCORECARD_WINDOW

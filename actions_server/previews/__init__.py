@@ -30,8 +30,8 @@ __all__ = [
 
 def provider_for(services: PreviewParts) -> PreviewProvider:
     settings = services.settings
-    root = (settings.preview_dir or settings.data_dir / "previews").resolve()
-    if settings.preview_provider == "kubernetes":
+    root = (settings.previews.preview_dir or settings.storage.data_dir / "previews").resolve()
+    if settings.previews.preview_provider == "kubernetes":
         from .kubernetes import KubernetesProvider
 
         return KubernetesProvider(services, root)

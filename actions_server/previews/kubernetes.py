@@ -92,7 +92,9 @@ def namespace_objects(
                         "from": [
                             {
                                 "namespaceSelector": {
-                                    "matchLabels": {"kubernetes.io/metadata.name": settings.preview_ingress_namespace}
+                                    "matchLabels": {
+                                        "kubernetes.io/metadata.name": settings.previews.preview_ingress_namespace
+                                    }
                                 }
                             },
                             {"podSelector": {}},
@@ -107,10 +109,10 @@ def namespace_objects(
             "metadata": {"name": "preview-budget", **meta},
             "spec": {
                 "hard": {
-                    "requests.cpu": settings.preview_quota_cpu,
-                    "requests.memory": settings.preview_quota_memory,
-                    "limits.cpu": settings.preview_quota_cpu,
-                    "limits.memory": settings.preview_quota_memory,
+                    "requests.cpu": settings.previews.preview_quota_cpu,
+                    "requests.memory": settings.previews.preview_quota_memory,
+                    "limits.cpu": settings.previews.preview_quota_cpu,
+                    "limits.memory": settings.previews.preview_quota_memory,
                     "pods": "10",
                     "services.loadbalancers": "0",
                     "services.nodeports": "0",
@@ -128,7 +130,10 @@ def namespace_objects(
                         "type": "Container",
                         "default": {"cpu": "500m", "memory": "256Mi"},
                         "defaultRequest": {"cpu": "50m", "memory": "64Mi"},
-                        "max": {"cpu": settings.preview_quota_cpu, "memory": settings.preview_quota_memory},
+                        "max": {
+                            "cpu": settings.previews.preview_quota_cpu,
+                            "memory": settings.previews.preview_quota_memory,
+                        },
                     }
                 ]
             },
@@ -155,13 +160,13 @@ def preview_application(spec: PreviewSpec, settings: Settings, revision: str, im
         "kind": "Application",
         "metadata": {
             "name": f"preview-{spec.name}"[:253],
-            "namespace": settings.preview_argocd_namespace,
+            "namespace": settings.previews.preview_argocd_namespace,
             "labels": dict(spec.labels),
             "annotations": {"pltf.dev/preview-url": spec.url, "pltf.dev/expires-at": str(int(spec.expires_at))},
             "finalizers": [FINALIZER],
         },
         "spec": {
-            "project": settings.preview_argocd_project,
+            "project": settings.previews.preview_argocd_project,
             "source": chart_source(spec.repo_url, revision, spec.service, host, image_tag),
             "destination": {"server": IN_CLUSTER, "namespace": spec.namespace},
             "syncPolicy": {
@@ -179,18 +184,18 @@ def root_application(settings: Settings, gitops_url: str) -> dict[str, Any]:
         "kind": "Application",
         "metadata": {
             "name": "pltf-previews",
-            "namespace": settings.preview_argocd_namespace,
+            "namespace": settings.previews.preview_argocd_namespace,
             "labels": {"app.kubernetes.io/managed-by": "pltf"},
         },
         "spec": {
-            "project": settings.preview_argocd_project,
+            "project": settings.previews.preview_argocd_project,
             "source": {
                 "repoURL": gitops_url,
-                "targetRevision": settings.gitops_branch,
+                "targetRevision": settings.gitops.gitops_branch,
                 "path": "previews",
                 "directory": {"recurse": True},
             },
-            "destination": {"server": IN_CLUSTER, "namespace": settings.preview_argocd_namespace},
+            "destination": {"server": IN_CLUSTER, "namespace": settings.previews.preview_argocd_namespace},
             "syncPolicy": {"automated": {"prune": True, "selfHeal": True}},
         },
     }
@@ -205,7 +210,7 @@ def applicationset(
     service: str, repo_url: str, owner_label: str, settings: Settings, gitops_url: str
 ) -> dict[str, Any]:
     namespace = f"{service}-pr-{{{{.number}}}}"
-    host = f"{service}-pr-{{{{.number}}}}.{settings.preview_domain}"
+    host = f"{service}-pr-{{{{.number}}}}.{settings.previews.preview_domain}"
     labels = {
         "pltf.dev/owner": owner_label,
         "pltf.dev/service": service,
@@ -215,7 +220,11 @@ def applicationset(
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "ApplicationSet",
-        "metadata": {"name": f"{service}-previews", "namespace": settings.preview_argocd_namespace, "labels": labels},
+        "metadata": {
+            "name": f"{service}-previews",
+            "namespace": settings.previews.preview_argocd_namespace,
+            "labels": labels,
+        },
         "spec": {
             "goTemplate": True,
             "goTemplateOptions": ["missingkey=error"],
@@ -229,12 +238,12 @@ def applicationset(
                     "finalizers": [FINALIZER],
                 },
                 "spec": {
-                    "project": settings.preview_argocd_project,
+                    "project": settings.previews.preview_argocd_project,
                     "sources": [
                         chart_source(repo_url, "{{.head_sha}}", service, host, "{{.head_sha}}"),
                         {
                             "repoURL": gitops_url,
-                            "targetRevision": settings.gitops_branch,
+                            "targetRevision": settings.gitops.gitops_branch,
                             "path": NAMESPACE_CHART,
                             "helm": {
                                 "releaseName": "preview-namespace",
@@ -243,7 +252,7 @@ def applicationset(
                                     {"name": "owner", "value": owner_label},
                                     {"name": "service", "value": service},
                                     {"name": "experiment", "value": "pr-{{.number}}"},
-                                    {"name": "ttl", "value": f"{settings.preview_ttl_seconds}s"},
+                                    {"name": "ttl", "value": f"{settings.previews.preview_ttl_seconds}s"},
                                 ],
                             },
                         },
@@ -385,8 +394,10 @@ class KubernetesProvider(PreviewProvider):
         self.root = root
         self._gitops: GitOpsRepository | None = None
         self.kube = kube
-        if kube is None and self.settings.preview_kubeconfig is not None:
-            self.kube = KubeClient(self.settings.preview_kubeconfig, self.settings.preview_kube_context)
+        if kube is None and self.settings.previews.preview_kubeconfig is not None:
+            self.kube = KubeClient(
+                self.settings.previews.preview_kubeconfig, self.settings.previews.preview_kube_context
+            )
 
     @property
     def gitops(self) -> GitOpsRepository:
@@ -419,7 +430,9 @@ class KubernetesProvider(PreviewProvider):
         pull = f"refs/pull/{spec.pull_request}/head" if spec.pull_request is not None else None
         revision = pull or spec.ref or "HEAD"
         try:
-            done = as_text(git(["ls-remote", "--", spec.repo_url, revision], timeout=self.settings.git_timeout_seconds))
+            done = as_text(
+                git(["ls-remote", "--", spec.repo_url, revision], timeout=self.settings.forges.git_timeout_seconds)
+            )
         except subprocess.TimeoutExpired:
             return revision, None
         sha = done.stdout.split("\t", 1)[0].strip() if done.returncode == 0 and done.stdout.strip() else None
@@ -447,7 +460,9 @@ class KubernetesProvider(PreviewProvider):
     def probe(self, spec: PreviewSpec, placement: Placement) -> Probe:
         if self.kube is not None:
             try:
-                app = self.kube.application(self.settings.preview_argocd_namespace, placement.state["application"])
+                app = self.kube.application(
+                    self.settings.previews.preview_argocd_namespace, placement.state["application"]
+                )
             except (PltfError, httpx.HTTPError) as exc:
                 return Probe("starting", f"cannot read the Application: {exc}")
             if app is None:
@@ -474,7 +489,7 @@ class KubernetesProvider(PreviewProvider):
         if self.kube is not None:
             application = placement.state.get("application") or f"preview-{spec.name}"
             if self.kube.delete(
-                f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.preview_argocd_namespace}/applications/{application}"
+                f"/apis/argoproj.io/v1alpha1/namespaces/{self.settings.previews.preview_argocd_namespace}/applications/{application}"
             ):
                 log(f"deleted Application {application}")
             if self.kube.delete(f"/api/v1/namespaces/{spec.namespace}"):

@@ -242,11 +242,12 @@ class LocalProvider(PreviewProvider):
         self.sandbox = Sandbox(settings)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self.owner_key = f"{socket.gethostname()}:{root}"
-        if settings.preview_database_url is not None:
+        if settings.previews.preview_database_url is not None:
             from sqlalchemy.engine import make_url
 
-            admin = settings.preview_database_url.get_secret_value()
-            redactor.add([admin, make_url(admin).password or ""])
+            # The URL itself is registered with the other settings' secrets; its password alone is not.
+            admin = settings.previews.preview_database_url.get_secret_value()
+            redactor.add([make_url(admin).password or ""])
 
     # -- the interface ------------------------------------------------------
 
@@ -284,7 +285,7 @@ class LocalProvider(PreviewProvider):
         except BaseException:
             self._stop(spec.id, None)
             shutil.rmtree(home, ignore_errors=True)
-            if self.settings.preview_database_url is not None:
+            if self.settings.previews.preview_database_url is not None:
                 self._databases().drop(spec.id, None)
             raise
 
@@ -359,7 +360,7 @@ class LocalProvider(PreviewProvider):
     def _checkout(self, spec: PreviewSpec, src: Path, log: Log) -> str:
         env = self._git_env(spec.repo_url)
         fetch_url = self._fetch_url(spec.repo_url)
-        timeout = self.settings.git_timeout_seconds
+        timeout = self.settings.forges.git_timeout_seconds
         where = spec.repo_url + (f" at {spec.ref}" if spec.ref else "")
         if spec.pull_request is not None:
             where = f"{spec.repo_url} pull request #{spec.pull_request}"
@@ -424,7 +425,7 @@ class LocalProvider(PreviewProvider):
         return "", "no dependencies"
 
     def installer(self) -> str:
-        choice = self.settings.preview_installer
+        choice = self.settings.previews.preview_installer
         uv = Path(self.python).parent / "uv"
         if choice in ("auto", "uv") and (uv.is_file() or shutil.which("uv")):
             return str(uv) if uv.is_file() else str(shutil.which("uv"))
@@ -458,7 +459,7 @@ class LocalProvider(PreviewProvider):
         return cache, False
 
     def _build(self, cache: Path, lock: str, installer: str) -> None:
-        timeout = self.settings.preview_install_timeout_seconds
+        timeout = self.settings.previews.preview_install_timeout_seconds
         requirements = cache.parent / f"{cache.name}.requirements.txt"
         requirements.write_text(lock)
         # Building an sdist runs the package's code: the installer runs in the sandbox, with the host's
@@ -577,14 +578,14 @@ class LocalProvider(PreviewProvider):
         return placement
 
     def _databases(self) -> PreviewDatabases:
-        if self.settings.preview_database_url is None:
+        if self.settings.previews.preview_database_url is None:
             raise PltfError(
                 'this service asks for a database in previews ([tool.pltf.preview] database = "postgres"); '
                 "set PLTF_PREVIEW_DATABASE_URL to a PostgreSQL server pltf may create databases on",
                 422,
                 "preview_database_unavailable",
             )
-        return PreviewDatabases(self.settings.preview_database_url.get_secret_value(), self.redactor)
+        return PreviewDatabases(self.settings.previews.preview_database_url.get_secret_value(), self.redactor)
 
     def _running(self, preview_id: str, pid: int) -> bool:
         child = self._children.get(preview_id)

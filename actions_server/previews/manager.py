@@ -137,7 +137,7 @@ class PreviewManager:
         self.provider = provider
         # Rows are owned by the provider's owner (for local previews: this host and preview directory,
         # so the server adopts what `pltf create` made in-process on the same data dir).
-        self.replica = provider.owner_key or settings.replica
+        self.replica = provider.owner_key or settings.server.replica
         self._reserve_lock = threading.Lock()
         # Previews a handler of this process is creating or waiting on: the reaper leaves them be.
         self._busy: set[str] = set()
@@ -150,13 +150,13 @@ class PreviewManager:
 
     def url_for(self, name: str) -> str:
         if self.provider.name == "kubernetes":
-            return f"https://{name}.{self.settings.preview_domain}/"
-        public = urlsplit(self.settings.base_url)
+            return f"https://{name}.{self.settings.previews.preview_domain}/"
+        public = urlsplit(self.settings.server.base_url)
         port = f":{public.port}" if public.port else ""
-        return f"{public.scheme}://{name}.{self.settings.preview_domain}{port}/"
+        return f"{public.scheme}://{name}.{self.settings.previews.preview_domain}{port}/"
 
     def path_url_for(self, name: str) -> str:
-        return f"{self.settings.base_url}/previews/{name}/"
+        return f"{self.settings.server.base_url}/previews/{name}/"
 
     # -- creating -----------------------------------------------------------
 
@@ -197,7 +197,7 @@ class PreviewManager:
 
     def _reserve(self, request: PreviewRequest, run_id: str | None) -> tuple[dict[str, Any], bool]:
         settings = self.settings
-        ttl = request.ttl_seconds or settings.preview_ttl_seconds
+        ttl = request.ttl_seconds or settings.previews.preview_ttl_seconds
         now = time.time()
         preview_id = f"pv-{uuid.uuid4().hex[:16]}"
         row: dict[str, Any] = {
@@ -233,10 +233,10 @@ class PreviewManager:
                             .select_from(previews_table)
                             .where(previews_table.c.active_name.is_not(None))
                         ).scalar_one()
-                        if active >= settings.preview_max_active:
+                        if active >= settings.previews.preview_max_active:
                             raise PltfError(
                                 f"there are already {active} active previews "
-                                f"(the limit is {settings.preview_max_active}); "
+                                f"(the limit is {settings.previews.preview_max_active}); "
                                 "destroy one (pltf previews list / destroy) or wait for one to expire",
                                 429,
                                 "too_many_previews",
@@ -299,7 +299,7 @@ class PreviewManager:
             if probe.status == "ready":
                 self._mark_ready(row)
                 return
-            timeout = self.settings.preview_ready_timeout_seconds
+            timeout = self.settings.previews.preview_ready_timeout_seconds
             started = float(placement.state.get("startedAt", row["created_at"]))
             if probe.status == "starting" and time.time() - started < timeout:
                 return
@@ -447,7 +447,10 @@ class PreviewManager:
                 elif busy:
                     continue
                 elif row["placement"] is None:
-                    limit = self.settings.preview_ready_timeout_seconds + self.settings.preview_install_timeout_seconds
+                    limit = (
+                        self.settings.previews.preview_ready_timeout_seconds
+                        + self.settings.previews.preview_install_timeout_seconds
+                    )
                     if self._run_finished(row["run_id"]) or now - row["created_at"] > limit:
                         self._finish(row["id"], "failed", detail="its creation was interrupted")
                         removed.append(row["id"])

@@ -125,7 +125,7 @@ def _policy_error(path: str, message: str) -> PolicyFileError:
 def load_policies(settings: Settings | None = None, extra: Path | None = None) -> PolicySet:
     """The default policies, with the org's file (if any) merged over them."""
     files = [DEFAULT_POLICY_FILE]
-    org = extra or (settings.spec_policy_file if settings is not None else None)
+    org = extra or (settings.gitops.spec_policy_file if settings is not None else None)
     if org is not None:
         files.append(org)
     merged_settings: dict[str, Any] = {}

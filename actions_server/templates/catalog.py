@@ -348,7 +348,7 @@ class TemplateCatalog:
         self._loaded: dict[tuple[Path, int], Template] = {}
 
     def list(self) -> list[Template]:
-        root = self.settings.templates_dir
+        root = self.settings.templates.templates_dir
         if not root.is_dir():
             return []
         found = []
@@ -365,7 +365,7 @@ class TemplateCatalog:
                 f"unknown template {reference!r}",
                 [FieldError("template", "must be a template name in cookiecutters/ or an allow-listed git URL")],
             )
-        path = self.settings.templates_dir / reference
+        path = self.settings.templates.templates_dir / reference
         if not (path / "cookiecutter.json").is_file():
             known = ", ".join(t.name for t in self.list()) or "none"
             # The field says what the message does not, so a one-line rendering of both repeats nothing.
@@ -396,7 +396,9 @@ class TemplateCatalog:
         context = _read_context(name, path)
         if not trusted:
             _refuse_foreign_extensions(name, context)
-        template = Template(name, path, trusted, source, context, self.settings.max_value_length, origin, checkout)
+        template = Template(
+            name, path, trusted, source, context, self.settings.templates.max_value_length, origin, checkout
+        )
         if {"template", "templates"} & set(context):
             # A template of templates: cookiecutter without prompts takes the first one.
             if depth > 5:
@@ -408,7 +410,7 @@ class TemplateCatalog:
 
     def _from_git(self, reference: str, ref: str | None, directory: str | None) -> Template:
         try:
-            allowed = AllowList(self.settings.template_sources).match(reference)
+            allowed = AllowList(self.settings.templates.template_sources).match(reference)
         except UrlRefused as exc:
             raise invalid_input(f"invalid template URL: {exc}", [FieldError("template", str(exc))]) from None
         if allowed is None:
@@ -440,7 +442,7 @@ class TemplateCatalog:
                 "no cookiecutter.json at that source",
                 [FieldError("directory" if directory else "template", "not a cookiecutter template")],
             )
-        trusted = AllowList(self.settings.trusted_template_sources).match(url) is not None
+        trusted = AllowList(self.settings.templates.trusted_template_sources).match(url) is not None
         name = url.rstrip("/").rsplit("/", 1)[-1].removesuffix(".git")
         return self._load(name, path, trusted, f"{url}@{ref}" if ref else url, url, ref)
 
@@ -450,7 +452,9 @@ class TemplateCatalog:
         A branch (or the default one) may have moved since the last clone, so its commit is asked of the
         remote every time; a commit cannot move, so a cached clone of it is used without asking.
         """
-        cache = (self.settings.data_dir / "template-cache" / hashlib.sha256(url.encode()).hexdigest()[:24]).resolve()
+        cache = (
+            self.settings.storage.data_dir / "template-cache" / hashlib.sha256(url.encode()).hexdigest()[:24]
+        ).resolve()
         with self._clone_lock:
             if ref is not None and FULL_COMMIT.match(ref) and (cache / ref / ".git").exists():
                 return cache / ref

@@ -122,7 +122,7 @@ def after_merge(
             "deliveryId": f"push:{owner}/{name}:refs/heads/{change['target']}:{change['mergedSha']}",
         },
     )
-    prefix = f"{settings.base_url}/git/{owner}/{name}/raw/"
+    prefix = f"{settings.server.base_url}/git/{owner}/{name}/raw/"
     refreshed = []
     for location in catalog.locations():
         target = str(location.get("target", ""))

@@ -36,7 +36,7 @@ class TemplateHistory:
 
     @property
     def root(self) -> Path:
-        return (self.settings.data_dir / "template-history").resolve()
+        return (self.settings.storage.data_dir / "template-history").resolve()
 
     def _repo(self, name: str) -> Path:
         if not TEMPLATE_NAME.match(name):
@@ -44,7 +44,7 @@ class TemplateHistory:
         return self.root / f"{name}.git"
 
     def _git(self, args: list[str], repo: Path, env: dict[str, str] | None = None) -> str:
-        done = git(args, git_dir=repo, env=env, timeout=self.settings.git_timeout_seconds)
+        done = git(args, git_dir=repo, env=env, timeout=self.settings.forges.git_timeout_seconds)
         if done.returncode != 0:
             detail = done.stderr.decode(errors="replace").strip()[-500:]
             raise PltfError(f"template history: git {args[0]} failed: {detail}", 500, "template_history")
@@ -53,7 +53,9 @@ class TemplateHistory:
     def record(self, template: Template) -> str | None:
         """The commit that renders as `template` does now: its git commit, or its local history's."""
         if template.origin is not None:
-            done = git(["-C", str(template.path), "rev-parse", "HEAD"], timeout=self.settings.git_timeout_seconds)
+            done = git(
+                ["-C", str(template.path), "rev-parse", "HEAD"], timeout=self.settings.forges.git_timeout_seconds
+            )
             return done.stdout.decode().strip() if done.returncode == 0 else None
         repo = self._repo(template.name)
         with _LOCK:
@@ -123,7 +125,9 @@ class TemplateHistory:
         if target.exists():
             shutil.rmtree(target)
         target.mkdir(parents=True)
-        archive = git(["archive", "--format=tar", commit], git_dir=repo, timeout=self.settings.git_timeout_seconds)
+        archive = git(
+            ["archive", "--format=tar", commit], git_dir=repo, timeout=self.settings.forges.git_timeout_seconds
+        )
         subprocess.run(["tar", "-x", "-C", str(target)], input=archive.stdout, check=True, capture_output=True)
         return target
 

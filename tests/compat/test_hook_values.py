@@ -29,7 +29,7 @@ BREAKOUT = (
 def test_a_value_breaking_out_of_a_hook_runs_only_in_the_sandbox(tmp_path: Path) -> None:
     write_template(tmp_path / "templates" / "quoting", TEMPLATE)
     settings = make_settings(tmp_path, templates_dir=tmp_path / "templates")
-    slug = BREAKOUT.replace("os.environ['DATA']", repr(str(settings.data_dir)))
+    slug = BREAKOUT.replace("os.environ['DATA']", repr(str(settings.storage.data_dir)))
     with TestClient(create_app(settings), headers={"Authorization": f"Bearer {TOKEN}"}) as client:
         response = client.post(RENDER, json={"input": {"template": "quoting", "values": {"slug": slug}}})
         assert response.status_code == 200, response.text

@@ -182,7 +182,7 @@ GITOPS = {
 def test_cost_is_requests_times_the_price_sheet_with_a_budget_warning(
     portal_client: TestClient, side_services: Services
 ) -> None:
-    bare_repo(side_services.settings.data_dir / "git", "platform", "gitops", GITOPS)
+    bare_repo(side_services.settings.storage.data_dir / "git", "platform", "gitops", GITOPS)
     record_platform_event(side_services, "spec.applied", {"service": "promoapi", "env": "prod", "team": "growth"})
     record_platform_event(
         side_services,
@@ -349,7 +349,7 @@ def test_a_golden_path_service_shows_a_scorecard_and_a_cost(tmp_path: Path) -> N
     assert results["dora-medium"]["fix"]
     assert scorecard["level"] == "Silver"  # Gold needs every Gold rule: DORA has no deploys yet
     prices = yaml.safe_load((ROOT / "actions_server/portal/data/prices.yaml").read_text())
-    repo = RepoFiles(settings.data_dir / "git" / "platform-team" / "users-api.git")
+    repo = RepoFiles(settings.storage.data_dir / "git" / "platform-team" / "users-api.git")
     prod_values = yaml.safe_load(repo.read("charts/users-api/values-prod.yaml") or "")
     replicas = prod_values["autoscaling"]["minReplicas"]
     cores = cost.cpu_cores(prod_values["resources"]["requests"]["cpu"]) * replicas  # type: ignore[operator]
@@ -365,7 +365,7 @@ def test_a_golden_path_service_shows_a_scorecard_and_a_cost(tmp_path: Path) -> N
 
 def test_a_bare_repository_fails_rules_with_fixes(side_services: Services) -> None:
     bare_repo(
-        side_services.settings.data_dir / "git",
+        side_services.settings.storage.data_dir / "git",
         "team-x",
         "legacy",
         {

@@ -62,7 +62,7 @@ def test_a_page_is_computed_once_per_state_of_its_inputs(tmp_path: Path) -> None
 def test_pages_carry_an_etag_and_a_short_max_age(portal_client: TestClient, portal_settings: Settings) -> None:
     assert portal_client.post("/v1/events", json=deploy(1)).status_code == 202
     page = portal_client.get("/", headers={"Authorization": ""})
-    assert page.headers["cache-control"] == f"public, max-age={portal_settings.portal_cache_seconds}"
+    assert page.headers["cache-control"] == f"public, max-age={portal_settings.portal.portal_cache_seconds}"
     tag = page.headers["etag"]
     unchanged = portal_client.get("/", headers={"Authorization": "", "If-None-Match": tag})
     assert unchanged.status_code == 304 and unchanged.content == b"" and unchanged.headers["etag"] == tag
