@@ -105,7 +105,7 @@ def test_no_module_of_actions_server_imports_itself_in_a_circle() -> None:
 
 def test_only_the_composition_root_and_the_portals_routes_import_the_portal() -> None:
     """The forge, the actions and the specs publish events (events.py); the portal subscribes at start-up.
-    Above it, only its own HTTP edge (api/portal.py, api/webhooks.py) reads it."""
+    Above it, only its own HTTP edge (api/portal.py, api/webhooks.py, and api/deps.py for their parts) reads it."""
     importers = {
         module
         for module, imported in import_graph().items()
@@ -117,6 +117,7 @@ def test_only_the_composition_root_and_the_portals_routes_import_the_portal() ->
         "actions_server.services",
         "actions_server.api.portal",
         "actions_server.api.webhooks",
+        "actions_server.api.deps",  # PortalPartsDep: what the portal routes hand the figures
     }
 
 
