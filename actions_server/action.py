@@ -2,27 +2,8 @@
 
 An action is made by a factory in `actions_server/actions/`, which receives the
 parts of the platform it uses and nothing else; its handler, `check` and
-`input_schema` close over them:
-
-    class Input(BaseModel):
-        name: str
-
-    class Output(BaseModel):
-        greeting: str
-
-    def create_greet_action(*, settings: Settings) -> Action[Input, Output]:
-        def handler(ctx: RunContext, params: Input) -> Output:
-            ctx.logger.info(f"greeting {params.name}")
-            return Output(greeting=f"hello {params.name} from {settings.server.base_url}")
-
-        return Action(
-            id="demo:greet",
-            description="Greets someone.",
-            input=Input,
-            output=Output,
-            handler=handler,
-            examples=[Example("Greet the world", {"name": "world"})],
-        )
+`input_schema` close over them. docs/architecture.md, "Adding an action", has
+the worked example: a factory and its registration line.
 
 The composition root (services.py, `built_in_actions`) calls each factory once,
 with the parts named. The handler runs in a worker thread. It gets a small

@@ -53,6 +53,17 @@ CALLER_NAME = String(200)
 REPLICA_ID = String(200)
 """The server replica that works on a row."""
 
+
+# The columns that several tables declare alike. A Column belongs to one table, so each call makes a new one.
+
+
+def time_column(name: str, *, nullable: bool = False) -> Column[float]:
+    """A moment as Unix seconds (`time.time()`), the way every table stores its times.
+
+    `nullable=True` for a moment that may not have come yet (a run's `finished_at`)."""
+    return Column(name, Float, nullable=nullable)
+
+
 runs = Table(
     "runs",
     metadata,
@@ -71,10 +82,10 @@ runs = Table(
     Column("team", GROUP_REF),
     Column("replica", REPLICA_ID, nullable=False),
     Column("cancel_requested", Boolean, nullable=False, default=False),
-    Column("created_at", Float, nullable=False),
-    Column("started_at", Float),
-    Column("finished_at", Float),
-    Column("heartbeat_at", Float),
+    time_column("created_at"),
+    time_column("started_at", nullable=True),
+    time_column("finished_at", nullable=True),
+    time_column("heartbeat_at", nullable=True),
     Index("ix_runs_status", "status"),
     Index("ix_runs_action_created", "action", "created_at"),
 )
@@ -85,7 +96,7 @@ run_logs = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("run_id", UUID_TEXT, nullable=False),
     Column("seq", Integer, nullable=False),
-    Column("time", Float, nullable=False),
+    time_column("time"),
     Column("level", String(10), nullable=False),
     Column("step", String(100)),
     Column("message", Text, nullable=False),
@@ -104,7 +115,7 @@ workspaces = Table(
     # replica can use a workspace that another one rendered.
     Column("archive", LargeBinary),
     Column("size", Integer, nullable=False),
-    Column("created_at", Float, nullable=False),
+    time_column("created_at"),
 )
 
 

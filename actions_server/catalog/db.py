@@ -9,9 +9,9 @@ those whose source it is, whichever entity declared them.
 
 from __future__ import annotations
 
-from sqlalchemy import JSON, Column, Float, Index, Integer, String, Table, Text
+from sqlalchemy import JSON, Column, Index, Integer, String, Table, Text
 
-from ..db import CALLER_NAME, DIGEST, DNS_LABEL, GROUP_REF, UUID_TEXT, metadata
+from ..db import CALLER_NAME, DIGEST, DNS_LABEL, GROUP_REF, UUID_TEXT, metadata, time_column
 
 MAX_TARGET_LENGTH = 2000
 MAX_REF_LENGTH = 400
@@ -25,8 +25,8 @@ catalog_locations = Table(
     Column("type", String(20), nullable=False),
     # Unique: registering one target twice is a conflict, also across replicas.
     Column("target", String(MAX_TARGET_LENGTH), nullable=False, unique=True),
-    Column("created_at", Float, nullable=False),
-    Column("refreshed_at", Float, nullable=False),
+    time_column("created_at"),
+    time_column("refreshed_at"),
     # Who may delete and refresh it: the registering token's team (a group ref), or for a token
     # without a team its name. Both NULL (locations from before owners were kept): admins only.
     Column("team", GROUP_REF),
@@ -45,7 +45,7 @@ catalog_entities = Table(
     Column("location_id", UUID_TEXT, nullable=False),
     Column("entity", JSON, nullable=False),
     Column("etag", DIGEST, nullable=False),
-    Column("updated_at", Float, nullable=False),
+    time_column("updated_at"),
     Index("ix_catalog_entities_location", "location_id"),
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import JSON, Boolean, Column, Float, Index, Integer, String, Table, Text, UniqueConstraint
 
-from ..db import DIGEST, metadata
+from ..db import DIGEST, metadata, time_column
 
 SERVICE_NAME = String(100)
 """A service as the portal's events name it."""
@@ -20,7 +20,7 @@ raw_events = Table(
     # digest of the body: the same delivery sent twice is stored, and counted, once.
     Column("delivery_id", String(200), nullable=False),
     Column("event_type", String(100), nullable=False),
-    Column("received_at", Float, nullable=False),
+    time_column("received_at"),
     Column("payload", JSON, nullable=False),
     UniqueConstraint("source", "delivery_id", name="uq_portal_raw_delivery"),
 )
@@ -31,7 +31,7 @@ changes = Table(
     Column("service", SERVICE_NAME, primary_key=True),
     Column("sha", DIGEST, primary_key=True),
     # The earliest time any event gives for the commit.
-    Column("time", Float, nullable=False),
+    time_column("time"),
     Column("source", EVENT_SOURCE, nullable=False),
 )
 
@@ -51,7 +51,7 @@ deployments = Table(
     Column("service", SERVICE_NAME, nullable=False),
     Column("environment", String(100), nullable=False),
     Column("success", Boolean, nullable=False),
-    Column("time", Float, nullable=False),
+    time_column("time"),
     Column("sha", DIGEST),
     Column("changes", JSON, nullable=False),
     Column("source", EVENT_SOURCE, nullable=False),
@@ -63,8 +63,8 @@ incidents = Table(
     metadata,
     Column("id", String(300), primary_key=True),
     Column("service", SERVICE_NAME, nullable=False),
-    Column("started_at", Float),
-    Column("resolved_at", Float),
+    time_column("started_at", nullable=True),
+    time_column("resolved_at", nullable=True),
     Column("root_cause", DIGEST),
     Column("title", Text),
     Column("source", EVENT_SOURCE, nullable=False),
@@ -79,7 +79,7 @@ service_info = Table(
     Column("preview_url", String(1000)),
     # {env: {"monthlyUsd", "cpu", "memory", "namespace", "experiment"}} from applied service specs.
     Column("specs", JSON),
-    Column("updated_at", Float, nullable=False),
+    time_column("updated_at"),
 )
 
 probes = Table(
@@ -88,7 +88,7 @@ probes = Table(
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("service", SERVICE_NAME, nullable=False),
     Column("url", String(1000), nullable=False),
-    Column("time", Float, nullable=False),
+    time_column("time"),
     Column("ok", Boolean, nullable=False),
     Column("status", Integer),
     Column("ms", Float),

@@ -28,7 +28,6 @@ import anyio
 from sqlalchemy import (
     JSON,
     Column,
-    Float,
     Index,
     Integer,
     Select,
@@ -46,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth import Caller
 from ..config import Settings
-from ..db import DNS_LABEL, GROUP_REF, REPLICA_ID, UUID_TEXT, from_row, metadata, run_logs, runs
+from ..db import DNS_LABEL, GROUP_REF, REPLICA_ID, UUID_TEXT, from_row, metadata, run_logs, runs, time_column
 from ..errors import PltfError, conflict, not_found
 from ..events import EventBus
 from ..logs import get_logger
@@ -83,10 +82,10 @@ previews_table = Table(
     Column("replica", REPLICA_ID, nullable=False),
     Column("run_id", UUID_TEXT),
     Column("ttl_seconds", Integer, nullable=False),
-    Column("created_at", Float, nullable=False),
-    Column("ready_at", Float),
-    Column("expires_at", Float, nullable=False),
-    Column("finished_at", Float),
+    time_column("created_at"),
+    time_column("ready_at", nullable=True),
+    time_column("expires_at"),
+    time_column("finished_at", nullable=True),
     Index("ix_previews_status", "status"),
 )
 
