@@ -270,7 +270,7 @@ def handler(ctx: RunContext, params: RepoCreateInput) -> RepoCreateOutput:
     where = forge.describe(spec.owner, spec.name)
     source_root = ctx.workspace / "source"
     source_root.mkdir(parents=True, exist_ok=True)
-    project = ctx.services.workspaces.extract(params.workspaceId, source_root, ctx.caller)
+    project = ctx.services.workspaces.checkout(params.workspaceId, source_root, ctx.run_id, ctx.caller)
     files = sum(1 for path in project.rglob("*") if path.is_file())
     if ctx.dry_run:
         ctx.logger.info(f"dry run: would create {where} ({spec.visibility}) and push {files} files; nothing created")
