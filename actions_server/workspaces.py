@@ -25,6 +25,15 @@ WORKSPACE_ID_LENGTH = 36
 LIVE_DIRECTORIES = 256
 
 
+def pack(project_dir: Path) -> bytes:
+    """The project directory as the workspace archive: tar.gz with the directory at its root."""
+    buffer = io.BytesIO()
+    # zlib's default level: level 9 costs half as much CPU again for 2% fewer bytes.
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        archive.add(project_dir, arcname=project_dir.name)
+    return buffer.getvalue()
+
+
 class WorkspaceStore:
     """Stores workspaces in the database, or in a shared directory when one is configured.
 
@@ -39,13 +48,10 @@ class WorkspaceStore:
         self._live: OrderedDict[str, Path] = OrderedDict()
         self._live_lock = threading.Lock()
 
-    def save(self, project_dir: Path, files: list[str], run_id: str | None) -> str:
+    def save(self, project_dir: Path, files: list[str], run_id: str | None, packed: bytes | None = None) -> str:
+        """Stores the project directory; `packed` is it as `pack` made it, when that was done already."""
         workspace_id = str(uuid.uuid4())
-        buffer = io.BytesIO()
-        # zlib's default level: level 9 costs half as much CPU again for 2% fewer bytes.
-        with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
-            archive.add(project_dir, arcname=project_dir.name)
-        data = buffer.getvalue()
+        data = pack(project_dir) if packed is None else packed
         if self.shared_dir is not None:
             self.shared_dir.mkdir(parents=True, exist_ok=True)
             (self.shared_dir / f"{workspace_id}.tar.gz").write_bytes(data)

@@ -9,10 +9,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
-from ..sandbox import Sandbox
 from ..services import Services
-from ..templates.render import build_context, check_paths, render
-from ..updates.history import CRUFT_FILE, TemplateHistory, write_cruft
+from ..templates.render import build_context, check_paths
+from ..templates.render_pool import render_pool
 
 
 class RenderInput(BaseModel):
@@ -56,19 +55,13 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
     template = services.templates.get(params.template, params.ref, params.directory)
     values = template.validate_values(params.values)
     ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
-    rendered = render(
-        template,
-        values,
-        ctx.workspace / "out",
-        services.settings.hook_timeout_seconds,
-        log=ctx.logger.info,
-        sandbox=Sandbox(services.settings),
+    # In this thread, or in a worker process when other renders are running (templates/render_pool.py).
+    workspace = render_pool(services.settings).render(
+        services.settings, template, values, ctx.workspace / "out", params.directory, ctx.logger.info, not ctx.dry_run
     )
-    # What made it, in .cruft.json, so that template:update can render this version again.
-    commit = TemplateHistory(services.settings).record(template)
-    if write_cruft(rendered.project_dir, template, commit, build_context(template, values), params.directory):
-        rendered.files = sorted([*rendered.files, CRUFT_FILE])
-    ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
+    rendered = workspace.rendered
+    where = " by a worker process" if workspace.where == "worker" else ""
+    ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/{where}")
     output = RenderOutput(
         directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version
     )
@@ -82,7 +75,7 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
             for path in rendered.files
         ]
         return output
-    output.workspaceId = services.workspaces.save(rendered.project_dir, rendered.files, ctx.run_id)
+    output.workspaceId = services.workspaces.save(rendered.project_dir, rendered.files, ctx.run_id, workspace.archive)
     ctx.logger.info(f"stored workspace {output.workspaceId}")
     return output
 
