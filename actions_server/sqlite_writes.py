@@ -55,6 +55,13 @@ class QueuedWriteConnection(sqlite3.Connection):
     def cursor(self, factory: Any = _Cursor) -> Any:
         return super().cursor(factory)
 
+    # sqlite3's own shortcuts make a plain cursor: these go through ours.
+    def execute(self, sql: str, parameters: Any = (), /) -> Any:
+        return self.cursor().execute(sql, parameters)
+
+    def executemany(self, sql: str, parameters: Any, /) -> Any:
+        return self.cursor().executemany(sql, parameters)
+
     def before(self, statement: str) -> None:
         if not self._holding and _writes(statement):
             self._holding = self.write_lock.acquire(timeout=self.wait_seconds)
