@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+from collections.abc import Callable
 from typing import Any
 
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
@@ -26,19 +27,16 @@ def _writes(statement: str) -> bool:
 
 class _Cursor(sqlite3.Cursor):
     def execute(self, sql: str, parameters: Any = (), /) -> _Cursor:
-        connection: QueuedWriteConnection = self.connection  # type: ignore[assignment]
-        connection.before(sql)
-        try:
-            super().execute(sql, parameters)
-        finally:
-            connection.after()
-        return self
+        return self._queued(super().execute, sql, parameters)
 
     def executemany(self, sql: str, parameters: Any, /) -> _Cursor:
+        return self._queued(super().executemany, sql, parameters)
+
+    def _queued(self, run: Callable[[str, Any], Any], sql: str, parameters: Any) -> _Cursor:
         connection: QueuedWriteConnection = self.connection  # type: ignore[assignment]
         connection.before(sql)
         try:
-            super().executemany(sql, parameters)
+            run(sql, parameters)
         finally:
             connection.after()
         return self
@@ -71,21 +69,19 @@ class QueuedWriteConnection(sqlite3.Connection):
         if self._holding and not self.in_transaction:
             self._release()
 
+    # The transaction ends: the queue moves on once it has, not before (the next writer would meet SQLite's lock).
     def commit(self) -> None:
-        try:
-            super().commit()
-        finally:
-            self._release()
+        self._ending(super().commit)
 
     def rollback(self) -> None:
-        try:
-            super().rollback()
-        finally:
-            self._release()
+        self._ending(super().rollback)
 
     def close(self) -> None:
+        self._ending(super().close)
+
+    def _ending(self, end: Callable[[], None]) -> None:
         try:
-            super().close()
+            end()
         finally:
             self._release()
 

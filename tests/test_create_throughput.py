@@ -19,7 +19,7 @@ from actions_server.db import connect
 from actions_server.errors import PltfError
 from actions_server.sqlite_writes import queued_write_connections
 from actions_server.templates.catalog import TemplateCatalog
-from actions_server.templates.render_pool import RenderPool, _render_in_worker
+from actions_server.templates.render_pool import RenderJob, RenderPool, _render_in_worker
 from actions_server.updates import history
 from actions_server.updates.history import TemplateHistory
 from actions_server.workspaces import WorkspaceStore
@@ -48,14 +48,14 @@ def test_an_overlapping_render_goes_to_a_worker_and_makes_the_same_workspace(tmp
     template = TemplateCatalog(settings).get("python-service")
     values = template.validate_values(VALUES)
     pool = RenderPool(settings)
-    lone = pool.render(settings, template, values, tmp_path / "thread", None, print, archive=True)
+    lone = pool.render(settings, template, RenderJob(values, tmp_path / "thread", None, archive=True), print)
     assert lone.where == "thread"  # a render on its own starts no worker
     assert pool._executor is None
     try:
         pool._start(settings)
         wait_until(lambda: pool._ready, timeout=120, what="the worker to start")
         pool._in_progress += 1  # another render is in progress
-        overlapping = pool.render(settings, template, values, tmp_path / "worker", None, print, archive=True)
+        overlapping = pool.render(settings, template, RenderJob(values, tmp_path / "worker", None, archive=True), print)
     finally:
         pool.close()
     assert overlapping.where == "worker"
@@ -67,7 +67,7 @@ def test_an_overlapping_render_goes_to_a_worker_and_makes_the_same_workspace(tmp
 
 def test_a_workers_error_reaches_the_run_as_the_same_error(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, templates_dir=ROOT / "cookiecutters")
-    failure = _render_in_worker(settings, "no-such-template", VALUES, tmp_path / "out", None, True)
+    failure = _render_in_worker(settings, "no-such-template", RenderJob(VALUES, tmp_path / "out", None, archive=True))
     assert not hasattr(failure, "rendered")
     error = failure.error()  # type: ignore[union-attr]
     assert isinstance(error, PltfError)

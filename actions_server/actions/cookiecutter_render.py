@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..action import Action, Example, RunContext
 from ..services import Services
 from ..templates.render import build_context, check_paths
-from ..templates.render_pool import render_pool
+from ..templates.render_pool import RenderJob, render_pool
 
 
 class RenderInput(BaseModel):
@@ -56,9 +56,8 @@ def handler(ctx: RunContext, params: RenderInput) -> RenderOutput:
     values = template.validate_values(params.values)
     ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
     # In this thread, or in a worker process when other renders are running (templates/render_pool.py).
-    workspace = render_pool(services.settings).render(
-        services.settings, template, values, ctx.workspace / "out", params.directory, ctx.logger.info, not ctx.dry_run
-    )
+    job = RenderJob(values, ctx.workspace / "out", params.directory, archive=not ctx.dry_run)
+    workspace = render_pool(services.settings).render(services.settings, template, job, ctx.logger.info)
     rendered = workspace.rendered
     where = " by a worker process" if workspace.where == "worker" else ""
     ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/{where}")

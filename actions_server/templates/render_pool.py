@@ -32,6 +32,16 @@ from .render import Rendered, build_context, render
 
 
 @dataclass
+class RenderJob:
+    """What to render a template with, and where."""
+
+    values: dict[str, Any]
+    output_dir: Path
+    directory: str | None  # the `directory` input, recorded in .cruft.json
+    archive: bool  # pack the workspace too (not on a dry run)
+
+
+@dataclass
 class RenderedWorkspace:
     rendered: Rendered
     # The workspace packed as WorkspaceStore keeps it; None when none was asked for (a dry run).
@@ -42,23 +52,18 @@ class RenderedWorkspace:
 
 
 def render_workspace(
-    settings: Settings,
-    template: Template,
-    values: dict[str, Any],
-    output_dir: Path,
-    directory: str | None,
-    log: Callable[[str], None],
-    archive: bool,
+    settings: Settings, template: Template, job: RenderJob, log: Callable[[str], None]
 ) -> RenderedWorkspace:
     """Renders, records the template version in `.cruft.json` and packs the workspace, in this thread."""
     from ..updates.history import CRUFT_FILE, TemplateHistory, write_cruft
 
-    rendered = render(template, values, output_dir, settings.hook_timeout_seconds, log=log, sandbox=Sandbox(settings))
+    sandbox = Sandbox(settings)
+    rendered = render(template, job.values, job.output_dir, settings.hook_timeout_seconds, log=log, sandbox=sandbox)
     # What made it, in .cruft.json, so that template:update can render this version again.
     commit = TemplateHistory(settings).record(template)
-    if write_cruft(rendered.project_dir, template, commit, build_context(template, values), directory):
+    if write_cruft(rendered.project_dir, template, commit, build_context(template, job.values), job.directory):
         rendered.files = sorted([*rendered.files, CRUFT_FILE])
-    return RenderedWorkspace(rendered, pack(rendered.project_dir) if archive else None)
+    return RenderedWorkspace(rendered, pack(rendered.project_dir) if job.archive else None)
 
 
 class RenderPool:
@@ -72,14 +77,7 @@ class RenderPool:
         self._ready = False
 
     def render(
-        self,
-        settings: Settings,
-        template: Template,
-        values: dict[str, Any],
-        output_dir: Path,
-        directory: str | None,
-        log: Callable[[str], None],
-        archive: bool,
+        self, settings: Settings, template: Template, job: RenderJob, log: Callable[[str], None]
     ) -> RenderedWorkspace:
         eligible = self.size > 0 and settings.render_processes != 0 and template.origin is None and not template.hooks()
         with self._lock:
@@ -92,12 +90,9 @@ class RenderPool:
                 self._start(settings)
         try:
             if not use_worker:
-                return render_workspace(settings, template, values, output_dir, directory, log, archive)
+                return render_workspace(settings, template, job, log)
             assert self._executor is not None
-            job = self._executor.submit(
-                _render_in_worker, settings, template.name, values, output_dir, directory, archive
-            )
-            done = job.result()
+            done = self._executor.submit(_render_in_worker, settings, template.name, job).result()
         finally:
             with self._lock:
                 self._in_progress -= 1
@@ -163,13 +158,11 @@ def _catalog(settings: Settings) -> TemplateCatalog:
     return catalog
 
 
-def _render_in_worker(
-    settings: Settings, name: str, values: dict[str, Any], output_dir: Path, directory: str | None, archive: bool
-) -> RenderedWorkspace | _Failure:
+def _render_in_worker(settings: Settings, name: str, job: RenderJob) -> RenderedWorkspace | _Failure:
     log: list[str] = []
     try:
         template = _catalog(settings).get(name)
-        done = render_workspace(settings, template, values, output_dir, directory, log.append, archive)
+        done = render_workspace(settings, template, job, log.append)
     except PltfError as exc:
         return _Failure(exc.message, exc.status, exc.code, [(f.field, f.message) for f in exc.fields])
     except Exception as exc:  # noqa: BLE001 - sent back to the run, which fails as for a thread's error
