@@ -56,6 +56,14 @@ def test_an_overlapping_render_goes_to_a_worker_and_makes_the_same_workspace(tmp
         wait_until(lambda: pool._ready, timeout=120, what="the worker to start")
         pool._in_progress += 1  # another render is in progress
         overlapping = pool.render(settings, template, RenderJob(values, tmp_path / "worker", None, archive=True), print)
+        # A worker that dies (killed, out of memory) costs no run: its render goes to the thread.
+        assert pool._executor is not None
+        for process in list(pool._executor._processes.values()):
+            process.kill()
+            process.join(10)
+        rescued = pool.render(settings, template, RenderJob(values, tmp_path / "rescued", None, archive=True), print)
+        assert rescued.where == "thread" and pool._executor is None
+        assert tree(rescued.rendered.project_dir) == tree(lone.rendered.project_dir)
     finally:
         pool.close()
     assert overlapping.where == "worker"

@@ -19,6 +19,7 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,13 @@ class RenderPool:
             if not use_worker:
                 return render_workspace(settings, template, job, log)
             assert self._executor is not None
-            done = self._executor.submit(_render_in_worker, settings, template.name, job).result()
+            try:
+                done = self._executor.submit(_render_in_worker, settings, template.name, job).result()
+            except BrokenProcessPool:
+                # A worker died (killed, out of memory): this render goes to the thread, the next overlap
+                # starts new workers.
+                self._discard()
+                return render_workspace(settings, template, job, log)
         finally:
             with self._lock:
                 self._in_progress -= 1
@@ -117,6 +124,9 @@ class RenderPool:
         warm.add_done_callback(ready)
 
     def close(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
         with self._lock:
             executor, self._executor, self._ready = self._executor, None, False
         if executor is not None:
