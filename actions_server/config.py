@@ -72,7 +72,11 @@ class Settings(BaseSettings):
     run_wait_seconds: float = Field(
         50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."
     )
-    max_concurrent_runs: int = Field(8, description="Runs executing at once per replica; the rest queue.")
+    max_concurrent_runs: int = Field(
+        16,
+        description="Runs executing at once per replica; the rest queue. A run mostly waits on git, the disk and "
+        "the database, so this is above the CPU count.",
+    )
     render_processes: int | None = Field(
         None,
         description="Worker processes that take renders when several run at once (local templates without "
