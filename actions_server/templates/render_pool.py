@@ -17,6 +17,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -114,7 +115,9 @@ class RenderPool:
     def _start(self, settings: Settings) -> None:
         """Starts the workers, and takes renders to them once one has answered (imports take seconds)."""
         context = multiprocessing.get_context("spawn")
-        self._executor = ProcessPoolExecutor(max_workers=self.size, mp_context=context)
+        self._executor = ProcessPoolExecutor(
+            max_workers=self.size, mp_context=context, initializer=_end_with_parent, initargs=(os.getpid(),)
+        )
         warm = self._executor.submit(_warm_up, settings)
 
         def ready(future: Future[None]) -> None:
@@ -151,6 +154,17 @@ class _Failure:
 
 class RenderWorkerError(Exception):
     """A worker's render failed unexpectedly (the run reports it as it would a thread's)."""
+
+
+def _end_with_parent(parent: int) -> None:
+    """A worker ends when its server does, also when the server was killed and could not tell it to."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 _catalogs: dict[Path, TemplateCatalog] = {}
