@@ -173,7 +173,16 @@ class RunSettings(Section):
     run_wait_seconds: float = Field(
         50.0, description="How long `POST …/runs` waits before answering 202 (fits Backstage's 60 s HTTP step)."
     )
-    max_concurrent_runs: int = Field(8, description="Runs executing at once per replica; the rest queue.")
+    max_concurrent_runs: int = Field(
+        16,
+        description="Runs executing at once per replica; the rest queue. A run mostly waits on git, the disk and "
+        "the database, so this is above the CPU count.",
+    )
+    render_processes: int | None = Field(
+        None,
+        description="Worker processes that take renders when several run at once (local templates without "
+        "hooks); default: one fewer than the machine's CPUs; 0 renders in the server's threads only.",
+    )
     heartbeat_seconds: float = Field(5.0, description="How often a replica marks its runs alive.")
     stale_run_seconds: float = Field(30.0, description="A run whose replica has not beaten for this long is failed.")
 

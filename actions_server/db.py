@@ -31,6 +31,7 @@ from sqlalchemy.engine import Engine
 
 from .errors import PltfError
 from .migrations import upgrade
+from .sqlite_writes import queued_write_connections
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -147,7 +148,9 @@ def connect(url: str) -> Engine:
 def open_engine(url: str) -> Engine:
     """The database at `url` as it is: `pltf db current` reads its revision without upgrading it."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        # This process's writers queue for SQLite's one write lock instead of polling for it (sqlite_writes.py).
+        factory = queued_write_connections(wait_seconds=30)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30, "factory": factory})
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import io
+import os
 import tarfile
+import threading
 import time
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,17 @@ from .errors import not_found
 from .visibility import only_visible
 
 WORKSPACE_ID_LENGTH = 36
+# How many rendered directories this process remembers (see `checkout`): enough for every run in progress.
+LIVE_DIRECTORIES = 256
+
+
+def pack(project_dir: Path) -> bytes:
+    """The project directory as the workspace archive: tar.gz with the directory at its root."""
+    buffer = io.BytesIO()
+    # zlib's default level: level 9 costs half as much CPU again for 2% fewer bytes.
+    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
+        archive.add(project_dir, arcname=project_dir.name)
+    return buffer.getvalue()
 
 
 class WorkspaceStore:
@@ -30,13 +44,14 @@ class WorkspaceStore:
     def __init__(self, engine: Engine, shared_dir: Path | None = None) -> None:
         self.engine = engine
         self.shared_dir = shared_dir
+        # Workspaces saved by this process whose directory may still exist (the saving run's own workspace).
+        self._live: OrderedDict[str, Path] = OrderedDict()
+        self._live_lock = threading.Lock()
 
-    def save(self, project_dir: Path, files: list[str], run_id: str | None) -> str:
+    def save(self, project_dir: Path, files: list[str], run_id: str | None, packed: bytes | None = None) -> str:
+        """Stores the project directory; `packed` is it as `pack` made it, when that was done already."""
         workspace_id = str(uuid.uuid4())
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-            archive.add(project_dir, arcname=project_dir.name)
-        data = buffer.getvalue()
+        data = pack(project_dir) if packed is None else packed
         if self.shared_dir is not None:
             self.shared_dir.mkdir(parents=True, exist_ok=True)
             (self.shared_dir / f"{workspace_id}.tar.gz").write_bytes(data)
@@ -52,6 +67,10 @@ class WorkspaceStore:
                     created_at=time.time(),
                 )
             )
+        with self._live_lock:
+            self._live[workspace_id] = project_dir
+            while len(self._live) > LIVE_DIRECTORIES:
+                self._live.popitem(last=False)
         return workspace_id
 
     def info(self, workspace_id: str, viewer: Caller | None = None) -> dict[str, Any]:
@@ -84,6 +103,21 @@ class WorkspaceStore:
             archive.extractall(destination, filter="data")
         return destination / str(directory)
 
+    def checkout(self, workspace_id: str, destination: Path, run_id: str, viewer: Caller | None = None) -> Path:
+        """The workspace's project directory, to read and not to change: the directory it was saved from
+        when run `run_id` saved it from this process (a later step of the run that rendered it: the run's
+        directory lasts until the run ends), else `extract`.
+
+        Saves unpacking the archive that was packed a moment ago, in the run that packed it. A directory
+        holding a symbolic link is unpacked instead, so the archive's "data" filter still judges links.
+        """
+        row = self._row(workspace_id, with_archive=False, viewer=viewer)
+        with self._live_lock:
+            live = self._live.get(workspace_id)
+        if row.run_id == run_id and live is not None and live.is_dir() and not _has_links(live):
+            return live
+        return self.extract(workspace_id, destination, viewer)
+
     def _row(self, workspace_id: str, with_archive: bool, viewer: Caller | None) -> Any:
         columns = [
             workspaces.c.id,
@@ -105,3 +139,10 @@ class WorkspaceStore:
         if row is None:
             raise not_found(f"no workspace {workspace_id!r}")
         return row
+
+
+def _has_links(directory: Path) -> bool:
+    for top, dirs, files in os.walk(directory):
+        if any(os.path.islink(os.path.join(top, name)) for name in (*dirs, *files)):
+            return True
+    return False

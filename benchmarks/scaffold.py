@@ -61,6 +61,18 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def children_peak_rss_mib(pid: int) -> float:
+    """The peak RSS of the server's child processes still running (render workers): part of one replica too."""
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and (entry / "stat").read_text().rsplit(")", 1)[1].split()[1] == str(pid):
+                total += peak_rss_mib(int(entry.name))
+        except OSError:  # it ended meanwhile
+            continue
+    return total
+
+
 def body(name: str) -> dict[str, object]:
     return {"input": {"name": name, "owner": "group:default/bench", "preview": False}}
 
@@ -270,7 +282,8 @@ def main() -> None:
                     print(f"{label} with {args.services} services x{args.page_runs}: {p50_p95(times)}")
                 times, failed, timeouts = asyncio.run(mixed_gets(url, 200, 50, "seq-0"))
                 print(f"200 mixed GETs at concurrency 50: {p50_p95(times)}, {failed} 5xx, {timeouts} timeouts")
-            print(f"server peak RSS: {peak_rss_mib(server.pid):.0f} MiB")
+            rss, children = peak_rss_mib(server.pid), children_peak_rss_mib(server.pid)
+            print(f"server peak RSS: {rss:.0f} MiB (its child processes: {children:.0f} MiB more)")
         finally:
             stop(server)
         if "postgresql" not in args.skip:

@@ -10,10 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..action import Action, Example, RunContext
 from ..config import Settings
-from ..sandbox import Sandbox
 from ..templates.catalog import TemplateCatalog
-from ..templates.render import build_context, check_paths, render
-from ..updates.history import CRUFT_FILE, TemplateHistory, write_cruft
+from ..templates.render import build_context, check_paths
+from ..templates.render_pool import RenderJob, render_pool
 from ..workspaces import WorkspaceStore
 
 
@@ -84,19 +83,12 @@ def create_cookiecutter_render_action(
         template = templates.get(params.template, params.ref, params.directory)
         values = template.validate_values(params.values)
         ctx.logger.info(f"rendering template {template.name} {template.version}", source=template.source)
-        rendered = render(
-            template,
-            values,
-            ctx.workspace / "out",
-            settings.templates.hook_timeout_seconds,
-            log=ctx.logger.info,
-            sandbox=Sandbox(settings),
-        )
-        # What made it, in .cruft.json, so that template:update can render this version again.
-        commit = TemplateHistory(settings).record(template)
-        if write_cruft(rendered.project_dir, template, commit, build_context(template, values), params.directory):
-            rendered.files = sorted([*rendered.files, CRUFT_FILE])
-        ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/")
+        # In this thread, or in a worker process when other renders are running (templates/render_pool.py).
+        job = RenderJob(values, ctx.workspace / "out", params.directory, archive=not ctx.dry_run)
+        workspace = render_pool(settings).render(settings, template, job, ctx.logger.info)
+        rendered = workspace.rendered
+        where = " by a worker process" if workspace.where == "worker" else ""
+        ctx.logger.info(f"rendered {len(rendered.files)} files into {rendered.directory}/{where}")
         output = RenderOutput(
             directory=rendered.directory, files=rendered.files, template=template.name, templateVersion=template.version
         )
@@ -110,7 +102,7 @@ def create_cookiecutter_render_action(
                 for path in rendered.files
             ]
             return output
-        output.workspaceId = workspaces.save(rendered.project_dir, rendered.files, ctx.run_id)
+        output.workspaceId = workspaces.save(rendered.project_dir, rendered.files, ctx.run_id, workspace.archive)
         ctx.logger.info(f"stored workspace {output.workspaceId}")
         return output
 

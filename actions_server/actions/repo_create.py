@@ -325,7 +325,7 @@ def create_repo_create_action(
         where = forge.describe(spec.owner, spec.name)
         source_root = ctx.workspace / "source"
         source_root.mkdir(parents=True, exist_ok=True)
-        project = workspaces.extract(params.workspaceId, source_root, ctx.caller)
+        project = workspaces.checkout(params.workspaceId, source_root, ctx.run_id, ctx.caller)
         files = sum(1 for path in project.rglob("*") if path.is_file())
         if ctx.dry_run:
             ctx.logger.info(

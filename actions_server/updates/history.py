@@ -11,9 +11,11 @@ renders as the merge base.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,23 @@ LOCAL_PREFIX = "cookiecutters/"
 _ZERO = "0" * 40
 # One writer per template history in this process; across processes update-ref's old value decides.
 _LOCK = threading.Lock()
+# A file changed this recently may change again unseen by its fingerprint (see `record`).
+RACY_NANOSECONDS = 2_000_000_000
+# The commit each local template's directory was last recorded as, with what its files looked like then.
+_RECORDED: dict[tuple[Path, Path], tuple[tuple[tuple[str, int, int, int], ...], str]] = {}
+
+
+def _fingerprint(directory: Path) -> tuple[tuple[str, int, int, int], ...]:
+    """Every file's path, size, modification time and mode: what tells git's index that a file changed."""
+    found = []
+    for top, dirs, files in os.walk(directory):
+        links = [name for name in dirs if os.path.islink(os.path.join(top, name))]
+        dirs[:] = [name for name in dirs if name != ".git" and name not in links]
+        for name in [*files, *links]:
+            path = os.path.join(top, name)
+            info = os.lstat(path)
+            found.append((os.path.relpath(path, directory), info.st_size, info.st_mtime_ns, info.st_mode))
+    return tuple(sorted(found))
 
 
 class TemplateHistory:
@@ -59,39 +78,54 @@ class TemplateHistory:
             return done.stdout.decode().strip() if done.returncode == 0 else None
         repo = self._repo(template.name)
         with _LOCK:
-            if not repo.exists():
-                repo.parent.mkdir(parents=True, exist_ok=True)
-                self._git(["init", "--quiet", "--bare", str(repo)], repo)
-            index = repo / f"index-{uuid.uuid4().hex}"
-            env = {
-                **git_environment(),
-                "GIT_WORK_TREE": str(template.path),
-                "GIT_INDEX_FILE": str(index),
-                "GIT_AUTHOR_NAME": "pltf",
-                "GIT_AUTHOR_EMAIL": "pltf@localhost",
-                "GIT_COMMITTER_NAME": "pltf",
-                "GIT_COMMITTER_EMAIL": "pltf@localhost",
-            }
-            try:
-                # -f: the template's own .gitignore must not hide a file cookiecutter renders.
-                self._git(["add", "--all", "--force", "."], repo, env)
-                tree = self._git(["write-tree"], repo, env)
-            finally:
-                index.unlink(missing_ok=True)
-            # Another replica sharing the data directory may record at the same moment: update-ref's old
-            # value makes the loser read the winner's commit and try again on top of it.
-            for _ in range(5):
-                head = git(["rev-parse", "--verify", "--quiet", "refs/heads/main"], git_dir=repo, timeout=30)
-                parent = head.stdout.decode().strip() if head.returncode == 0 else None
-                if parent is not None and self._git(["rev-parse", f"{parent}^{{tree}}"], repo) == tree:
-                    return parent
-                message = f"{template.name} {template.version}"
-                parents = ["-p", parent] if parent else []
-                commit = self._git(["commit-tree", tree, *parents, "-m", message], repo, env)
-                moved = git(["update-ref", "refs/heads/main", commit, parent or _ZERO], git_dir=repo, timeout=30)
-                if moved.returncode == 0:
-                    return commit
-            raise PltfError(f"template history of {template.name}: too many concurrent writers", 503, "busy")
+            # Unchanged since it was last recorded here: the same commit, without four git processes per render.
+            fingerprint = _fingerprint(template.path)
+            known = _RECORDED.get((repo, template.path))
+            if known is not None and known[0] == fingerprint and repo.exists():
+                return known[1]
+            commit = self._record(template, repo)
+            # As git's index does with "racily clean" files: a file changed in the last moments could change
+            # again within the clock's resolution without its fingerprint showing it, so that is not kept.
+            settled = time.time_ns() - RACY_NANOSECONDS
+            if all(mtime < settled for _, _, mtime, _ in fingerprint):
+                _RECORDED[(repo, template.path)] = (fingerprint, commit)
+            return commit
+
+    def _record(self, template: Template, repo: Path) -> str:
+        """Commits the template's directory to its history unless the newest commit holds it already."""
+        if not repo.exists():
+            repo.parent.mkdir(parents=True, exist_ok=True)
+            self._git(["init", "--quiet", "--bare", str(repo)], repo)
+        index = repo / f"index-{uuid.uuid4().hex}"
+        env = {
+            **git_environment(),
+            "GIT_WORK_TREE": str(template.path),
+            "GIT_INDEX_FILE": str(index),
+            "GIT_AUTHOR_NAME": "pltf",
+            "GIT_AUTHOR_EMAIL": "pltf@localhost",
+            "GIT_COMMITTER_NAME": "pltf",
+            "GIT_COMMITTER_EMAIL": "pltf@localhost",
+        }
+        try:
+            # -f: the template's own .gitignore must not hide a file cookiecutter renders.
+            self._git(["add", "--all", "--force", "."], repo, env)
+            tree = self._git(["write-tree"], repo, env)
+        finally:
+            index.unlink(missing_ok=True)
+        # Another replica sharing the data directory may record at the same moment: update-ref's old
+        # value makes the loser read the winner's commit and try again on top of it.
+        for _ in range(5):
+            head = git(["rev-parse", "--verify", "--quiet", "refs/heads/main"], git_dir=repo, timeout=30)
+            parent = head.stdout.decode().strip() if head.returncode == 0 else None
+            if parent is not None and self._git(["rev-parse", f"{parent}^{{tree}}"], repo) == tree:
+                return parent
+            message = f"{template.name} {template.version}"
+            parents = ["-p", parent] if parent else []
+            commit = self._git(["commit-tree", tree, *parents, "-m", message], repo, env)
+            moved = git(["update-ref", "refs/heads/main", commit, parent or _ZERO], git_dir=repo, timeout=30)
+            if moved.returncode == 0:
+                return commit
+        raise PltfError(f"template history of {template.name}: too many concurrent writers", 503, "busy")
 
     def versions(self, name: str) -> list[str]:
         """The versions of local template `name` pltf has rendered, oldest first."""
