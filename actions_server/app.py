@@ -45,6 +45,7 @@ from .redact import Redactor
 from .sandbox import sandbox_summary
 from .services import Services, run_engine
 from .snapshots import Snapshots
+from .templates.render_pool import render_pool
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -57,6 +58,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = Services.create(settings, redactor, events)
+        # Render workers import for seconds: started now, in the background, they take the first burst.
+        renders = render_pool(settings)
+        renders.start_early(settings)
         tokens, generated = load_tokens(settings)
         if generated is not None:  # the local token is as secret as a configured one
             redactor.add([read_generated_token(generated) or ""])
@@ -99,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
             await engine.drain()
+            renders.close()  # its workers end with the server
             services.close()
 
     app = FastAPI(

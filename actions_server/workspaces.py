@@ -19,19 +19,11 @@ from .auth import Caller
 from .db import workspaces
 from .errors import not_found
 from .visibility import only_visible
+from .workspace_archive import pack
 
 WORKSPACE_ID_LENGTH = 36
 # How many rendered directories this process remembers (see `checkout`): enough for every run in progress.
 LIVE_DIRECTORIES = 256
-
-
-def pack(project_dir: Path) -> bytes:
-    """The project directory as the workspace archive: tar.gz with the directory at its root."""
-    buffer = io.BytesIO()
-    # zlib's default level: level 9 costs half as much CPU again for 2% fewer bytes.
-    with tarfile.open(fileobj=buffer, mode="w:gz", compresslevel=6) as archive:
-        archive.add(project_dir, arcname=project_dir.name)
-    return buffer.getvalue()
 
 
 class WorkspaceStore:

@@ -37,6 +37,8 @@ def make_settings(tmp_path: Path, **overrides: Any) -> Settings:
         "hook_timeout_seconds": 20,
         # Most tests count or register catalog entities themselves; fresh-install tests turn it on.
         "register_platform_entities": False,
+        # Render workers start with every server and import for seconds; the tests of them ask for them.
+        "render_processes": 0,
     }
     values.update(overrides)
     return Settings(**values)

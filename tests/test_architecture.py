@@ -152,6 +152,7 @@ LAYERS: dict[str, int] = {
     "actions_server.specs": 2,
     "actions_server.gitops": 2,
     "actions_server.workspaces": 2,
+    "actions_server.workspace_archive": 2,
     "actions_server.portal": 2,
     "actions_server.slo": 2,
     # 3. actions and runs

@@ -8,6 +8,8 @@ import io
 import os
 import sqlite3
 import stat
+import subprocess
+import sys
 import tarfile
 import threading
 import time
@@ -18,12 +20,13 @@ import pytest
 from actions_server.db import connect
 from actions_server.errors import PltfError
 from actions_server.sqlite_writes import queued_write_connections
+from actions_server.templates import render_pool as render_pool_module
 from actions_server.templates.catalog import TemplateCatalog
 from actions_server.templates.render_pool import RenderJob, RenderPool, _render_in_worker
 from actions_server.updates import history
 from actions_server.updates.history import TemplateHistory
 from actions_server.workspaces import WorkspaceStore
-from conftest import ROOT, make_settings, wait_until
+from conftest import ROOT, admin_client, make_settings, wait_until
 
 VALUES = {"name": "users-api", "owner": "group:default/team-a"}
 
@@ -71,6 +74,37 @@ def test_an_overlapping_render_goes_to_a_worker_and_makes_the_same_workspace(tmp
     assert tree(overlapping.rendered.project_dir) == tree(lone.rendered.project_dir)  # .cruft.json included
     assert overlapping.archive is not None and lone.archive is not None
     assert tree(unpacked(overlapping.archive, tmp_path / "a")) == tree(unpacked(lone.archive, tmp_path / "b"))
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU starts no render worker")
+def test_render_workers_start_with_the_server_before_any_render_and_end_with_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(render_pool_module, "_pool", None)  # this server's own pool, not another test's
+    settings = make_settings(tmp_path, templates_dir=ROOT / "cookiecutters", render_processes=1)
+    with admin_client(settings):
+        pool = render_pool_module.render_pool(settings)
+        assert pool._executor is not None  # started at start-up, not at the first overlap
+        wait_until(lambda: pool._ready, timeout=120, what="the worker to answer")
+        workers = list(pool._executor._processes.values())
+        assert len(workers) == 1 and workers[0].is_alive()
+    assert pool._executor is None
+    workers[0].join(10)
+    assert not workers[0].is_alive()
+    # Without workers (0, as the other tests have) a server starts none.
+    monkeypatch.setattr(render_pool_module, "_pool", None)
+    with admin_client(make_settings(tmp_path / "none")):
+        assert render_pool_module.render_pool(settings)._executor is None
+
+
+def test_a_render_worker_imports_no_database_code() -> None:
+    # What a worker imports to render (the module of its job, and the template history it records).
+    probe = (
+        "import sys, actions_server.templates.render_pool, actions_server.updates.history; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'sqlalchemy', 'alembic', 'structlog', 'fastapi'}))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert loaded.stdout.strip() == "[]"
 
 
 def test_a_workers_error_reaches_the_run_as_the_same_error(tmp_path: Path) -> None:

@@ -3,13 +3,15 @@
 A render is Python from start to end (Jinja, the file writes, packing the workspace), so renders
 in one process take turns on its one interpreter lock while the machine's other cores idle. When a
 render starts while another is in progress, this hands it to a worker process if one is free; a
-render on its own stays in the calling thread, so a quiet server (and a test) never starts one.
+render on its own stays in the calling thread.
 
 A worker renders exactly as the thread would: the same `render`, `.cruft.json` and packing code,
 the template read from the same directory. It takes only local templates without hooks: hooks stream
 their output to the run's log and stop with its cancel, which a worker could not pass on. Workers are
-started (spawned, not forked: the server has threads) the first time two renders overlap, which takes
-a few seconds; until they answer, renders stay in threads. `PLTF_RENDER_PROCESSES` sizes the pool.
+spawned (not forked: the server has threads) when the server starts, in the background, because a
+worker takes seconds to import and a cold server's first burst would otherwise render in threads; until
+one answers, renders stay in threads. They import only what rendering needs (not the database), which
+keeps their memory small. `PLTF_RENDER_PROCESSES` sizes the pool; one CPU, or 0, starts none.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from typing import Any
 from ..config import Settings
 from ..errors import FieldError, PltfError
 from ..sandbox import Sandbox
-from ..workspaces import pack
+from ..workspace_archive import pack
 from .catalog import Template, TemplateCatalog
 from .render import Rendered, build_context, render
 
@@ -116,19 +118,30 @@ class RenderPool:
             log(line)
         return done
 
+    def start_early(self, settings: Settings) -> bool:
+        """Starts the workers now without waiting for them (at server start-up), so that the first burst
+        finds them ready; False when this machine or the settings want none."""
+        if self.size == 0 or settings.runs.render_processes == 0 or (os.cpu_count() or 1) < 2:
+            return False
+        with self._lock:
+            if self._executor is None:
+                self._start(settings)
+        return True
+
     def _start(self, settings: Settings) -> None:
         """Starts the workers, and takes renders to them once one has answered (imports take seconds)."""
         context = multiprocessing.get_context("spawn")
         self._executor = ProcessPoolExecutor(
             max_workers=self.size, mp_context=context, initializer=_end_with_parent, initargs=(os.getpid(),)
         )
-        warm = self._executor.submit(_warm_up, settings)
 
         def ready(future: Future[None]) -> None:
             if future.exception() is None:
                 self._ready = True
 
-        warm.add_done_callback(ready)
+        # One warm-up each: a spawning pool starts a process per job submitted while none is idle.
+        for _ in range(self.size):
+            self._executor.submit(_warm_up, settings).add_done_callback(ready)
 
     def close(self) -> None:
         self._discard()
