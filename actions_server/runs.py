@@ -38,6 +38,7 @@ from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_fi
 from .logs import get_logger
 from .metrics import Metrics
 from .redact import Redactor
+from .run_log_writer import RunLogWriter
 from .visibility import only_visible
 from .workspaces import WorkspaceStore
 
@@ -133,6 +134,7 @@ class RunEngine:
         self.actions = actions
         self.metrics = metrics or Metrics()
         self.notifier = Notifier()
+        self.log_writer = RunLogWriter(database, self.notifier.notify)
         self.replica = replica
         self.stale_run_seconds = stale_run_seconds
         self.heartbeat_seconds = heartbeat_seconds
@@ -294,9 +296,9 @@ class RunEngine:
 
         def sink(level: str, message: str, fields: dict[str, Any]) -> None:
             message, fields = redact(message), redact(fields)
-            self._append_log(run_id, next(sequence), level, message, fields, logger.step)
+            row = {"run_id": run_id, "seq": next(sequence), "time": time.time(), "level": level, "step": logger.step}
+            self.log_writer.append({**row, "message": message, "fields": fields})
             getattr(log, level)(message, **fields)
-            self.notifier.notify(run_id)
 
         logger = RunLogger(sink, cancelled)
         published: dict[str, Any] = {}
@@ -359,6 +361,7 @@ class RunEngine:
                             sink("error", str(error["message"]), {"code": error["code"]})
                     else:
                         sink("info", f"{action.id} succeeded", {})
+                    self.log_writer.flush(run_id)  # every line is written before the run is seen to end
             except Exception as exc:  # noqa: BLE001 - the workspace or the run log could not be written
                 # Nothing else will end this run: it must not stay "running" for ever.
                 output = redact(published) or None
@@ -381,6 +384,8 @@ class RunEngine:
 
     def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
         """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
+        if with_log:
+            self.log_writer.flush(run_id)
         with self.database.connect() as conn:
             row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:
@@ -400,6 +405,7 @@ class RunEngine:
             return [self._to_json(row, None) for row in conn.execute(query)]
 
     def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
+        self.log_writer.flush(run_id)  # a line of this process's is not kept from its reader
         with self.database.connect() as conn:
             return self._logs(conn, run_id, after)
 
@@ -516,16 +522,6 @@ class RunEngine:
     def _update(self, run_id: str, **values: Any) -> None:
         with self.database.begin() as conn:
             conn.execute(update(runs).where(runs.c.id == run_id).values(**values))
-
-    def _append_log(
-        self, run_id: str, seq: int, level: str, message: str, fields: dict[str, Any], step: str | None
-    ) -> None:
-        with self.database.begin() as conn:
-            conn.execute(
-                insert(run_logs).values(
-                    run_id=run_id, seq=seq, time=time.time(), level=level, step=step, message=message, fields=fields
-                )
-            )
 
     @staticmethod
     def _logs(conn: Any, run_id: str, after: int) -> list[dict[str, Any]]:

@@ -159,6 +159,7 @@ LAYERS: dict[str, int] = {
     "actions_server.action": 3,
     "actions_server.actions": 3,
     "actions_server.runs": 3,
+    "actions_server.run_log_writer": 3,
     # 4. composition
     "actions_server.services": 4,
     # 5. edges
