@@ -187,10 +187,12 @@ class Template:
 
     def compile(self, source: str) -> JinjaTemplate:
         """The template's own Jinja source (defaults, path names), compiled once."""
-        with self._compile_lock:
-            compiled = self._compiled.get(source)
-            if compiled is None:
-                compiled = self._compiled[source] = self.environment.from_string(source)
+        compiled = self._compiled.get(source)  # no lock to read: concurrent renders queued on it
+        if compiled is None:
+            with self._compile_lock:
+                compiled = self._compiled.get(source)
+                if compiled is None:
+                    compiled = self._compiled[source] = self.environment.from_string(source)
         return compiled
 
     @cached_property
