@@ -13,10 +13,12 @@ import sys
 import tarfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from actions_server import runs as runs_module
 from actions_server.db import connect
 from actions_server.errors import PltfError
 from actions_server.sqlite_writes import queued_write_connections
@@ -202,3 +204,23 @@ def test_a_template_history_is_recorded_once_per_version_of_its_files(
     calls.clear()
     assert TemplateHistory(settings).record(template) == second
     assert calls  # a file changed within the clock's resolution is looked at again
+
+
+def test_a_runs_scratch_directory_is_removed_after_the_run_has_answered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    held: list[Callable[[], None]] = []
+
+    class HeldRemover:
+        def submit(self, remove: Callable[[], None]) -> None:
+            held.append(remove)
+
+    monkeypatch.setattr(runs_module, "_remover", HeldRemover())
+    with admin_client(make_settings(tmp_path)) as client:
+        run = client.post("/v1/actions/cookiecutter:render/runs", json={"input": {"template": "demo"}}).json()
+    assert run["status"] == "succeeded"  # answered while its directory was still there
+    assert len(held) == 1
+    scratch = Path(held[0].__self__.name)  # type: ignore[attr-defined]
+    assert scratch.name.startswith("pltf-run-") and any(scratch.rglob("*"))
+    held[0]()
+    assert not scratch.exists()
