@@ -63,12 +63,13 @@ class RunLogWriter:
         with self._lock:
             return any(row["run_id"] == run_id for row in self._pending)
 
-    def flush(self, run_id: str | None = None) -> None:
+    def flush(self, run_id: str | None = None, reader: bool = False) -> None:
         """Writes the lines kept so far (all of them: one transaction), if `run_id` has any (or always,
-        without one); raises what writing them raised."""
+        without one). The run itself (not a `reader`) is raised what writing its lines raised."""
+        owner = None if reader else run_id  # who hears of a failed write now
         with self._writing:
             with self._lock:
-                failure = self._failed.pop(run_id, None) if run_id is not None else None
+                failure = self._failed.pop(owner, None) if owner is not None else None
                 if failure is not None:
                     raise failure
                 if run_id is not None and not any(row["run_id"] == run_id for row in self._pending):
@@ -83,7 +84,7 @@ class RunLogWriter:
                 failures = self._write_each_run(rows)
                 with self._lock:
                     self._failed.update(failures)  # each run hears of it from its next line or its end
-                    failure = self._failed.pop(run_id, None) if run_id is not None else None
+                    failure = self._failed.pop(owner, None) if owner is not None else None
                 if failure is not None:
                     raise failure from None
         for run in runs:

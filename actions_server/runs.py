@@ -401,7 +401,7 @@ class RunEngine:
     def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
         """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
         if with_log:
-            self.log_writer.flush(run_id)
+            self.log_writer.flush(run_id, reader=True)
         with self.database.connect() as conn:
             row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:
@@ -421,7 +421,7 @@ class RunEngine:
             return [self._to_json(row, None) for row in conn.execute(query)]
 
     def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
-        self.log_writer.flush(run_id)  # a line of this process's is not kept from its reader
+        self.log_writer.flush(run_id, reader=True)  # a line of this process's is not kept from its reader
         with self.database.connect() as conn:
             return self._logs(conn, run_id, after)
 

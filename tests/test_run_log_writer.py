@@ -104,5 +104,6 @@ def test_one_runs_line_that_cannot_be_written_costs_the_other_runs_none_of_their
     writer.append(line("run-b", 1))
     writer.flush()  # by the flusher or another run's reader: run-a's failure waits for run-a
     assert stored(engine, "run-b") == [1]
+    writer.flush("run-a", reader=True)  # nor does a reader of run-a take it from run-a
     with pytest.raises(IntegrityError):
         writer.flush("run-a")
