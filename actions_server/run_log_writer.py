@@ -1,7 +1,7 @@
 """Runs' log lines, written to the database in batches.
 
-A line per transaction made log writes most of a busy server's transactions (50 Creates log some
-twenty lines each, and SQLite takes one writer at a time). Lines are kept in memory and written
+A transaction per line made every line of every run queue for the database's write lock (SQLite
+takes one writer at a time, and a Create logs a line per step and more). Lines are kept in memory and written
 together, every `flush_seconds`, in one transaction for all the runs of this process, and at once
 when a reader of this process asks for a run's log, or when the run ends (before its status says so).
 A stream's order and `Last-Event-ID` resume rest on each line's `seq`, given when it is logged, and
