@@ -7,6 +7,7 @@ import sys
 from typing import Annotated, Any
 
 import typer
+from pydantic import ValidationError
 from sqlalchemy.exc import OperationalError
 from typer._click.exceptions import ClickException, NoArgsIsHelpError
 
@@ -756,6 +757,13 @@ def main() -> None:
     except KeyboardInterrupt:
         typer.echo("pltf: interrupted", err=True)
         sys.exit(130)
+    except ValidationError as exc:
+        if not exc.title.endswith("Settings"):
+            raise  # a bug, not a setting: keep the traceback
+        # A setting out of range: its variable and why, in one line; never the value (it may be a secret).
+        reasons = "; ".join(f"PLTF_{str(error['loc'][-1]).upper()}: {error['msg']}" for error in exc.errors())
+        typer.echo(f"pltf: error: invalid setting {reasons}", err=True)
+        sys.exit(2)
     except OperationalError as exc:
         # The driver's first line says why (refused, unknown database); SQLAlchemy's text adds a traceback's
         # worth of context and a link. The driver never repeats a password.

@@ -175,11 +175,13 @@ class RunSettings(Section):
     )
     max_concurrent_runs: int = Field(
         16,
+        ge=1,
         description="Runs executing at once per replica; the rest queue. A run mostly waits on git, the disk and "
         "the database, so this is above the CPU count.",
     )
     render_processes: int | None = Field(
         None,
+        ge=0,
         description="Worker processes that take renders when several run at once (local templates without "
         "hooks); default: one fewer than the machine's CPUs; 0 renders in the server's threads only.",
     )

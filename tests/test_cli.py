@@ -130,3 +130,18 @@ def test_an_unreachable_database_is_one_line_without_its_password(
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("pltf: error: cannot use the database:"), done.stderr
     assert "hunter2-secret" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("PLTF_PORT", "0", "PLTF_PORT: Input should be greater than or equal to 1"),
+        ("PLTF_RENDER_PROCESSES", "-1", "PLTF_RENDER_PROCESSES: Input should be greater than or equal to 0"),
+        ("PLTF_MAX_CONCURRENT_RUNS", "0", "PLTF_MAX_CONCURRENT_RUNS: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_setting_out_of_range_is_one_line_naming_its_variable(variable: str, value: str, reason: str) -> None:
+    result = pltf("config", env={variable: value})
+    assert result.returncode == 2
+    assert result.stderr == f"pltf: error: invalid setting {reason}\n"
+    assert "Traceback" not in result.stdout + result.stderr

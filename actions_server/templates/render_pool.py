@@ -85,9 +85,7 @@ class RenderPool:
     def render(
         self, settings: Settings, template: Template, job: RenderJob, log: Callable[[str], None]
     ) -> RenderedWorkspace:
-        eligible = (
-            self.size > 0 and settings.runs.render_processes != 0 and template.origin is None and not template.hooks()
-        )
+        eligible = self.size > 0 and template.origin is None and not template.hooks()
         with self._lock:
             self._in_progress += 1
             overlapping = self._in_progress > 1
@@ -121,7 +119,7 @@ class RenderPool:
     def start_early(self, settings: Settings) -> bool:
         """Starts the workers now without waiting for them (at server start-up), so that the first burst
         finds them ready; False when this machine or the settings want none."""
-        if self.size == 0 or settings.runs.render_processes == 0 or (os.cpu_count() or 1) < 2:
+        if self.size == 0 or (os.cpu_count() or 1) < 2:
             return False
         with self._lock:
             if self._executor is None:
