@@ -65,7 +65,7 @@ def test_an_overlapping_render_goes_to_a_worker_and_makes_the_same_workspace(tmp
         assert pool._executor is not None
         for process in list(pool._executor._processes.values()):
             process.kill()
-            process.join(10)
+            process.join(60)
         rescued = pool.render(settings, template, RenderJob(values, tmp_path / "rescued", None, archive=True), print)
         assert rescued.where == "thread" and pool._executor is None
         assert tree(rescued.rendered.project_dir) == tree(lone.rendered.project_dir)
@@ -91,7 +91,7 @@ def test_render_workers_start_with_the_server_before_any_render_and_end_with_it(
         workers = list(pool._executor._processes.values())
         assert len(workers) == 1 and workers[0].is_alive()
     assert pool._executor is None
-    workers[0].join(10)
+    workers[0].join(60)  # returns as soon as it exits; a worker still importing under load takes a while
     assert not workers[0].is_alive()
     # Without workers (0, as the other tests have) a server starts none.
     monkeypatch.setattr(render_pool_module, "_pool", None)
