@@ -103,7 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await keep_alive
             await engine.drain()
-            renders.close()  # its workers end with the server
+            await anyio.to_thread.run_sync(renders.close)  # its workers end with the server
             services.close()
 
     app = FastAPI(

@@ -91,8 +91,7 @@ def test_render_workers_start_with_the_server_before_any_render_and_end_with_it(
         workers = list(pool._executor._processes.values())
         assert len(workers) == 1 and workers[0].is_alive()
     assert pool._executor is None
-    workers[0].join(60)  # returns as soon as it exits; a worker still importing under load takes a while
-    assert not workers[0].is_alive()
+    assert not workers[0].is_alive()  # the server's shutdown waited for it, or killed it
     # Without workers (0, as the other tests have) a server starts none.
     monkeypatch.setattr(render_pool_module, "_pool", None)
     with admin_client(make_settings(tmp_path / "none")):

@@ -141,14 +141,30 @@ class RenderPool:
         for _ in range(self.size):
             self._executor.submit(_warm_up, settings).add_done_callback(ready)
 
-    def close(self) -> None:
-        self._discard()
+    def close(self, timeout: float = 5.0) -> None:
+        """Ends the workers with the server: asked to stop, then killed if one has not within `timeout`.
 
-    def _discard(self) -> None:
+        The executor's own shutdown only asks; a worker it never hears back from would outlive the
+        server (seen on a loaded machine), holding its memory and the templates directory open.
+        """
+        workers = self._discard()
+        deadline = time.monotonic() + timeout
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.is_alive():
+                worker.kill()
+                worker.join()
+
+    def _discard(self) -> list[multiprocessing.process.BaseProcess]:
         with self._lock:
             executor, self._executor, self._ready = self._executor, None, False
-        if executor is not None:
-            executor.shutdown(wait=False, cancel_futures=True)
+        if executor is None:
+            return []
+        workers: list[multiprocessing.process.BaseProcess] = list(
+            (executor._processes or {}).values()
+        )  # gone from the executor once shut down
+        executor.shutdown(wait=False, cancel_futures=True)
+        return workers
 
 
 @dataclass
