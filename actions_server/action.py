@@ -1,4 +1,4 @@
-"""What an action is: an id, a description, input and output models, examples and a handler.
+"""What an action is: an id, a description, a handler (whose signature names the input and output models) and examples.
 
 An action is made by a factory in `actions_server/actions/`, which receives the
 parts of the platform it uses and nothing else; its handler, `check` and
@@ -19,11 +19,12 @@ before a run is started; `input_schema`, when given, is the listed input schema
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_type_hints
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -122,12 +123,24 @@ class Example:
 class Action(Generic[In, Out]):
     id: str
     description: str
-    input: type[In]
-    output: type[Out]
     handler: Callable[[RunContext, In], Out]
     examples: list[Example] = field(default_factory=list)
     check: Callable[[In], None] | None = None
     input_schema: Callable[[], dict[str, Any]] | None = None
+    # The input and output models are read from the handler's signature, as FastAPI reads a route's, so
+    # they are named in one place. Given here only where the annotations cannot be resolved from the
+    # handler's module (models declared inside a function, as a test does).
+    input: type[In] = field(default=cast(Any, None))
+    output: type[Out] = field(default=cast(Any, None))
+
+    def __post_init__(self) -> None:
+        if self.input is None or self.output is None:
+            annotations = get_type_hints(self.handler)
+            params = list(inspect.signature(self.handler).parameters)
+            if len(params) != 2 or params[1] not in annotations or "return" not in annotations:
+                raise TypeError(f"{self.id}: the handler must be annotated `(ctx, params: Input) -> Output`")
+            self.input = self.input or annotations[params[1]]
+            self.output = self.output or annotations["return"]
 
     def describe(self) -> dict[str, Any]:
         """The listing entry, in the shape of Backstage's `GET /api/scaffolder/v2/actions`."""

@@ -384,8 +384,8 @@ def test_published_outputs_show_while_running_and_survive_a_failure(client: Test
         return Out()
 
     actions = client.app.state.actions  # type: ignore[attr-defined]
-    actions["test:publish"] = Action("test:publish", "publishes", Params, Out, handler)
-    actions["test:undeclared"] = Action("test:undeclared", "publishes junk", Params, Out, bad_handler)
+    actions["test:publish"] = Action("test:publish", "publishes", handler, input=Params, output=Out)
+    actions["test:undeclared"] = Action("test:undeclared", "publishes junk", bad_handler, input=Params, output=Out)
 
     started = client.post("/v1/actions/test:publish/runs?wait=false", json={"input": {"fail": False}})
     location = started.headers["Location"]

@@ -113,8 +113,6 @@ def create_catalog_register_action(*, catalog: Catalog, settings: Settings) -> A
             "Registers a catalog-info.yaml location in the software catalog (embedded, or Backstage when configured) "
             "and returns the main entity's ref. Same input and output as Backstage's catalog:register."
         ),
-        input=RegisterInput,
-        output=RegisterOutput,
         handler=handler,
         check=lambda params: check_location(params, catalog),
         examples=[

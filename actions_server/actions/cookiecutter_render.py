@@ -112,8 +112,6 @@ def create_cookiecutter_render_action(
             "Renders a cookiecutter template into a workspace. "
             "Values are data: never evaluated as templates, commands or paths."
         ),
-        input=RenderInput,
-        output=RenderOutput,
         handler=handler,
         check=lambda params: check_render(params, templates),
         input_schema=lambda: listed_input_schema(templates),

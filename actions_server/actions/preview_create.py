@@ -206,8 +206,6 @@ def create_preview_create_action(
     return Action(
         id="preview:create",
         description="Starts a preview environment of a repository at a ref or pull request, served at a clean URL.",
-        input=PreviewCreateInput,
-        output=PreviewCreateOutput,
         handler=handler,
         check=check,
         examples=[

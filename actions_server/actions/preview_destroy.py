@@ -47,8 +47,6 @@ def create_preview_destroy_action(
     return Action(
         id="preview:destroy",
         description="Destroys a preview environment: stops it, frees its resources, and its URL stops answering.",
-        input=PreviewDestroyInput,
-        output=PreviewDestroyOutput,
         handler=handler,
         examples=[],
     )

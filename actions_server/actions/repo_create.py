@@ -357,8 +357,6 @@ def create_repo_create_action(
             "Creates a repository (embedded forge, GitHub, GitLab or Gitea) from a rendered workspace and pushes "
             "the first commit. Outputs remoteUrl, repoContentsUrl and commitHash like Backstage's publish:* actions."
         ),
-        input=RepoCreateInput,
-        output=RepoCreateOutput,
         handler=handler,
         check=lambda params: check_repo_create(params, forges, settings, workspaces),
         examples=[

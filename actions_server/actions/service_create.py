@@ -204,8 +204,6 @@ def create_service_create_action(
     return Action(
         id="service:create",
         description="The golden path: renders a template, creates the repository, registers it and wires a preview.",
-        input=ServiceCreateInput,
-        output=ServiceCreateOutput,
         handler=handler,
         check=check,
         examples=[

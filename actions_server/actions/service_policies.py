@@ -31,8 +31,6 @@ def create_service_policies_action(*, settings: Settings) -> Action[PoliciesInpu
     return Action(
         id="service:policies",
         description="Lists the service-spec policies (rules, severities, fixes), tiers and team limits in force.",
-        input=PoliciesInput,
-        output=PoliciesOutput,
         handler=handler,
         examples=[Example("List the policies", {})],
     )

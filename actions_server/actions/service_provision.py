@@ -122,8 +122,6 @@ def create_service_provision_action(
         id="service:provision",
         description="Turns a service spec (YAML or Terraform) into namespace, network policy, budget, secrets, SLO "
         "alerts, dashboard and Argo CD Application in the GitOps repository, with guardrails. A dry run plans.",
-        input=ProvisionInput,
-        output=ProvisionOutput,
         handler=handler,
         check=check_spec,
         examples=[

@@ -39,8 +39,6 @@ def create_template_services_action(
     return Action(
         id="template:services",
         description="Lists the repositories made from a template, the version each is on and their update requests.",
-        input=ServicesInput,
-        output=ServicesOutput,
         handler=handler,
         examples=[Example("The services made from python-service", {"template": "python-service"})],
     )

@@ -363,8 +363,6 @@ def create_template_update_action(
             "Updates a repository made from a template to the template's new version: a three-way merge that keeps "
             "the service's edits, on a branch, as a change request."
         ),
-        input=UpdateInput,
-        output=UpdateOutput,
         handler=handler,
         check=lambda params: check_repository(params, settings),
         examples=[
