@@ -13,6 +13,7 @@ import sys
 import tarfile
 import threading
 import time
+import types
 from collections.abc import Callable
 from pathlib import Path
 
@@ -106,6 +107,31 @@ def test_a_render_worker_imports_no_database_code() -> None:
     )
     loaded = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, capture_output=True, text=True, check=True)
     assert loaded.stdout.strip() == "[]"
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="one CPU starts no render worker")
+def test_a_render_worker_does_not_run_the_servers_main_script_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As under `pltf serve`: __main__ is a console script (no module spec), whose imports are the whole
+    # server. Spawned processes run such a script again unless told otherwise; this one leaves a mark.
+    mark = tmp_path / "main-ran"
+    script = tmp_path / "pltf"
+    script.write_text(f"open({str(mark)!r}, 'w').close()\n")
+    console_script = types.ModuleType("__main__")
+    console_script.__file__ = str(script)
+    console_script.__spec__ = None
+    settings = make_settings(tmp_path, templates_dir=ROOT / "cookiecutters", render_processes=1)
+    pool = RenderPool(settings)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setitem(sys.modules, "__main__", console_script)
+            pool._start(settings)
+        wait_until(lambda: pool._ready, timeout=120, what="the worker to answer")
+    finally:
+        pool.close()
+    assert sys.modules["__main__"] is not console_script and console_script.__spec__ is None  # as it was
+    assert not mark.exists()
 
 
 def test_a_workers_error_reaches_the_run_as_the_same_error(tmp_path: Path) -> None:

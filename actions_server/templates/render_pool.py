@@ -16,11 +16,14 @@ keeps their memory small. `PLTF_RENDER_PROCESSES` sizes the pool; one CPU, or 0,
 
 from __future__ import annotations
 
+import contextlib
+import importlib.machinery
 import multiprocessing
 import os
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -137,9 +140,11 @@ class RenderPool:
             if future.exception() is None:
                 self._ready = True
 
-        # One warm-up each: a spawning pool starts a process per job submitted while none is idle.
-        for _ in range(self.size):
-            self._executor.submit(_warm_up, settings).add_done_callback(ready)
+        # One warm-up each: a spawning pool starts a process per job submitted while none is idle, so
+        # every worker process is started here.
+        with _main_module_not_rerun():
+            for _ in range(self.size):
+                self._executor.submit(_warm_up, settings).add_done_callback(ready)
 
     def close(self, timeout: float = 5.0) -> None:
         """Ends the workers with the server: asked to stop, then killed if one has not within `timeout`.
@@ -185,6 +190,24 @@ class _Failure:
 
 class RenderWorkerError(Exception):
     """A worker's render failed unexpectedly (the run reports it as it would a thread's)."""
+
+
+@contextlib.contextmanager
+def _main_module_not_rerun() -> Iterator[None]:
+    """While workers are spawned, the parent's `__main__` names itself as multiprocessing's own `__main__`.
+
+    A spawned process runs the parent's main script again before its first job, unless that script is a
+    module's `__main__`. The `pltf` console script imports the CLI, which is the whole server (FastAPI,
+    SQLAlchemy, the database drivers): 15 MB more in each worker, and seconds of imports, for nothing a
+    render uses. The workers' jobs are functions of this module, so they need nothing from it.
+    """
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    main.__spec__ = importlib.machinery.ModuleSpec("__main__", None)
+    try:
+        yield
+    finally:
+        main.__spec__ = spec
 
 
 def _end_with_parent(parent: int) -> None:
