@@ -323,7 +323,8 @@ class RunEngine:
             if name not in action.output.model_fields:
                 raise ValueError(f"{action.id} declares no output {name!r}")
             published[name] = json.loads(json.dumps(value, default=str))
-            self._update(run_id, output=redact(published))
+            # Written with the next batch of log lines, or at once for a reader of this process.
+            self.log_writer.publish(run_id, redact(published))
             self.notifier.notify(run_id)
 
         def server_fault(code: str, what: str, exc: Exception) -> dict[str, Any]:
@@ -400,8 +401,7 @@ class RunEngine:
 
     def get(self, run_id: str, with_log: bool = True, viewer: Caller | None = None) -> dict[str, Any]:
         """The run; with a `viewer`, only if that caller may see it (404 otherwise, as for no run)."""
-        if with_log:
-            self.log_writer.flush(run_id, reader=True)
+        self.log_writer.flush(run_id, reader=True)  # its lines and outputs are not kept from a reader
         with self.database.connect() as conn:
             row = conn.execute(only_visible(select(runs).where(runs.c.id == run_id), viewer)).first()
             if row is None:

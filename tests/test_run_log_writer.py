@@ -1,5 +1,5 @@
-"""Runs' log lines written in batches (actions_server/run_log_writer.py): fewer transactions, the
-same lines in the same order, nothing kept from a reader, and a failed write reaching its run."""
+"""Runs' log lines and outputs written in batches (actions_server/run_log_writer.py): fewer transactions,
+the same lines in the same order, nothing kept from a reader, and a failed write reaching its run."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from actions_server.db import connect, open_engine, run_logs
+from actions_server.db import connect, open_engine, run_logs, runs
 from actions_server.run_log_writer import RunLogWriter
 from conftest import wait_until
 
@@ -107,3 +107,38 @@ def test_one_runs_line_that_cannot_be_written_costs_the_other_runs_none_of_their
     writer.flush("run-a", reader=True)  # nor does a reader of run-a take it from run-a
     with pytest.raises(IntegrityError):
         writer.flush("run-a")
+
+
+def a_run(engine: Any, run_id: str, status: str = "running") -> None:
+    row = {"id": run_id, "action": "test:publish", "status": status, "request_hash": "h", "caller": "c"}
+    with engine.begin() as conn:
+        conn.execute(insert(runs).values(**row, replica="r", created_at=1.0))
+
+
+def output_of(engine: Any, run_id: str) -> Any:
+    with engine.connect() as conn:
+        return conn.execute(select(runs.c.output).where(runs.c.id == run_id)).scalar_one()
+
+
+def test_published_outputs_go_with_the_lines_and_never_over_a_finished_runs_output(tmp_path: Path) -> None:
+    engine = connect(f"sqlite:///{tmp_path / 'pltf.db'}")
+    a_run(engine, "run-a")
+    a_run(engine, "run-b")
+    commits: list[int] = []
+    event.listen(engine, "commit", lambda conn: commits.append(1))
+    writer = RunLogWriter(engine, lambda run_id: None, flush_seconds=3600)
+    writer.publish("run-a", {"remoteUrl": "first"})
+    writer.publish("run-a", {"remoteUrl": "first", "entityRef": "second"})  # the last one counts
+    writer.append(line("run-b", 1))
+    writer.publish("run-b", {"made": True})
+    assert output_of(engine, "run-a") is None and writer.pending("run-a")
+    writer.flush("run-a", reader=True)  # a reader of run-a sees what it published so far
+    assert output_of(engine, "run-a") == {"remoteUrl": "first", "entityRef": "second"}
+    assert output_of(engine, "run-b") == {"made": True} and stored(engine, "run-b") == [1]
+    assert len(commits) == 1  # two runs' outputs and a line: one transaction
+    # A run that has ended wrote its final output itself: a late batch does not undo it.
+    with engine.begin() as conn:
+        conn.execute(update(runs).where(runs.c.id == "run-a").values(status="succeeded", output={"final": 1}))
+    writer.publish("run-a", {"remoteUrl": "stale"})
+    writer.flush()
+    assert output_of(engine, "run-a") == {"final": 1}

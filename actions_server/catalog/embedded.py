@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import yaml
-from sqlalchemy import Select, and_, delete, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, delete, func, insert, or_, select, update
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
@@ -176,13 +176,15 @@ class EmbeddedCatalog(Catalog):
         if existing is not None:
             raise PltfError(f"the location {target} is registered already", 409, "location_exists")
         now = time.time()
+        # Made before the transaction: from its first insert it holds the database's write lock.
+        rows = self._rows(location["id"], entities, {}, now)
         try:
             with self.engine.begin() as conn:
                 self._check_claims(entities, None, conn)
                 conn.execute(
                     insert(catalog_locations).values(**location, **_owner_of(caller), created_at=now, refreshed_at=now)
                 )
-                self._store(conn, location["id"], entities, {}, now)
+                self._insert(conn, rows)
         except IntegrityError:
             # Another request (maybe another replica) registered it between our check and our insert.
             raise PltfError(f"the location {target} is registered already", 409, "location_exists") from None
@@ -211,9 +213,11 @@ class EmbeddedCatalog(Catalog):
         if claimed is not None:
             raise conflict(f"{claimed.ref} is registered already, from {claimed.target}")
 
-    def _store(
-        self, conn: Connection, location_id: str, entities: list[dict[str, Any]], uids: dict[str, str], now: float
-    ) -> None:
+    @staticmethod
+    def _rows(
+        location_id: str, entities: list[dict[str, Any]], uids: dict[str, str], now: float
+    ) -> list[tuple[Table, list[dict[str, Any]]]]:
+        """The rows of a location's entities: the entities, their relations and their search values."""
         entity_rows, relation_rows, search_values = [], [], []
         for entity in entities:
             ref = EntityRef.of(entity)
@@ -244,11 +248,11 @@ class EmbeddedCatalog(Catalog):
             search_values += [
                 {"entity_ref": key, "key": k, "value": v, "original_value": o} for k, v, o in search_rows(entity)
             ]
-        for table, rows in (
-            (catalog_entities, entity_rows),
-            (catalog_relations, relation_rows),
-            (catalog_search, search_values),
-        ):
+        return [(catalog_entities, entity_rows), (catalog_relations, relation_rows), (catalog_search, search_values)]
+
+    @staticmethod
+    def _insert(conn: Connection, tables: list[tuple[Table, list[dict[str, Any]]]]) -> None:
+        for table, rows in tables:
             if rows:
                 conn.execute(insert(table), rows)
 
@@ -293,7 +297,7 @@ class EmbeddedCatalog(Catalog):
         with self.engine.begin() as conn:
             self._check_claims(entities, location_id, conn)
             uids = self._remove_entities(conn, location_id)
-            self._store(conn, location_id, entities, uids, now)
+            self._insert(conn, self._rows(location_id, entities, uids, now))
             conn.execute(
                 update(catalog_locations).where(catalog_locations.c.id == location_id).values(refreshed_at=now)
             )
