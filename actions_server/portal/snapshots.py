@@ -15,7 +15,8 @@ it listing 400 directories; it now costs about 2 ms.
 
 A response whose window ends "now" is also recomputed after
 PLTF_PORTAL_REFRESH_SECONDS: the window slides, and Prometheus, OpenCost or a
-Backstage catalog change without telling us.
+Backstage catalog change without telling us. Views meanwhile get the aged one
+(nothing it was computed from changed) rather than all waiting for the recompute.
 """
 
 from __future__ import annotations

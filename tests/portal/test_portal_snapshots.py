@@ -22,7 +22,7 @@ from actions_server.config import Settings
 from actions_server.portal import snapshots as portal_snapshots
 from actions_server.portal.snapshots import SETTLED_NS
 from actions_server.snapshots import Readings
-from conftest import ServerProcess, make_settings
+from conftest import ServerProcess, make_settings, wait_until
 
 pytest_plugins = ["portal_fixtures"]
 
@@ -66,6 +66,32 @@ def test_a_page_is_computed_once_per_state_of_its_inputs(tmp_path: Path) -> None
         api = client.get(f"/v1/services/web/dora?{END}")
         assert api.status_code == 200 and api.json()["deploymentFrequency"]["perDay"] > 0
         assert api.headers["cache-control"].startswith("private")
+
+
+def uptime_answer(value: str) -> dict[str, object]:
+    return {"status": "success", "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.7e9, value]}]}}
+
+
+def test_a_page_that_only_aged_is_served_while_it_is_recomputed(tmp_path: Path) -> None:
+    """Nothing it shows changed, only its window slid: the stored page answers at once (no view waits for
+    the recompute), and the recomputed one answers once it is ready."""
+    settings = make_settings(tmp_path, **{**PORTAL_SETTINGS, "prometheus_url": PROMETHEUS, "portal_refresh_seconds": 0})
+    with (
+        respx.mock(base_url=PROMETHEUS) as prometheus,
+        TestClient(create_app(settings), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client,
+    ):
+        route = prometheus.get("/api/v1/query").mock(return_value=httpx.Response(200, json=uptime_answer("1")))
+        assert client.post("/v1/events", json=deploy(1)).status_code == 202
+        first = client.get("/services/web")
+        assert "100.00%" in first.text
+        route.mock(return_value=httpx.Response(200, json=uptime_answer("0.5")))
+        aged = client.get("/services/web")
+        assert aged.text == first.text and aged.headers["etag"] == first.headers["etag"]
+        recomputed = wait_until(
+            lambda: (page := client.get("/services/web")).headers["etag"] != first.headers["etag"] and page,
+            what="the recomputed page",
+        )
+        assert "50.00%" in recomputed.text
 
 
 def test_pages_carry_an_etag_and_a_short_max_age(portal_client: TestClient, portal_settings: Settings) -> None:
