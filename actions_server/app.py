@@ -38,8 +38,7 @@ from .forges.git_http import git_routes
 from .logs import configure_logging, get_logger
 from .metrics import Metrics
 from .portal.health import run_prober
-from .portal.snapshots import fingerprint as portal_fingerprint
-from .portal.snapshots import portal_snapshots
+from .portal.snapshots import portal_inputs
 from .previews.manager import preview_loop
 from .redact import Redactor
 from .sandbox import sandbox_summary
@@ -114,9 +113,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = metrics
-    app.state.portal_snapshots = portal_snapshots()
-    # The catalog's list page is kept until the catalog changes, which the portal's fingerprint reads.
-    app.state.catalog_snapshots = Snapshots(portal_fingerprint)
+    # The catalog's list page is kept until the catalog changes, which the portal's fingerprint reads:
+    # both stores wait on the same readings of it.
+    inputs = portal_inputs()
+    app.state.portal_snapshots = Snapshots(inputs)
+    app.state.catalog_snapshots = Snapshots(inputs)
     app.add_middleware(RequestContextMiddleware, settings=settings, metrics=metrics)
     app.mount("/git", git_routes(settings, events))
     # Previews: clean URLs (by Host), /previews/<id>/, /v1/previews.

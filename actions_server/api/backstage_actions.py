@@ -116,7 +116,7 @@ class RegistryCallers:
         return found
 
 
-def _registry_callers(tokens: TokensDep, backstage: BackstageTokensDep) -> RegistryCallers:
+async def _registry_callers(tokens: TokensDep, backstage: BackstageTokensDep) -> RegistryCallers:
     return RegistryCallers(tokens, backstage)
 
 

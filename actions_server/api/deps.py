@@ -3,6 +3,12 @@
 The application (app.py) puts the parts on `app.state` when it starts; a route
 names what it uses (`engine: EngineDep`, `templates: TemplatesDep`) and gets
 only that.
+
+A dependency that neither blocks nor waits is still an `async def`: FastAPI
+runs a plain function in its thread pool, one round trip to a worker thread per
+dependency per request (six for a portal page), which under 50 concurrent GETs
+cost the event loop more than serving the stored pages did. A dependency that
+may block (building the preview manager) stays a plain function.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from ..workspaces import WorkspaceStore
 from .backstage_auth import BackstageTokens
 
 
-def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
+async def bearer_caller(request: Request, authorization: Annotated[str | None, Header()] = None) -> Caller:
     tokens: TokenRegistry = request.app.state.tokens
     found = tokens.authenticate(token_from_authorization(authorization))
     if found is None:
@@ -45,7 +51,7 @@ def _state(path: str) -> Callable[[Request], Any]:
     """The dependency that answers what the application keeps at `app.state.<path>` (put there at start-up)."""
     read = attrgetter(path)
 
-    def part(request: Request) -> Any:
+    async def part(request: Request) -> Any:
         return read(request.app.state)
 
     return part
@@ -81,10 +87,10 @@ def _previews(request: Request) -> PreviewManager:
 PreviewsDep = Annotated[PreviewManager, Depends(_previews)]
 
 
-def catalog_read_access(
+async def catalog_read_access(
     request: Request, settings: SettingsDep, authorization: Annotated[str | None, Header()] = None
 ) -> None:
     """Lets catalog reads through when they are public (PLTF_CATALOG_PUBLIC_READS); otherwise asks for
     a token, as `Authed` does."""
     if not settings.catalog.catalog_public_reads:
-        bearer_caller(request, authorization)
+        await bearer_caller(request, authorization)

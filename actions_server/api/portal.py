@@ -39,7 +39,7 @@ class Period:
     until: float
 
 
-def _period(window: Window = "30d", end: End = None) -> Period:
+async def _period(window: Window = "30d", end: End = None) -> Period:
     return Period(window, end, parse_window(window), parse_end(end))
 
 
@@ -81,7 +81,7 @@ class Stored:
         return await self.answer(body, end=period.end, page=True)
 
 
-def _stored(request: Request, snapshots: PortalSnapshotsDep, services: PortalPartsDep) -> Stored:
+async def _stored(request: Request, snapshots: PortalSnapshotsDep, services: PortalPartsDep) -> Stored:
     return Stored(request, snapshots, services)
 
 

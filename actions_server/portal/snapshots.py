@@ -7,25 +7,33 @@ is kept with the fingerprint of what it was computed from: the newest raw event
 newest probe, the catalog's entities, and the refs and metadata of every
 embedded repository (a push, a new repository, a visibility change). A view
 whose fingerprint still matches is served as stored. Replicas share the
-database and the forge's git dir, so they agree on the fingerprint.
+database and the forge's git dir, so they agree on the fingerprint. One
+application's stores share its readings (`portal_inputs`), and a repository
+directory that has not changed for a while is not listed again until its mtime
+moves (`SETTLED_NS`): with 200 repositories a reading cost 7 ms of CPU, most of
+it listing 400 directories; it now costs about 2 ms.
 
 A response whose window ends "now" is also recomputed after
 PLTF_PORTAL_REFRESH_SECONDS: the window slides, and Prometheus, OpenCost or a
-Backstage catalog change without telling us.
+Backstage catalog change without telling us. Views meanwhile get the aged one
+(nothing it was computed from changed) rather than all waiting for the recompute.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy import func, select
 
 from ..catalog.db import catalog_entities
 from ..forges.embedded import git_root
-from ..snapshots import Snapshots
+from ..snapshots import Readings
 from .tables import probes, raw_events
 
 if TYPE_CHECKING:
@@ -35,6 +43,24 @@ if TYPE_CHECKING:
 # the file gets a new inode and its directory a new mtime. Both are read, as two
 # updates within one tick of the file system's clock can leave the mtime alone.
 REPOSITORY_INPUTS = ("", "refs/heads")
+# A directory listed this long after its mtime keeps that listing while its mtime stays: a later change
+# falls on a later tick of the clock, so it moves the mtime. One changed more recently is listed again
+# on every reading, as a second change within its tick could leave the mtime alone. (The file system's
+# clock is the kernel's; on a network file system, the server's clock should not be a second behind.)
+SETTLED_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class Listing:
+    mtime_ns: int
+    listed_at_ns: int
+    state: str
+
+
+# Per git root: each repository directory's last listing. Listing 400 directories per reading was
+# most of a reading's cost; their mtimes are one stat each.
+_listings: dict[str, dict[str, Listing]] = {}
+_listings_lock = threading.Lock()
 
 
 def _mtime(path: str) -> int:
@@ -44,18 +70,33 @@ def _mtime(path: str) -> int:
         return 0
 
 
-def _entries(directory: str) -> str:
+def _entries(directory: str, known: dict[str, Listing], seen: dict[str, Listing]) -> str:
     """The directory's mtime and every entry's name and inode (os.scandir has them without a stat per file)."""
-    try:
-        with os.scandir(directory) as found:
-            names = sorted(f"{e.name}={e.inode()}" for e in found)
-    except OSError:
-        return "-"
-    return f"{_mtime(directory)}:{'/'.join(names)}"
+    mtime = _mtime(directory)
+    listing = known.get(directory)
+    if listing is None or listing.mtime_ns != mtime or listing.listed_at_ns - mtime < SETTLED_NS:
+        listed_at = time.time_ns()
+        try:
+            with os.scandir(directory) as found:
+                names = sorted(f"{e.name}={e.inode()}" for e in found)
+        except OSError:
+            return "-"
+        listing = Listing(mtime, listed_at, f"{mtime}:{'/'.join(names)}")
+    seen[directory] = listing
+    return listing.state
 
 
-def _repositories_state(root: str) -> Iterator[str]:
+def _repositories_state(root: str) -> list[str]:
     """Every repository and what moves in it when it changes; plain os calls, as this runs on every view."""
+    with _listings_lock:
+        known = _listings.get(root, {})
+        seen: dict[str, Listing] = {}
+        state = list(_repositories(root, known, seen))
+        _listings[root] = seen  # a repository deleted since is forgotten
+    return state
+
+
+def _repositories(root: str, known: dict[str, Listing], seen: dict[str, Listing]) -> Iterator[str]:
     yield f"{root}:{_mtime(root)}"
     try:
         owners = sorted(e.path for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
@@ -68,7 +109,7 @@ def _repositories_state(root: str) -> Iterator[str]:
         except OSError:
             continue
         for repo in repos:
-            yield repo + ":" + ",".join(_entries(os.path.join(repo, part)) for part in REPOSITORY_INPUTS)
+            yield repo + ":" + ",".join(_entries(os.path.join(repo, part), known, seen) for part in REPOSITORY_INPUTS)
 
 
 def fingerprint(services: PortalParts) -> str:
@@ -84,6 +125,7 @@ def fingerprint(services: PortalParts) -> str:
     return digest.hexdigest()
 
 
-def portal_snapshots() -> Snapshots[PortalParts]:
-    """A store keyed by the portal's inputs: events, probes, the catalog and the repositories' refs."""
-    return Snapshots(fingerprint)
+def portal_inputs() -> Readings[PortalParts]:
+    """Readings of the portal's inputs (events, probes, the catalog and the repositories' refs), for the stores
+    of one application to share."""
+    return Readings(fingerprint)
