@@ -7,7 +7,7 @@
 4. With 200 services registered: the portal home and a service page p50/p95,
    then 200 mixed GETs (/, /catalog, the catalog API, /healthz) at concurrency 50.
 5. The same burst spread over two replicas sharing PostgreSQL and a data dir.
-6. The first server's peak RSS (from /proc).
+6. The first server's peak RSS (from /proc), after the burst and at the end.
 
 Previews are off here (benchmarks/preview.py times those). `--code DIR` runs
 the servers from another checkout, e.g. main's, for before/after figures.
@@ -275,6 +275,9 @@ def main() -> None:
             ratio = f", {percentile(sequential, 0.5) / percentile(baseline, 0.5):.2f}x the bare p50" if baseline else ""
             print(f"sequential service:create x{args.runs}: {p50_p95(sequential)}{ratio}")
             report_burst(f"{args.concurrent} concurrent", [url], args.concurrent, "burst")
+            # The goal's figure: one replica's peak under this load (the portal's figures below add their own).
+            rss, children = peak_rss_mib(server.pid), children_peak_rss_mib(server.pid)
+            print(f"peak RSS after the burst: server {rss:.0f} MiB, its child processes {children:.0f} MiB more")
             if "portal" not in args.skip:
                 fill_services(url, 1 + args.runs + args.concurrent, args.services)
                 for label, path in (("portal home /", "/"), ("service page", "/services/seq-0")):
@@ -283,7 +286,7 @@ def main() -> None:
                 times, failed, timeouts = asyncio.run(mixed_gets(url, 200, 50, "seq-0"))
                 print(f"200 mixed GETs at concurrency 50: {p50_p95(times)}, {failed} 5xx, {timeouts} timeouts")
             rss, children = peak_rss_mib(server.pid), children_peak_rss_mib(server.pid)
-            print(f"server peak RSS: {rss:.0f} MiB (its child processes: {children:.0f} MiB more)")
+            print(f"peak RSS at the end: server {rss:.0f} MiB, its child processes {children:.0f} MiB more")
         finally:
             stop(server)
         if "postgresql" not in args.skip:
