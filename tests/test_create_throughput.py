@@ -186,7 +186,7 @@ def test_writers_queue_for_the_write_lock_and_a_failed_write_gives_it_back(tmp_p
     assert not finished  # queued behind the open transaction
     holder.commit()
     committed = time.monotonic()
-    waiting.join(timeout=5)
+    waiting.join(timeout=60)  # returns when the write is done; the bound only stops a hang
     assert finished and finished[0] - committed < 1.0
     # A write that fails is rolled back, and the next writer goes at once (no 5 s wait for a lost lock).
     with pytest.raises(sqlite3.IntegrityError):

@@ -49,7 +49,7 @@ def test_lines_kept_without_a_reader_are_written_by_the_flusher(tmp_path: Path) 
     writer = RunLogWriter(engine, lambda run_id: None, flush_seconds=0.01)
     for seq in range(1, 4):
         writer.append(line("run-a", seq))
-    wait_until(lambda: stored(engine, "run-a") == [1, 2, 3], timeout=10, what="the flusher to write the lines")
+    wait_until(lambda: stored(engine, "run-a") == [1, 2, 3], what="the flusher to write the lines")
     assert not writer.pending("run-a")
 
 

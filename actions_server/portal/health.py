@@ -121,7 +121,11 @@ def probe_uptimes(services: PortalParts, names: Iterable[str], now: float) -> di
         .where(and_(probes.c.service.in_(wanted), probes.c.time > now - longest, probes.c.time <= now))
         .group_by(probes.c.service)
     )
-    newest = select(probes.c.service, func.max(probes.c.time).label("time")).where(probes.c.service.in_(wanted))
+    # The last probe as of `now`, as the windows count them: a probe stored while this request ran (or after
+    # a past `end`) would be "last" yet in no window.
+    newest = select(probes.c.service, func.max(probes.c.time).label("time")).where(
+        and_(probes.c.service.in_(wanted), probes.c.time <= now)
+    )
     newest_times = newest.group_by(probes.c.service).subquery()
     last = select(probes).join(
         newest_times, and_(probes.c.service == newest_times.c.service, probes.c.time == newest_times.c.time)

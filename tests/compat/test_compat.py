@@ -36,6 +36,9 @@ from conftest import TOKEN, ServerProcess
 AS_COOKIECUTTER = "as cookiecutter"
 RANDOM = {("cc-test-extensions--default", "id")}
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
+# One xdist worker for the module: `compared` (pip download of cookiecutter's sdist, then every case rendered
+# twice) takes ~18 s, and each worker a test lands on would build it again (make test runs --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("compat")
 
 
 @dataclass

@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from actions_server.app import create_app
 from actions_server.portal import cost
 from actions_server.portal.entities import RepoFiles, directory
 from actions_server.portal.events import record_platform_event
-from actions_server.portal.health import probe_once
+from actions_server.portal.health import probe_once, probe_uptime
 from actions_server.portal.scorecards import dockerfile_user
 from actions_server.services import Services
 from conftest import ROOT, make_settings, need, wait_until
@@ -76,6 +77,28 @@ def test_probes_give_uptime_and_the_slo(side_services: Services) -> None:
     budget = 1 - 99.9 / 100
     assert health["slo"]["objective"] == 99.9 and health["slo"]["status"] == "breached"
     assert health["slo"]["errorBudgetRemaining"] == pytest.approx(1 - (1 / 3) / budget, abs=1e-4)
+
+
+def test_the_last_probe_is_the_last_one_the_windows_count(side_services: Services) -> None:
+    """The answer is as of `now` (the request's start, or a past `end`): a later probe is neither last nor counted."""
+    record_platform_event(
+        side_services, "preview.deployed", {"service": "users-api", "url": "http://users-api.preview.test/"}
+    )
+    answers = iter([200, 503])
+    between: list[float] = []
+
+    async def two_rounds() -> None:
+        transport = httpx.MockTransport(lambda request: httpx.Response(next(answers)))
+        async with httpx.AsyncClient(transport=transport) as client:
+            await probe_once(side_services, client)
+            between.append(time.time())
+            await probe_once(side_services, client)
+
+    anyio.run(two_rounds)
+    uptime = probe_uptime(side_services, "users-api", between[0])
+    assert uptime["24h"] == {"ratio": 1.0, "probes": 1}
+    assert uptime["last"] is not None and uptime["last"]["ok"] is True and uptime["last"]["status"] == 200
+    assert probe_uptime(side_services, "users-api", time.time())["last"]["status"] == 503
 
 
 @pytest.fixture
