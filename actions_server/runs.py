@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .action import Action, RunCancelled, RunContext, RunLogger
 from .auth import Caller
+from .cursors import Page, newest_first, next_cursor
 from .db import run_logs, runs
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors, some_of
 from .logs import get_logger
@@ -410,15 +411,22 @@ class RunEngine:
         return self._to_json(row, log)
 
     def list_runs(
-        self, action: str | None, status: str | None, limit: int = 50, viewer: Caller | None = None
-    ) -> list[dict[str, Any]]:
-        query = only_visible(select(runs), viewer).order_by(runs.c.created_at.desc()).limit(limit)
+        self,
+        action: str | None,
+        status: str | None,
+        limit: int = 50,
+        viewer: Caller | None = None,
+        cursor: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """The newest runs `viewer` may see, `limit` at a time from `cursor` on."""
+        query = newest_first(only_visible(select(runs), viewer), runs.c.created_at, runs.c.id, cursor, limit)
         if action:
             query = query.where(runs.c.action == action)
         if status:
             query = query.where(runs.c.status == status)
         with self.database.connect() as conn:
-            return [self._to_json(row, None) for row in conn.execute(query)]
+            rows = conn.execute(query).all()
+        return Page([self._to_json(row, None) for row in rows[:limit]], next_cursor(rows, limit))
 
     def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
         self.log_writer.flush(run_id, reader=True)  # a line of this process's is not kept from its reader

@@ -209,6 +209,28 @@ def test_wait_false_answers_202_and_run_can_be_followed(client: TestClient) -> N
     assert client.get("/v1/runs", params={"status": "bogus"}).status_code == 422
 
 
+def test_runs_are_listed_newest_first_a_page_at_a_time(client: TestClient) -> None:
+    made = [client.post(RENDER, json={"input": {"template": "demo"}, "dryRun": True}).json()["id"] for _ in range(5)]
+    pages, params = [], {"limit": 2}
+    while True:
+        page = client.get("/v1/runs", params=params).json()
+        pages.append([run["id"] for run in page["runs"]])
+        if page["nextCursor"] is None:
+            break
+        params = {"limit": 2, "cursor": page["nextCursor"]}
+    assert pages == [made[4:2:-1], made[2:0:-1], made[:1]]
+
+    # A run started while a client pages does not shift the pages it has not read.
+    second = client.get("/v1/runs", params={"limit": 2}).json()["nextCursor"]
+    client.post(RENDER, json={"input": {"template": "demo"}, "dryRun": True})
+    assert [r["id"] for r in client.get("/v1/runs", params={"limit": 2, "cursor": second}).json()["runs"]] == pages[1]
+
+    for cursor in ("not a cursor", base64.urlsafe_b64encode(b'{"before": "yesterday"}').decode()):
+        refused = client.get("/v1/runs", params={"cursor": cursor})
+        assert refused.status_code == 422
+        assert refused.json()["error"]["fields"] == [{"field": "cursor", "message": "invalid cursor"}]
+
+
 def test_events_resume_after_last_event_id(client: TestClient) -> None:
     run = client.post(RENDER, json={"input": {"template": "demo"}}).json()
     events = client.get(f"/v1/runs/{run['id']}/events", headers={"Last-Event-ID": "3"}).text

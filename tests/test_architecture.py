@@ -142,6 +142,7 @@ LAYERS: dict[str, int] = {
     "actions_server.storage": 1,
     "actions_server.http_timeouts": 1,
     "actions_server.http_cache": 1,
+    "actions_server.cursors": 1,
     # 2. parts
     "actions_server.templates": 2,
     "actions_server.template_filters": 2,

@@ -6,13 +6,12 @@ run, a workspace and a template exist, so the success answers are checked too.
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
-from jsonschema import Draft202012Validator
+
+from conftest import assert_documented
 
 RENDER = "/v1/actions/cookiecutter:render/runs"
 
@@ -21,31 +20,6 @@ RENDER = "/v1/actions/cookiecutter:render/runs"
 def document(client: TestClient) -> dict[str, Any]:
     served: dict[str, Any] = client.get("/openapi.json").json()
     return served
-
-
-def operation_of(document: dict[str, Any], method: str, url: str) -> dict[str, Any]:
-    for template, operations in document["paths"].items():
-        pattern = re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template))
-        if re.fullmatch(pattern, url) and method.lower() in operations:
-            found: dict[str, Any] = operations[method.lower()]
-            return found
-    raise AssertionError(f"{method} {url} is not in the OpenAPI document")
-
-
-def assert_documented(document: dict[str, Any], response: httpx.Response) -> Any:
-    """The response's status is documented for its operation, and its JSON body has that status's schema."""
-    request = response.request
-    operation = operation_of(document, request.method, request.url.path)
-    documented = operation["responses"]
-    assert str(response.status_code) in documented, (
-        f"{request.method} {request.url.path} answered {response.status_code}; documented: {sorted(documented)}"
-    )
-    schema = documented[str(response.status_code)].get("content", {}).get("application/json", {}).get("schema")
-    assert schema is not None, f"{request.method} {request.url.path} {response.status_code} documents no JSON schema"
-    body = response.json()
-    # The operation's schema refers to #/components/…; validate it as part of the whole document.
-    Draft202012Validator({**schema, "components": document["components"]}).validate(body)
-    return body
 
 
 def test_runs_actions_templates_and_workspaces_answer_as_documented(

@@ -179,6 +179,16 @@ def test_a_pull_request_gets_its_own_name_and_namespace(client: TestClient, repo
     ]
 
 
+def test_previews_are_listed_newest_first_a_page_at_a_time(client: TestClient, repo: str) -> None:
+    made = [create(client, repo).json()["output"]["previewId"]]
+    made.append(create(client, repo, pullRequest=7).json()["output"]["previewId"])
+    first = client.get("/v1/previews", params={"limit": 1}).json()
+    assert [p["id"] for p in first["previews"]] == [made[1]] and first["nextCursor"]
+    second = client.get("/v1/previews", params={"limit": 1, "cursor": first["nextCursor"]}).json()
+    assert [p["id"] for p in second["previews"]] == [made[0]] and second["nextCursor"] is None
+    assert client.get("/v1/previews", params={"cursor": "%%%"}).status_code == 422
+
+
 def test_past_the_cap_the_answer_is_429(tmp_path: Path, repo: str) -> None:
     with running(preview_settings(tmp_path, preview_max_active=1)) as client:
         assert create(client, repo).status_code == 200

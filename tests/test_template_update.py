@@ -17,7 +17,7 @@ from test_forge_embedded import AUTH_HEADER, git
 
 import conftest
 from actions_server.auth import hash_token
-from conftest import TOKEN, ServerProcess
+from conftest import TOKEN, ServerProcess, assert_documented, get_documented
 
 APP_V1 = "import os\n\nVERSION = 1\nNAME = '{{ cookiecutter.name }}'\nPORT = 8080\n\n\ndef main():\n    print(NAME)\n"
 CONFIG_V1 = "replicas: 1\nmemory: 256Mi\ncpu: 100m\nlogLevel: info\n"
@@ -291,7 +291,7 @@ def test_a_change_request_is_viewed_and_merged_only_while_current(
         write_template(templates, "2", V2)
         out = run(client, "template:update", {"repository": "team-a/merging"}).json()["output"]
         assert out["changeRequestUrl"] == f"{server.url}/git/team-a/merging/changes/1"
-        before = client.get("/v1/templates/svc/drift").json()
+        before = get_documented(client, "/v1/templates/svc/drift")
         assert before["versions"] == [{"version": "1", "services": 1}, {"version": "2", "services": 0}]
         assert before["updateRequests"] == {"open": 1}
         page = client.get(out["changeRequestUrl"])
@@ -315,11 +315,14 @@ def test_a_change_request_is_viewed_and_merged_only_while_current(
         )
         merged = client.post("/v1/repositories/team-a/merging/changes/1/merge")
         assert merged.status_code == 200, merged.text
-        assert merged.json()["state"] == "merged"
+        assert assert_documented(client.get("/openapi.json").json(), merged)["state"] == "merged"
         assert merged.json()["refreshedEntities"] == ["component:default/merging"]
+        (listed,) = get_documented(client, "/v1/repositories/team-a/merging/changes")["changes"]
+        assert listed["state"] == "merged" and listed["toVersion"] == "2"
+        assert get_documented(client, "/v1/repositories/team-a/merging/changes/1")["number"] == 1
         entity = client.get("/api/catalog/entities/by-name/component/default/merging").json()
         assert entity["metadata"]["annotations"]["pltf.dev/template-version"] == "2"
-        after_drift = client.get("/v1/templates/svc/drift").json()
+        after_drift = get_documented(client, "/v1/templates/svc/drift")
         assert after_drift["versions"] == [{"version": "1", "services": 0}, {"version": "2", "services": 1}]
         assert after_drift["updateRequests"] == {"merged": 1}
         portal = client.get("/templates/svc")

@@ -121,7 +121,7 @@ def validate(params: PreviewCreateInput, settings: Settings, previews: Callable[
             f"ttlSeconds is above the limit of {settings.previews.preview_max_ttl_seconds}",
             [FieldError("ttlSeconds", f"at most {settings.previews.preview_max_ttl_seconds}")],
         )
-    active = previews().list_previews(status="active", limit=settings.previews.preview_max_active + 1)
+    active = previews().list_previews(status="active", limit=settings.previews.preview_max_active + 1).items
     if len(active) >= settings.previews.preview_max_active and all(p["name"] != request.name for p in active):
         raise PltfError(
             f"there are already {len(active)} active previews (the limit is {settings.previews.preview_max_active}); "

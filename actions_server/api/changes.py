@@ -15,7 +15,7 @@ from ..forges.embedded import git_root, read_metadata, repository_dir
 from ..forges.permissions import may_read, push_refusal
 from ..updates.fleet import after_merge
 from .deps import Authed, CatalogDep, EventsDep, SettingsDep
-from .models import errors
+from .models import ChangeRequest, ChangeRequestList, MergedChangeRequest, errors
 
 router = APIRouter()
 
@@ -32,14 +32,24 @@ def _with_url(change: dict[str, Any], owner: str, name: str, settings: Settings)
     return {**change, "url": f"{settings.server.base_url}/git/{owner}/{name}/changes/{change['number']}"}
 
 
-@router.get("/v1/repositories/{owner}/{name}/changes", tags=["changes"], responses=errors(401, 404, 422))
+@router.get(
+    "/v1/repositories/{owner}/{name}/changes",
+    tags=["changes"],
+    response_model=ChangeRequestList,
+    responses=errors(401, 404, 422),
+)
 async def list_change_requests(owner: str, name: str, who: Authed, settings: SettingsDep) -> dict[str, Any]:
     repo = _readable(owner, name, who, settings)
     changes = await anyio.to_thread.run_sync(list_changes, repo)
     return {"changes": [_with_url(change, owner, name, settings) for change in changes]}
 
 
-@router.get("/v1/repositories/{owner}/{name}/changes/{number}", tags=["changes"], responses=errors(401, 404, 422))
+@router.get(
+    "/v1/repositories/{owner}/{name}/changes/{number}",
+    tags=["changes"],
+    response_model=ChangeRequest,
+    responses=errors(401, 404, 422),
+)
 async def get_change_request(owner: str, name: str, number: int, who: Authed, settings: SettingsDep) -> dict[str, Any]:
     repo = _readable(owner, name, who, settings)
     return _with_url(await anyio.to_thread.run_sync(get_change, repo, number), owner, name, settings)
@@ -48,6 +58,7 @@ async def get_change_request(owner: str, name: str, number: int, who: Authed, se
 @router.post(
     "/v1/repositories/{owner}/{name}/changes/{number}/merge",
     tags=["changes"],
+    response_model=MergedChangeRequest,
     responses=errors(401, 403, 404, 409, 422),
 )
 async def merge_change_request(

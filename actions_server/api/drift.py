@@ -15,7 +15,7 @@ from ..templates.catalog import TemplateCatalog, find_template_or_404
 from ..updates.fleet import drift, services_made_from
 from ..updates.history import TemplateHistory
 from .deps import Authed, SettingsDep, TemplatesDep
-from .models import errors
+from .models import TemplateDrift, errors
 
 router = APIRouter()
 
@@ -51,7 +51,9 @@ def template_drift(templates: TemplateCatalog, settings: Settings, name: str, wh
     }
 
 
-@router.get("/v1/templates/{name}/drift", tags=["templates"], responses=errors(401, 404, 422))
+@router.get(
+    "/v1/templates/{name}/drift", tags=["templates"], response_model=TemplateDrift, responses=errors(401, 404, 422)
+)
 async def get_drift(name: str, who: Authed, templates: TemplatesDep, settings: SettingsDep) -> dict[str, Any]:
     return await anyio.to_thread.run_sync(template_drift, templates, settings, name, who)
 

@@ -1,8 +1,10 @@
 """The shapes the HTTP API answers with, for the OpenAPI document and its clients.
 
 They describe what the handlers return today (Backstage templates, the CLI and
-backstage-plugin/ rely on these names): each model allows the keys it does not
-name, so documenting an answer never drops or renames part of it.
+backstage-plugin/ rely on these names). A model built on `Open` allows keys it
+does not name, for answers that carry what a provider or a template adds (a
+preview's provider fields, a template's extra metadata); the others, a `Run`
+among them, name every key they answer with.
 """
 
 from __future__ import annotations
@@ -67,25 +69,35 @@ class RunLinks(BaseModel):
     events: str
 
 
-class Run(Open):
+class LogLine(BaseModel):
+    seq: int = Field(description="Increasing per run; the SSE event id, for Last-Event-ID.")
+    time: str
+    level: str = Field(description="debug, info, warning or error")
+    message: str
+    step: str | None = Field(None, description="The step of the action that wrote it (render, push…).")
+    fields: dict[str, Any] | None = None
+
+
+class Run(BaseModel):
     id: str
     action: str
     status: RunStatus
     dryRun: bool
-    input: dict[str, Any] | None
+    input: dict[str, Any] | None = Field(description="The input as given, secrets left out.")
     output: Any = Field(description="The action's output once it succeeded; see GET /v1/actions/{id}.")
-    error: dict[str, Any] | None = Field(description="The Error of a failed run: code, message, status, fields.")
+    error: Error | None = Field(description="Why a failed or cancelled run ended.")
     caller: str | None
     team: str | None
     createdAt: str | None
     startedAt: str | None
     finishedAt: str | None
-    log: list[dict[str, Any]] | None = Field(None, description="Log lines; only on GET /v1/runs/{id}.")
+    log: list[LogLine] | None = Field(None, description="Log lines; only on GET /v1/runs/{id}.")
     links: RunLinks
 
 
 class RunList(BaseModel):
     runs: list[Run]
+    nextCursor: str | None = Field(None, description="Pass as `?cursor=` for the next page; null on the last.")
 
 
 class ActionSchemas(BaseModel):
@@ -163,6 +175,7 @@ class Preview(Open):
 
 class PreviewList(BaseModel):
     previews: list[Preview]
+    nextCursor: str | None = Field(None, description="Pass as `?cursor=` for the next page; null on the last.")
 
 
 class PreviewCollection(BaseModel):
@@ -239,8 +252,100 @@ class Dora(Open):
     level: str | None
 
 
+class Uptime(BaseModel):
+    ratio: float | None = Field(description="Share of successful probes (or Prometheus' `up`); null without data.")
+    probes: int | None = Field(description="How many probes it counts; null when it comes from Prometheus.")
+
+
+class Probe(BaseModel):
+    time: float = Field(description="Unix seconds")
+    ok: bool
+    status: int | None = Field(description="The HTTP status; null when the service did not answer.")
+    ms: float | None
+    url: str
+
+
+class SloStatus(BaseModel):
+    objective: float = Field(description="Availability objective in percent")
+    availability: float | None
+    status: str | None = Field(description="met or breached; null without data")
+    errorBudgetRemaining: float | None = Field(description="Share of the window's error budget left")
+    objectiveSource: str = Field(description="annotation, the repository's SLO file, or default")
+    window: str
+
+
+class Health(BaseModel):
+    source: str = Field(description="probes or prometheus")
+    url: str | None = Field(description="The health URL probed; null when the service names none.")
+    uptime: dict[str, Uptime] = Field(description="Per window: 24h, 7d and 30d.")
+    last: Probe | None
+    slo: SloStatus
+
+
+class ScorecardRule(BaseModel):
+    id: str
+    title: str
+    level: str
+    passed: bool
+    detail: str = Field(description="What was found")
+    fix: str | None = Field(description="How to pass; null when it passes.")
+
+
+class Scorecard(BaseModel):
+    level: str | None = Field(description="The highest level whose rules (and those below) all pass.")
+    levels: list[str]
+    passed: int
+    total: int
+    rules: list[ScorecardRule]
+
+
+class ScorecardSummary(BaseModel):
+    level: str | None
+    passed: int
+    total: int
+
+
+class CostLine(BaseModel):
+    env: str
+    namespace: str | None
+    experiment: str | None
+    cpu: float | None = Field(description="Requested cores; null for OpenCost allocations.")
+    memoryGiB: float | None
+    cost: float = Field(description="Over the window")
+    forecastMonthly: float
+    budget: float | None
+    overBudget: bool
+    source: str | None = Field(description="Where the requests were read, or opencost.")
+
+
+class CostTotals(BaseModel):
+    currency: str
+    cost: float | None
+    forecastMonthly: float | None
+    budgetMonthly: float | None
+    warnings: list[str]
+    estimate: bool = Field(description="True when priced from requested resources rather than measured.")
+    basis: str
+
+
+class ServiceCost(CostTotals):
+    service: str
+    source: str = Field(description="opencost, or requests (priced from the resource requests)")
+    windowHours: float
+    envs: list[CostLine]
+
+
+class PortalService(BaseModel):
+    name: str
+    team: str | None
+    health: Health
+    dora: Dora
+    scorecard: ScorecardSummary
+    cost: CostTotals
+
+
 class PortalServiceList(BaseModel):
-    services: list[dict[str, Any]] = Field(description="Each: name, team, health, dora, scorecard, cost.")
+    services: list[PortalService]
 
 
 class CostSummary(BaseModel):
@@ -248,8 +353,8 @@ class CostSummary(BaseModel):
     window: str
     source: str = Field(description="opencost, or requests (priced from the resource requests)")
     currency: str
-    items: list[dict[str, Any]]
-    warnings: list[Any]
+    items: list[dict[str, Any]] = Field(description="Per key of `by`: that key, cost and forecastMonthly.")
+    warnings: list[str]
 
 
 class Recorded(Open):
@@ -272,3 +377,47 @@ class Readiness(Open):
 
     status: str = Field(description="ready, or unavailable")
     reason: str | None = Field(None, description="Why it is unavailable: the database error or the storage problem.")
+
+
+class ChangeRequest(Open):
+    """A change request of the embedded forge; a template update's also carries its versions and conflicts."""
+
+    number: int
+    branch: str
+    target: str = Field(description="The branch it merges into")
+    title: str
+    body: str
+    state: str = Field(description="open, merged or closed")
+    createdAt: float = Field(description="Unix seconds")
+    url: str = Field(description="Its page")
+
+
+class ChangeRequestList(BaseModel):
+    changes: list[ChangeRequest]
+
+
+class MergedChangeRequest(ChangeRequest):
+    refreshedEntities: list[str] = Field(description="The catalog entities read again from the merged branch.")
+
+
+class VersionCount(BaseModel):
+    version: str
+    services: int
+
+
+class DriftService(BaseModel):
+    repository: str
+    template: str
+    version: str
+    commit: str | None
+    updates: list[dict[str, Any]] = Field(
+        description="Its template-update change requests: number, state, toVersion, status."
+    )
+
+
+class TemplateDrift(BaseModel):
+    template: str
+    latestVersion: str
+    versions: list[VersionCount] = Field(description="Oldest first: how many services are on each version.")
+    updateRequests: dict[str, int] = Field(description="Template-update change requests by state.")
+    services: list[DriftService]

@@ -23,7 +23,7 @@ from ..portal.pages import render_page
 from ..portal.parts import PortalParts
 from ..snapshots import Snapshots
 from .deps import Authed, PortalPartsDep, PortalSnapshotsDep
-from .models import CostSummary, Dora, PortalServiceList, errors
+from .models import CostSummary, Dora, Health, PortalServiceList, Scorecard, ServiceCost, errors
 
 Window = Annotated[str, Query(max_length=10, description="e.g. 24h, 30d, 12w")]
 End = Annotated[str | None, Query(max_length=40, description="ISO 8601 end of the window; default now")]
@@ -157,7 +157,7 @@ async def list_portal_services(_: Authed, period: PeriodDep, services: PortalPar
     return await stored.json(compute, period.end)
 
 
-@api.get("/services/{name}/health", response_model=dict[str, Any], responses=errors(404))
+@api.get("/services/{name}/health", response_model=Health, responses=errors(404))
 async def service_health(
     name: str, _: Authed, services: PortalPartsDep, stored: StoredDep, end: End = None
 ) -> Response:
@@ -170,7 +170,7 @@ async def service_health(
     return await stored.json(compute, end)
 
 
-@api.get("/services/{name}/scorecard", response_model=dict[str, Any], responses=errors(404))
+@api.get("/services/{name}/scorecard", response_model=Scorecard, responses=errors(404))
 async def service_scorecard(
     name: str, _: Authed, services: PortalPartsDep, stored: StoredDep, end: End = None
 ) -> Response:
@@ -184,7 +184,7 @@ async def service_scorecard(
     return await stored.json(compute, end)
 
 
-@api.get("/services/{name}/cost", response_model=dict[str, Any], responses=errors(404))
+@api.get("/services/{name}/cost", response_model=ServiceCost, responses=errors(404))
 async def service_cost(
     name: str, _: Authed, services: PortalPartsDep, stored: StoredDep, window: Window = "30d"
 ) -> Response:

@@ -22,10 +22,13 @@ async def list_previews(
     status: Annotated[str | None, Query(description="starting, ready, failed, destroyed, expired or active")] = None,
     service: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    cursor: Annotated[str | None, Query(description="nextCursor of the page before")] = None,
 ) -> dict[str, Any]:
+    """The previews this token may see, newest first."""
     if status is not None and status not in (*STATUSES, "active"):
         raise invalid_input(f"unknown status {status!r}", [])
-    return {"previews": await anyio.to_thread.run_sync(previews.list_previews, status, service, limit, who)}
+    found = await anyio.to_thread.run_sync(previews.list_previews, status, service, limit, who, cursor)
+    return {"previews": found.items, "nextCursor": found.next_cursor}
 
 
 @router.get("/{preview_id}", response_model=Preview, response_model_exclude_unset=True, responses=errors(401, 404))

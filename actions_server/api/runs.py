@@ -99,11 +99,13 @@ async def list_runs(
     action: str | None = None,
     status: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[str | None, Query(description="nextCursor of the page before")] = None,
 ) -> dict[str, Any]:
+    """The runs this token may see, newest first."""
     if status is not None and status not in STATUSES:
         raise invalid_input(f"unknown status {status!r}", [])
-    found = await anyio.to_thread.run_sync(engine.list_runs, action, status, limit, who)
-    return {"runs": [_with_links(run, settings) for run in found]}
+    found = await anyio.to_thread.run_sync(engine.list_runs, action, status, limit, who, cursor)
+    return {"runs": [_with_links(run, settings) for run in found.items], "nextCursor": found.next_cursor}
 
 
 @router.get(

@@ -24,6 +24,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from ..auth import Caller
 from ..config import Settings
+from ..cursors import encode_cursor
 from ..errors import FieldError, PltfError, conflict, invalid_input, not_found
 from ..forges.permissions import team_ref
 from .base import Catalog, Query, Registration
@@ -38,8 +39,7 @@ from .db import (
 from .model import EntityRef, RefError, load_documents, parse_ref, relations_of, validate_entity, with_defaults
 from .query import (
     Condition,
-    decode_cursor,
-    encode_cursor,
+    decode_query_cursor,
     parse_filters,
     parse_order,
     search_rows,
@@ -377,7 +377,7 @@ class EmbeddedCatalog(Catalog):
 
     def query(self, query: Query) -> dict[str, Any]:
         if query.cursor:
-            state = decode_cursor(query.cursor)
+            state = decode_query_cursor(query.cursor)
         else:
             state = {"filters": query.filters, "orderFields": query.order_fields, "offset": 0}
         where = self._matching(state["filters"])

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any
 
+from ..cursors import decode_cursor
 from ..errors import FieldError, invalid_input
 
 MAX_VALUE_LENGTH = 200
@@ -58,27 +56,20 @@ def parse_order(order_fields: list[str]) -> list[tuple[str, bool]]:
     return out
 
 
-def encode_cursor(state: dict[str, Any]) -> str:
-    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> dict[str, Any]:
-    try:
-        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
-        state = None
-    valid = (
-        isinstance(state, dict)
-        and isinstance(state.get("filters"), list)
+def _query_state(state: dict[str, Any]) -> bool:
+    return (
+        isinstance(state.get("filters"), list)
         and all(isinstance(f, str) for f in state["filters"])
         and isinstance(state.get("orderFields"), list)
         and all(isinstance(f, str) for f in state["orderFields"])
         and isinstance(state.get("offset"), int)
         and state["offset"] >= 0
     )
-    if not valid:
-        raise invalid_input("the cursor is not one this server gave out", [FieldError("cursor", "invalid cursor")])
-    return cast(dict[str, Any], state)
+
+
+def decode_query_cursor(cursor: str) -> dict[str, Any]:
+    """The filters, order and offset a catalog cursor carries."""
+    return decode_cursor(cursor, _query_state)
 
 
 def select_fields(entity: dict[str, Any], fields: list[str]) -> dict[str, Any]:

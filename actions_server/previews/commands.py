@@ -28,8 +28,14 @@ def list_previews(include_finished: bool) -> list[dict[str, Any]]:
     client = _remote()
     if client is not None:
         params = {"status": status} if status else {}
-        return list(_call(client, "GET", "/v1/previews", params=params)["previews"])
-    return list(_local_manager().list_previews(status))
+        found: list[dict[str, Any]] = []
+        while True:
+            page = _call(client, "GET", "/v1/previews", params=params)
+            found.extend(page["previews"])
+            if not page.get("nextCursor"):
+                return found
+            params = {**params, "cursor": page["nextCursor"]}
+    return list(_local_manager().list_previews(status).items)
 
 
 def gc() -> tuple[list[str], list[str]]:

@@ -45,6 +45,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth import Caller
 from ..config import Settings
+from ..cursors import Page, newest_first, next_cursor
 from ..db import DNS_LABEL, GROUP_REF, REPLICA_ID, UUID_TEXT, from_row, metadata, run_logs, runs, time_column
 from ..errors import PltfError, conflict, not_found
 from ..events import EventBus
@@ -375,9 +376,16 @@ class PreviewManager:
         return body
 
     def list_previews(
-        self, status: str | None = None, service: str | None = None, limit: int = 200, viewer: Caller | None = None
-    ) -> list[dict[str, Any]]:
-        query = _visible(viewer).order_by(previews_table.c.created_at.desc()).limit(limit)
+        self,
+        status: str | None = None,
+        service: str | None = None,
+        limit: int = 200,
+        viewer: Caller | None = None,
+        cursor: str | None = None,
+    ) -> Page[dict[str, Any]]:
+        """The newest previews `viewer` may see, `limit` at a time from `cursor` on."""
+        table = previews_table
+        query = newest_first(_visible(viewer), table.c.created_at, table.c.id, cursor, limit)
         if status == "active":
             query = query.where(previews_table.c.status.in_(ACTIVE))
         elif status:
@@ -385,7 +393,8 @@ class PreviewManager:
         if service:
             query = query.where(previews_table.c.service == service)
         with self.engine.connect() as conn:
-            return [self.to_json(dict(row._mapping)) for row in conn.execute(query)]
+            rows = conn.execute(query).all()
+        return Page([self.to_json(dict(row._mapping)) for row in rows[:limit]], next_cursor(rows, limit))
 
     def route(self, key: str, by_id: bool = False) -> tuple[str, str | None] | None:
         """(status, upstream) of the active preview named `key` (or with that id); None when there is none."""

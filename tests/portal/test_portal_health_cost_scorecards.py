@@ -25,7 +25,7 @@ from actions_server.portal.events import record_platform_event
 from actions_server.portal.health import probe_once, probe_uptime
 from actions_server.portal.scorecards import dockerfile_user
 from actions_server.services import Services
-from conftest import ROOT, make_settings, need, wait_until
+from conftest import ROOT, get_documented, make_settings, need, wait_until
 
 pytest_plugins = ["portal_fixtures"]
 
@@ -71,7 +71,7 @@ def test_probes_give_uptime_and_the_slo(side_services: Services) -> None:
     anyio.run(three_rounds)
     assert seen == ["http://users-api.preview.test/healthz"] * 3
     with TestClient(create_app(side_services.settings), headers={"Authorization": f"Bearer {API_TOKEN}"}) as client:
-        health = client.get("/v1/services/users-api/health").json()
+        health = get_documented(client, "/v1/services/users-api/health")
     assert health["source"] == "probes"
     assert health["uptime"]["24h"] == {"ratio": pytest.approx(2 / 3, abs=1e-6), "probes": 3}
     budget = 1 - 99.9 / 100
@@ -126,7 +126,7 @@ def test_the_server_probes_on_its_schedule(tmp_path: Path, healthy_server: str) 
         record_platform_event(side, "preview.deployed", {"service": "web", "url": healthy_server})
 
         def probed() -> Any:
-            body = client.get("/v1/services/web/health").json()
+            body = get_documented(client, "/v1/services/web/health")
             return body if body["uptime"]["24h"]["probes"] >= 2 else None
 
         health = wait_until(probed, timeout=30, what="two probes of the preview")
@@ -160,7 +160,7 @@ def test_uptime_and_the_error_budget_come_from_prometheus_when_set(tmp_path: Pat
             "/v1/events",
             json={"type": "change", "id": "abcd1234", "service": "users-api", "timestamp": "2024-06-01T00:00:00Z"},
         )
-        health = client.get("/v1/services/users-api/health").json()
+        health = get_documented(client, "/v1/services/users-api/health")
     queries = [call.request.url.params["query"] for call in route.calls]
     assert any('job="users-api"' in q and "[30d]" in q for q in queries)
     assert health["source"] == "prometheus"
@@ -219,7 +219,7 @@ def test_cost_is_requests_times_the_price_sheet_with_a_budget_warning(
     )
     prices = yaml.safe_load((ROOT / "actions_server/portal/data/prices.yaml").read_text())
     hourly = 2 * prices["cpuCoreHour"] + 4 * prices["memoryGiBHour"]
-    promo = portal_client.get("/v1/services/promoapi/cost?window=30d").json()
+    promo = get_documented(portal_client, "/v1/services/promoapi/cost?window=30d")
     assert promo["source"] == "requests"
     [prod] = promo["envs"]
     assert prod["env"] == "prod" and prod["namespace"] == "promoapi-prod" and prod["experiment"] == "checkout-v2"
@@ -363,8 +363,8 @@ def test_a_golden_path_service_shows_a_scorecard_and_a_cost(tmp_path: Path) -> N
         }
         published = client.post("/v1/actions/repo:create/runs", json={"input": repo}).json()
         assert published["status"] == "succeeded", published["error"]
-        scorecard = client.get("/v1/services/users-api/scorecard").json()
-        spend = client.get("/v1/services/users-api/cost").json()
+        scorecard = get_documented(client, "/v1/services/users-api/scorecard")
+        spend = get_documented(client, "/v1/services/users-api/cost")
         page = client.get("/services/users-api").text
         home = client.get("/").text
     results = {rule["id"]: rule for rule in scorecard["rules"]}
@@ -447,6 +447,6 @@ def test_an_applied_service_spec_shows_its_cost_budget_and_team(portal_client: T
     forecast = (2 * prices["cpuCoreHour"] + 4 * prices["memoryGiBHour"]) * prices["hoursPerMonth"]
     assert prod["forecastMonthly"] == pytest.approx(forecast, abs=1e-3)
     assert body["warnings"] and "passes its budget" in body["warnings"][0]
-    listed = {s["name"]: s for s in portal_client.get("/v1/services").json()["services"]}
+    listed = {s["name"]: s for s in get_documented(portal_client, "/v1/services")["services"]}
     assert listed["promoapi"]["team"] == "growth"
     assert "promoapi" in portal_client.get("/teams/growth").text

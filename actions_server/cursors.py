@@ -1,0 +1,68 @@
+"""Cursors of paged lists: opaque to clients, the next page's state as base64url JSON.
+
+The catalog's cursor carries its query and an offset (Backstage's shape); runs
+and previews page newest first by (created_at, id), so a row created while a
+client pages never shifts the pages it has not read yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, NamedTuple, TypeVar
+
+from sqlalchemy import Column, Select, and_, or_
+
+from .errors import FieldError, invalid_input
+
+Query = TypeVar("Query", bound=Select[Any])
+Item = TypeVar("Item")
+
+
+class Page(NamedTuple, Generic[Item]):
+    items: list[Item]
+    next_cursor: str | None
+
+
+def encode_cursor(state: dict[str, Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(state, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, valid: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The state `encode_cursor` wrote; a 422 naming `cursor` for anything this server did not give out."""
+    try:
+        state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+    except (ValueError, binascii.Error):
+        state = None
+    if not isinstance(state, dict) or not valid(state):
+        raise invalid_input("the cursor is not one this server gave out", [FieldError("cursor", "invalid cursor")])
+    return state
+
+
+def _newest_first_state(state: dict[str, Any]) -> bool:
+    before = state.get("before")
+    return (
+        isinstance(before, list)
+        and len(before) == 2
+        and isinstance(before[0], int | float)
+        and not isinstance(before[0], bool)
+        and isinstance(before[1], str)
+    )
+
+
+def newest_first(query: Query, created: Column[float], key: Column[str], cursor: str | None, limit: int) -> Query:
+    """`query` ordered newest first, from `cursor` on, with one row more than `limit` to tell a next page."""
+    if cursor:
+        created_at, last = decode_cursor(cursor, _newest_first_state)["before"]
+        query = query.where(or_(created < created_at, and_(created == created_at, key < last)))
+    return query.order_by(created.desc(), key.desc()).limit(limit + 1)
+
+
+def next_cursor(rows: Sequence[Any], limit: int, created: str = "created_at", key: str = "id") -> str | None:
+    """The cursor after the last of `limit` rows, when `newest_first` found more than `limit`."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode_cursor({"before": [getattr(last, created), getattr(last, key)]})
