@@ -10,14 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from typing import Any, Generic, NamedTuple, TypeVar
 
-from sqlalchemy import Column, Select, and_, or_
+from sqlalchemy import Connection, Row, Select, Table, and_, or_
 
 from .errors import FieldError, invalid_input
 
-Query = TypeVar("Query", bound=Select[Any])
 Item = TypeVar("Item")
 
 
@@ -52,17 +52,28 @@ def _newest_first_state(state: dict[str, Any]) -> bool:
     )
 
 
-def newest_first(query: Query, created: Column[float], key: Column[str], cursor: str | None, limit: int) -> Query:
-    """`query` ordered newest first, from `cursor` on, with one row more than `limit` to tell a next page."""
+def newest_first_page(
+    connect: Callable[[], AbstractContextManager[Connection]],
+    query: Select[Any],
+    table: Table,
+    shape: Callable[[Row[Any]], Item],
+    *,
+    cursor: str | None,
+    limit: int,
+) -> Page[Item]:
+    """`limit` rows of `query`, newest first from `cursor` on, each made into an item by `shape`.
+
+    `table` has the columns the order is by: `created_at`, and `id` for rows of the same instant."""
+    created, key = table.c.created_at, table.c.id
     if cursor:
         created_at, last = decode_cursor(cursor, _newest_first_state)["before"]
         query = query.where(or_(created < created_at, and_(created == created_at, key < last)))
-    return query.order_by(created.desc(), key.desc()).limit(limit + 1)
-
-
-def next_cursor(rows: Sequence[Any], limit: int, created: str = "created_at", key: str = "id") -> str | None:
-    """The cursor after the last of `limit` rows, when `newest_first` found more than `limit`."""
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return encode_cursor({"before": [getattr(last, created), getattr(last, key)]})
+    # One row more than asked tells whether there is a next page.
+    query = query.order_by(created.desc(), key.desc()).limit(limit + 1)
+    with connect() as conn:
+        rows = conn.execute(query).all()
+    following = None
+    if len(rows) > limit:
+        last_row = rows[limit - 1]._mapping
+        following = encode_cursor({"before": [last_row["created_at"], last_row["id"]]})
+    return Page([shape(row) for row in rows[:limit]], following)

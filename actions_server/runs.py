@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import tempfile
@@ -34,7 +35,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .action import Action, RunCancelled, RunContext, RunLogger
 from .auth import Caller
-from .cursors import Page, newest_first, next_cursor
+from .cursors import Page, newest_first_page
 from .db import run_logs, runs
 from .errors import FieldError, PltfError, invalid_input, not_found, pydantic_field_errors, some_of
 from .logs import get_logger
@@ -419,14 +420,13 @@ class RunEngine:
         cursor: str | None = None,
     ) -> Page[dict[str, Any]]:
         """The newest runs `viewer` may see, `limit` at a time from `cursor` on."""
-        query = newest_first(only_visible(select(runs), viewer), runs.c.created_at, runs.c.id, cursor, limit)
+        query = only_visible(select(runs), viewer)
         if action:
             query = query.where(runs.c.action == action)
         if status:
             query = query.where(runs.c.status == status)
-        with self.database.connect() as conn:
-            rows = conn.execute(query).all()
-        return Page([self._to_json(row, None) for row in rows[:limit]], next_cursor(rows, limit))
+        shape = functools.partial(self._to_json, log=None)
+        return newest_first_page(self.database.connect, query, runs, shape, cursor=cursor, limit=limit)
 
     def logs_after(self, run_id: str, after: int) -> list[dict[str, Any]]:
         self.log_writer.flush(run_id, reader=True)  # a line of this process's is not kept from its reader

@@ -45,7 +45,7 @@ from sqlalchemy.exc import IntegrityError
 
 from ..auth import Caller
 from ..config import Settings
-from ..cursors import Page, newest_first, next_cursor
+from ..cursors import Page, newest_first_page
 from ..db import DNS_LABEL, GROUP_REF, REPLICA_ID, UUID_TEXT, from_row, metadata, run_logs, runs, time_column
 from ..errors import PltfError, conflict, not_found
 from ..events import EventBus
@@ -384,17 +384,21 @@ class PreviewManager:
         cursor: str | None = None,
     ) -> Page[dict[str, Any]]:
         """The newest previews `viewer` may see, `limit` at a time from `cursor` on."""
-        table = previews_table
-        query = newest_first(_visible(viewer), table.c.created_at, table.c.id, cursor, limit)
+        query = _visible(viewer)
         if status == "active":
             query = query.where(previews_table.c.status.in_(ACTIVE))
         elif status:
             query = query.where(previews_table.c.status == status)
         if service:
             query = query.where(previews_table.c.service == service)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        return Page([self.to_json(dict(row._mapping)) for row in rows[:limit]], next_cursor(rows, limit))
+        return newest_first_page(
+            self.engine.connect,
+            query,
+            previews_table,
+            lambda row: self.to_json(dict(row._mapping)),
+            cursor=cursor,
+            limit=limit,
+        )
 
     def route(self, key: str, by_id: bool = False) -> tuple[str, str | None] | None:
         """(status, upstream) of the active preview named `key` (or with that id); None when there is none."""
