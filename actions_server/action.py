@@ -19,6 +19,7 @@ before a run is started; `input_schema`, when given, is the listed input schema
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import threading
 from collections.abc import Callable, Mapping
@@ -76,6 +77,14 @@ class RunContext:
     publish: Callable[[str, Any], None] = field(default=lambda name, value: None, repr=False)
     # The actions a composite action may run as steps (the run engine's registry).
     actions: Mapping[str, Action[Any, Any]] = field(default_factory=dict, repr=False)
+    # The run engine's turns at working (see Action.waits); None where this handler holds one already.
+    work_turns: threading.Semaphore | None = field(default=None, repr=False)
+
+    def working(self, action: Action[Any, Any]) -> contextlib.AbstractContextManager[Any]:
+        """A turn at working for `action`'s handler, unless it waits (Action.waits) or one is held already."""
+        if action.waits or self.work_turns is None:
+            return contextlib.nullcontext()
+        return self.work_turns
 
     def output(self, name: str, value: Any) -> None:
         """Sets one output now, as Backstage's `ctx.output()` does: a caller following a run that
@@ -104,9 +113,17 @@ class RunContext:
         workspace = self.workspace / step
         workspace.mkdir(parents=True, exist_ok=True)
         previous, self.logger.step = self.logger.step, step
+        takes_turn = not action.waits and self.work_turns is not None
         try:
-            # A step's own outputs are its return value, not outputs of the composite run.
-            output = action.handler(replace(self, workspace=workspace, publish=lambda name, value: None), model)
+            with self.working(action):
+                # A step's own outputs are its return value, not outputs of the composite run.
+                context = replace(
+                    self,
+                    workspace=workspace,
+                    publish=lambda name, value: None,
+                    work_turns=None if takes_turn else self.work_turns,
+                )
+                output = action.handler(context, model)
         finally:
             self.logger.step = previous
         return dict(output.model_dump(mode="json", exclude_none=True))
@@ -132,6 +149,9 @@ class Action(Generic[In, Out]):
     # handler's module (models declared inside a function, as a test does).
     input: type[In] = field(default=cast(Any, None))
     output: type[Out] = field(default=cast(Any, None))
+    # Whether the handler mostly waits on something else (a preview getting ready, the steps of a composite
+    # action): such a handler runs without a turn at working, which the others take (PLTF_MAX_WORKING_RUNS).
+    waits: bool = False
 
     def __post_init__(self) -> None:
         if self.input is None or self.output is None:

@@ -11,6 +11,7 @@ The defaults are the embedded ones (SQLite in the data dir, the templates in
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -165,6 +166,21 @@ class StorageSettings(Section):
         return self.data_dir / "api-token"
 
 
+MEMORY_SCRATCH = Path("/dev/shm")  # noqa: S108 - runs take private 0700 directories in it (mkdtemp)
+MEMORY_SCRATCH_MIN_FREE = 2 * 1024**3
+
+
+def _roomy_memory_file_system(path: Path, min_free: int) -> bool:
+    """`path` is a writable tmpfs mount with `min_free` bytes free (a container's 64 MiB /dev/shm is not)."""
+    try:
+        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        stats = os.statvfs(path)
+    except OSError:
+        return False
+    mounted_tmpfs = any(line.split()[1:3] == [str(path), "tmpfs"] for line in mounts if len(line.split()) > 2)
+    return mounted_tmpfs and os.access(path, os.W_OK) and stats.f_bavail * stats.f_frsize >= min_free
+
+
 class RunSettings(Section):
     """The run engine: how long a request waits, how many runs execute, how replicas watch each other."""
 
@@ -179,6 +195,12 @@ class RunSettings(Section):
         description="Runs executing at once per replica; the rest queue. A run mostly waits on git, the disk and "
         "the database, so this is above the CPU count.",
     )
+    max_working_runs: int | None = Field(
+        None,
+        ge=1,
+        description="Of those, how many render, push or register at once (a preview getting ready does not "
+        "count); default: twice the CPUs. More threads working at once only share the interpreter lock.",
+    )
     render_processes: int | None = Field(
         None,
         ge=0,
@@ -187,6 +209,28 @@ class RunSettings(Section):
     )
     heartbeat_seconds: float = Field(5.0, description="How often a replica marks its runs alive.")
     stale_run_seconds: float = Field(30.0, description="A run whose replica has not beaten for this long is failed.")
+    scratch_dir: Path | None = Field(
+        None,
+        description="Where a run renders and checks out (removed when it ends); default: /dev/shm when it is a "
+        "memory file system with 2 GiB free, else the system's temp directory. On disk, each Create makes and "
+        "removes about a hundred files, which on some file systems costs more CPU than the render itself.",
+    )
+
+    @field_validator("scratch_dir")
+    @classmethod
+    def _absolute_scratch(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.resolve()
+
+    @property
+    def working_runs(self) -> int:
+        return self.max_working_runs or 2 * (os.cpu_count() or 1)
+
+    @property
+    def scratch_root(self) -> Path | None:
+        """Where runs' scratch directories go; None: the system's temp directory."""
+        if self.scratch_dir is not None:
+            return self.scratch_dir
+        return MEMORY_SCRATCH if _roomy_memory_file_system(MEMORY_SCRATCH, MEMORY_SCRATCH_MIN_FREE) else None
 
 
 class TemplateSettings(Section):

@@ -63,10 +63,11 @@ _remover = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-scratch-rem
 
 
 @contextlib.contextmanager
-def scratch_directory() -> Iterator[Path]:
-    """A run's own directory, removed after the run (and its callers) have moved on: removing a rendered
-    project and its git checkout was tens of milliseconds of every Create's answer under load."""
-    directory = tempfile.TemporaryDirectory(prefix="pltf-run-")
+def scratch_directory(root: Path | None) -> Iterator[Path]:
+    """A run's own directory under `root` (the system's temp directory for None), removed after the run (and
+    its callers) have moved on: removing a rendered project and its git checkout was tens of milliseconds of
+    every Create's answer under load."""
+    directory = tempfile.TemporaryDirectory(prefix="pltf-run-", dir=root)
     try:
         yield Path(directory.name)
     finally:
@@ -145,6 +146,8 @@ class RunEngine:
         max_concurrent_runs: int,
         stale_run_seconds: float,
         heartbeat_seconds: float,
+        scratch_root: Path | None = None,
+        max_working_runs: int | None = None,
     ) -> None:
         self.database = database
         self.redactor = redactor
@@ -156,7 +159,11 @@ class RunEngine:
         self.replica = replica
         self.stale_run_seconds = stale_run_seconds
         self.heartbeat_seconds = heartbeat_seconds
+        self.scratch_root = scratch_root
         self._slots = asyncio.Semaphore(max_concurrent_runs)
+        # Of the runs executing, those rendering, pushing or registering take turns (Action.waits): a thread
+        # more contending for the interpreter lock costs every other one its hand-offs, but adds no CPU.
+        self.work_turns = threading.BoundedSemaphore(max_working_runs or max_concurrent_runs)
         self._local: dict[str, threading.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.log = get_logger(replica=self.replica)
@@ -343,7 +350,7 @@ class RunEngine:
             self._update(run_id, status="running", started_at=started, heartbeat_at=started)
             self.notifier.notify(run_id)
             try:
-                with scratch_directory() as workspace:
+                with scratch_directory(self.scratch_root) as workspace:
                     context = RunContext(
                         run_id=run_id,
                         caller=caller,
@@ -354,10 +361,12 @@ class RunEngine:
                         cancelled=cancelled,
                         publish=publish,
                         actions=self.actions,
+                        work_turns=self.work_turns if action.waits else None,
                     )
                     try:
                         sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
-                        result = action.handler(context, prepared.params)
+                        with self.work_turns if not action.waits else contextlib.nullcontext():
+                            result = action.handler(context, prepared.params)
                         output = redact({**published, **result.model_dump(mode="json", exclude_none=True)})
                         status = "succeeded"
                     except RunCancelled:

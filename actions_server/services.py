@@ -144,6 +144,8 @@ def run_engine(
         max_concurrent_runs=settings.runs.max_concurrent_runs,
         stale_run_seconds=settings.runs.stale_run_seconds,
         heartbeat_seconds=settings.runs.heartbeat_seconds,
+        scratch_root=settings.runs.scratch_root,
+        max_working_runs=settings.runs.working_runs,
     )
 
 

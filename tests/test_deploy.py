@@ -71,3 +71,18 @@ def test_several_replicas_without_postgresql_do_not_render(tmp_path: Path) -> No
     findings: list[tc.Finding] = []
     tc.render_charts(tmp_path, findings)
     assert any("values-sqlite.yaml" in f.message and "needs database.existingSecret" in f.message for f in findings)
+
+
+def test_scratch_on_tmpfs_is_one_value_and_still_validates(tmp_path: Path) -> None:
+    [default_tmp] = [v for v in rendered()["Deployment"]["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"]
+    assert default_tmp["emptyDir"] == {"sizeLimit": "1Gi"}, "on the node's disk unless asked"
+    chart = tmp_path / "charts" / "pltf"
+    shutil.copytree(CHART, chart)
+    (chart / "values-memory.yaml").write_text("tmp:\n  medium: Memory\n  sizeLimit: 256Mi\n")
+    findings: list[tc.Finding] = []
+    manifests = [m for m in tc.render_charts(tmp_path, findings) if m.source.endswith("(values-memory.yaml)")]
+    assert findings == []
+    [deployment] = [m.obj for m in manifests if m.obj["kind"] == "Deployment"]
+    [memory_tmp] = [v for v in deployment["spec"]["template"]["spec"]["volumes"] if v["name"] == "tmp"]
+    assert memory_tmp["emptyDir"] == {"medium": "Memory", "sizeLimit": "256Mi"}
+    assert tc.check_kubernetes_validate(manifests) == []

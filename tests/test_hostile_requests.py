@@ -360,7 +360,12 @@ def remountable_server(tmp_path: Path, server_env: dict[str, str]) -> Iterator[t
     data, scratch = tmp_path / "data", tmp_path / "scratch"
     data.mkdir()
     scratch.mkdir()
-    env = {**server_env, "PLTF_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}", "TMPDIR": str(scratch)}
+    env = {
+        **server_env,
+        "PLTF_DATABASE_URL": f"sqlite:///{tmp_path / 'runs.db'}",
+        "TMPDIR": str(scratch),
+        "PLTF_SCRATCH_DIR": str(scratch),
+    }
     server = ServerProcess(env, tmp_path / "server.log")
     d, s = shlex.quote(str(data)), shlex.quote(str(scratch))
     server.command = in_private_mounts(f"mount --bind {d} {d}; mount -t tmpfs -o size=64m tmpfs {s}")

@@ -20,14 +20,14 @@ class HookGate:
     """Sees each start of the blocking-hook template's hook, and lets them go on.
 
     The hook runs in the sandbox, without a network and without the test's files; it can write only
-    its own directory, in the server's run workspace. So the servers get `TMPDIR=runs`, the hook leaves
+    its own directory, in the server's run workspace. So the servers get `PLTF_SCRATCH_DIR=runs`, the hook leaves
     `hook-started` there and waits for `hook-go` beside it.
     """
 
     def __init__(self, runs: Path) -> None:
         runs.mkdir(parents=True, exist_ok=True)
         self.runs = runs
-        self.env = {"TMPDIR": str(runs)}
+        self.env = {"PLTF_SCRATCH_DIR": str(runs)}
         self._seen: set[Path] = set()
 
     @property

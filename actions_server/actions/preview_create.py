@@ -208,6 +208,7 @@ def create_preview_create_action(
         description="Starts a preview environment of a repository at a ref or pull request, served at a clean URL.",
         handler=handler,
         check=check,
+        waits=True,  # on the service getting ready
         examples=[
             Example(
                 "Preview pull request 7 of users-api (dry run: nothing is started)",

@@ -206,6 +206,7 @@ def create_service_create_action(
         description="The golden path: renders a template, creates the repository, registers it and wires a preview.",
         handler=handler,
         check=check,
+        waits=True,  # on its steps, each of which takes its own turn at working
         examples=[
             Example(
                 "Create a Python service owned by the platform team (dry run: nothing is created)",

@@ -424,7 +424,13 @@ def relations_of(entity: dict[str, Any]) -> Relations:
 # -- YAML as Backstage reads it ----------------------------------------------
 
 
-class _Yaml12Loader(yaml.SafeLoader):
+# libyaml's parser, where PyYAML was built with it (its wheels are): a catalog file parses about four
+# times faster than with the pure-Python one, the largest part of registering an entity. The scalars
+# are still resolved and constructed by the Python classes below, so the results are the same.
+_Parser: type[Any] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Yaml12Loader(_Parser):  # type: ignore[misc]
     """PyYAML speaks YAML 1.1, where `on`, `yes` and `2024-01-01` are not strings.
 
     Backstage reads catalog files with the `yaml` package (YAML 1.2 core
@@ -458,14 +464,14 @@ _Yaml12Loader.add_implicit_resolver(
 )
 
 
-def _construct_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+def _construct_int(loader: yaml.constructor.SafeConstructor, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
     if text.startswith("0o"):
         return int(text[2:], 8)
     return int(text, 16) if text.startswith("0x") else int(text)
 
 
-def _construct_mapping(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+def _construct_mapping(loader: yaml.constructor.SafeConstructor, node: yaml.MappingNode) -> dict[Any, Any]:
     loader.flatten_mapping(node)
     mapping: dict[Any, Any] = {}
     for key_node, value_node in node.value:

@@ -49,10 +49,15 @@ def python_string(value: Any) -> str:
     """
     text = str(value)
     quote = "'" if text.count('"') > text.count("'") else '"'
-    escapes = {**_COMMON_ESCAPES, '"': '"', quote: "\\" + quote}
-    return (
-        quote + "".join(escapes.get(ch) or (ch if " " <= ch <= "~" else _escape_code_point(ch)) for ch in text) + quote
-    )
+    escaped = text.translate(_PYTHON_ESCAPES[quote])
+    # What is left outside printable ASCII after the escapes (themselves printable) becomes a code point escape.
+    return quote + _NOT_PRINTABLE_ASCII.sub(lambda m: _escape_code_point(m.group()), escaped) + quote
+
+
+# str.translate tables: a value's characters are escaped in C, not one Python call per character.
+_PYTHON_ESCAPES = {quote: str.maketrans({**_COMMON_ESCAPES, '"': '"', quote: "\\" + quote}) for quote in ('"', "'")}
+_NOT_PRINTABLE_ASCII = re.compile("[^ -~]")
+_COMMON_TABLE = str.maketrans(_COMMON_ESCAPES)
 
 
 # YAML (1.1 and 1.2) reads these as line breaks or refuses them in a stream,
@@ -62,7 +67,7 @@ _YAML_UNPRINTABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029
 
 def yaml_string(value: Any) -> str:
     """A double-quoted YAML scalar: always a string, never a number, key, comment or anchor."""
-    text = "".join(_COMMON_ESCAPES.get(ch, ch) for ch in str(value))
+    text = str(value).translate(_COMMON_TABLE)
     return '"' + _YAML_UNPRINTABLE.sub(lambda m: _escape_code_point(m.group()), text) + '"'
 
 
@@ -82,12 +87,13 @@ def json_value(value: Any) -> str:
 
 
 _TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\r": "\\r", "\t": "\\t", "\b": "\\b", "\f": "\\f"}
+_TOML_TABLE = str.maketrans(_TOML_ESCAPES)
 _TOML_CONTROL = re.compile("[\x00-\x1f\x7f]")
 
 
 def toml_string(value: Any) -> str:
     """A TOML basic string."""
-    text = "".join(_TOML_ESCAPES.get(ch, ch) for ch in str(value))
+    text = str(value).translate(_TOML_TABLE)
     return '"' + _TOML_CONTROL.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + '"'
 
 

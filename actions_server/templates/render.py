@@ -9,7 +9,6 @@ stay inside the workspace before anything is written.
 
 from __future__ import annotations
 
-import copy
 import os
 import shutil
 import traceback
@@ -58,7 +57,7 @@ def build_context(template: Template, values: dict[str, Any], output_dir: Path |
     rendering would, but never evaluated). The order is cookiecutter's: every plain value, choice
     and `__private` one in file order, then the dicts; `_private` ones stay raw.
     """
-    raw: OrderedDict[str, Any] = OrderedDict(copy.deepcopy(template.context))
+    raw: OrderedDict[str, Any] = OrderedDict(template.context_copy())
     _apply_values(raw, values)
     raw.pop("__prompts__", None)
     context: OrderedDict[str, Any] = OrderedDict()
@@ -160,7 +159,7 @@ def _unwrapped(value: Any) -> Any:
 
 def full_context(template: Template, values: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
     """What cookiecutter renders files with: the context, and `_cookiecutter`, the public values before rendering."""
-    raw: dict[str, Any] = copy.deepcopy(template.context)
+    raw: dict[str, Any] = template.context_copy()
     _apply_values(raw, values)
     return {
         "cookiecutter": context,

@@ -45,6 +45,7 @@ async function startPltf() {
       PLTF_API_TOKEN: TOKEN,
       PLTF_HOOK_TIMEOUT_SECONDS: '30',
       TMPDIR: runs,
+      PLTF_SCRATCH_DIR: runs,
     },
     stdio: ['ignore', log, log],
     detached: true,
