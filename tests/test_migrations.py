@@ -331,3 +331,32 @@ def test_the_portal_records_events_in_a_database_that_had_no_portal_tables(tmp_p
     with engine.connect() as conn:
         assert conn.execute(text("SELECT service FROM portal_deployments")).scalars().all() == ["legacy"]
     engine.dispose()
+
+
+def test_the_newest_revision_is_read_as_alembic_reads_it() -> None:
+    from actions_server import migrations
+
+    assert migrations.head() == migrations.scripts().get_current_head() == HEAD
+
+
+def test_a_server_whose_schema_is_current_never_loads_alembic(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'pltf.db'}"
+    assert upgrade_json(url)["after"] == HEAD
+    # What `pltf serve` does after its child process upgraded the schema, in a process of its own: the
+    # test process has imported Alembic long ago.
+    script = (
+        "import sys\n"
+        "from actions_server.app import create_app\n"
+        "from actions_server.config import Settings\n"
+        "from actions_server.db import connect\n"
+        "settings = Settings()\n"
+        "create_app(settings)\n"
+        "connect(settings.storage.resolved_database_url).dispose()\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'alembic', 'mako'}))\n"
+    )
+    env = {**os.environ, "PLTF_DATABASE_URL": url, "PLTF_DATA_DIR": str(tmp_path / "data"), "PLTF_API_TOKEN": TOKEN}
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

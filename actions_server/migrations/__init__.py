@@ -18,19 +18,21 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from alembic import command
-from alembic.autogenerate import compare_metadata
-from alembic.config import Config
-from alembic.runtime.migration import MigrationContext
-from alembic.script import Script, ScriptDirectory
-from alembic.util import CommandError
 from sqlalchemy import MetaData, create_engine, inspect, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import DBAPIError
 
 from ..errors import PltfError
 from ..logs import get_logger
+
+# Alembic is imported where a revision is run or read, not with this module: a database already at the
+# newest revision (what a server finds once `pltf serve` has upgraded it) is checked with one SELECT, and
+# the server never holds Alembic and Mako in its memory (6-7 MiB resident).
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
 
 LOCATION = Path(__file__).resolve().parent
 VERSION_TABLE = "alembic_version"
@@ -41,6 +43,8 @@ _in_process = threading.RLock()
 
 
 def alembic_config(connection: Connection, target_metadata: MetaData | None = None) -> Config:
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(LOCATION))
     config.attributes["connection"] = connection
@@ -50,19 +54,35 @@ def alembic_config(connection: Connection, target_metadata: MetaData | None = No
 
 @cache
 def scripts() -> ScriptDirectory:
+    from alembic.script import ScriptDirectory
+
     return ScriptDirectory(str(LOCATION))
 
 
 def head() -> str:
-    revision = scripts().get_current_head()
-    assert revision is not None, "actions_server/migrations/versions has no revision"
-    return revision
+    """The newest revision. Revisions are numbered in order (`write_revision` names the next), so it is the
+    largest number in versions/; a test holds this to Alembic's own reading of the files."""
+    numbers = [path.name.split("_", 1)[0] for path in (LOCATION / "versions").glob("[0-9][0-9][0-9][0-9]_*.py")]
+    assert numbers, "actions_server/migrations/versions has no revision"
+    return max(numbers)
 
 
 def current(engine: Engine) -> str | None:
     """The database's revision; None for a new database, or one made before migrations."""
     with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+        return _revision_of(connection)
+
+
+def _revision_of(connection: Connection) -> str | None:
+    # What Alembic's MigrationContext.get_current_revision reads, without loading Alembic.
+    if not inspect(connection).has_table(VERSION_TABLE):
+        return None
+    revisions = connection.execute(text(f"SELECT version_num FROM {VERSION_TABLE}")).scalars().all()  # noqa: S608 - a constant
+    if len(revisions) > 1:
+        raise PltfError(
+            f"the database records several schema revisions ({', '.join(revisions)})", 500, "database_branched"
+        )
+    return revisions[0] if revisions else None
 
 
 def upgrade(engine: Engine) -> str | None:
@@ -70,9 +90,11 @@ def upgrade(engine: Engine) -> str | None:
     before = current(engine)
     if before == head():
         return before
+    from alembic import command
+
     with _in_process, _exclusive(engine) as connection:
         # Read again under the lock: another replica may have upgraded while this one waited.
-        before = MigrationContext.configure(connection).get_current_revision()
+        before = _revision_of(connection)
         if before == head():
             return before
         _known(before)
@@ -107,6 +129,8 @@ def _exclusive(engine: Engine) -> Iterator[Connection]:
 
 
 def _known(revision: str | None) -> None:
+    from alembic.util import CommandError
+
     if revision is None:
         return
     try:
@@ -132,6 +156,8 @@ def _columns(connection: Connection) -> dict[str, set[str]]:
 @cache
 def _new_database() -> dict[str, set[str]]:
     """The tables and columns the revisions make in an empty database."""
+    from alembic import command
+
     engine = create_engine("sqlite://")
     try:
         with _in_process, engine.connect() as connection:
@@ -169,6 +195,11 @@ def write_revision(message: str, declared: MetaData) -> Path:
     Compared with a new SQLite database at the newest revision; check the
     file, as Alembic cannot tell a renamed column from a dropped and an added one.
     """
+    from alembic import command
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import Script
+
     engine = create_engine("sqlite://")
     try:
         with _in_process, engine.connect() as connection:
