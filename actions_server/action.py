@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, get_type_hints
@@ -65,6 +65,10 @@ class RunLogger:
         self._log("error", message, fields)
 
 
+# How soon a run waiting for a turn at working notices that it was cancelled.
+TURN_CANCEL_CHECK_SECONDS = 0.25
+
+
 @dataclass
 class RunContext:
     run_id: str
@@ -80,11 +84,9 @@ class RunContext:
     # The run engine's turns at working (see Action.waits); None where this handler holds one already.
     work_turns: threading.Semaphore | None = field(default=None, repr=False)
 
-    def working(self, action: Action[Any, Any]) -> contextlib.AbstractContextManager[Any]:
+    def working(self, action: Action[Any, Any]) -> contextlib.AbstractContextManager[None]:
         """A turn at working for `action`'s handler, unless it waits (Action.waits) or one is held already."""
-        if action.waits or self.work_turns is None:
-            return contextlib.nullcontext()
-        return self.work_turns
+        return turn_at_working(self.work_turns, action, self.cancelled)
 
     def output(self, name: str, value: Any) -> None:
         """Sets one output now, as Backstage's `ctx.output()` does: a caller following a run that
@@ -127,6 +129,24 @@ class RunContext:
         finally:
             self.logger.step = previous
         return dict(output.model_dump(mode="json", exclude_none=True))
+
+
+@contextlib.contextmanager
+def turn_at_working(
+    turns: threading.Semaphore | None, action: Action[Any, Any], cancelled: threading.Event
+) -> Iterator[None]:
+    """Holds one of `turns` while `action`'s handler runs, unless it waits (Action.waits) or `turns` is None
+    (one is held already). A run cancelled while it waits for its turn ends there."""
+    if turns is None or action.waits:
+        yield
+        return
+    while not turns.acquire(timeout=TURN_CANCEL_CHECK_SECONDS):
+        if cancelled.is_set():
+            raise RunCancelled()
+    try:
+        yield
+    finally:
+        turns.release()
 
 
 @dataclass

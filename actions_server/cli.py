@@ -98,18 +98,23 @@ def _upgrade_schema_in_a_child_process() -> None:
     """`pltf db upgrade` in a process of its own: the server then finds the newest revision with one SELECT
     and never loads Alembic and Mako (6-7 MiB of its resident memory, for work done once per release)."""
     import subprocess
+    from pathlib import Path
 
+    # This very code, wherever the child starts (-P: not a checkout in the working directory).
+    package_root = str(Path(__file__).resolve().parent.parent)
+    child = f"import sys; sys.path.insert(0, {package_root!r}); from actions_server.cli import main; main()"
     done = subprocess.run(
-        [sys.executable, "-m", "actions_server.cli", "db", "upgrade", "--json"],
-        capture_output=True,
-        text=True,
-        check=False,
+        [sys.executable, "-P", "-c", child, "db", "upgrade", "--json"], capture_output=True, text=True, check=False
     )
-    if done.returncode != 0:
-        # The child said what went wrong in its one line (`pltf: error: …`), secrets already scrubbed: said again
-        # as this command's own.
-        said = (done.stderr.strip().splitlines() or ["the schema upgrade failed"])[-1].removeprefix("pltf: error: ")
-        raise PltfError(said, 1, "database")
+    if done.returncode == 0:
+        return
+    said = done.stderr.strip().splitlines()
+    if len(said) == 1 and said[0].startswith("pltf: error: "):
+        # A refusal the child put in one line, secrets scrubbed: said as this command's own.
+        raise PltfError(said[0].removeprefix("pltf: error: "), 1, "database")
+    # Anything else (a traceback) is shown whole, as it was when the upgrade ran in this process.
+    sys.stderr.write(done.stderr)
+    raise PltfError(f"the database schema upgrade failed (exit {done.returncode}; its output is above)", 1, "database")
 
 
 @app.command()

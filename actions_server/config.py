@@ -171,14 +171,46 @@ MEMORY_SCRATCH_MIN_FREE = 2 * 1024**3
 
 
 def _roomy_memory_file_system(path: Path, min_free: int) -> bool:
-    """`path` is a writable tmpfs mount with `min_free` bytes free (a container's 64 MiB /dev/shm is not)."""
+    """`path` is a writable tmpfs mount that allows executables, with `min_free` bytes free (a container's
+    64 MiB /dev/shm is not), in a process without a cgroup memory limit (where tmpfs pages would count
+    against the limit, and a large checkout could get the server killed)."""
     try:
-        mounts = Path("/proc/self/mounts").read_text().splitlines()
+        mounts = [line.split() for line in Path("/proc/self/mounts").read_text().splitlines()]
         stats = os.statvfs(path)
     except OSError:
         return False
-    mounted_tmpfs = any(line.split()[1:3] == [str(path), "tmpfs"] for line in mounts if len(line.split()) > 2)
-    return mounted_tmpfs and os.access(path, os.W_OK) and stats.f_bavail * stats.f_frsize >= min_free
+    options = next((fields[3].split(",") for fields in mounts if fields[1:3] == [str(path), "tmpfs"]), None)
+    return (
+        options is not None
+        and "noexec" not in options  # template migrations run scripts from the checkout
+        and os.access(path, os.W_OK)
+        and stats.f_bavail * stats.f_frsize >= min_free
+        and not _memory_limited()
+    )
+
+
+def _memory_limited() -> bool:
+    """Whether this process's cgroup (v2, or v1's memory controller) caps its memory."""
+    candidates = []
+    try:
+        for line in Path("/proc/self/cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                candidates.append(f"/sys/fs/cgroup{path.rstrip('/')}/memory.max")
+            elif "memory" in controllers.split(","):
+                candidates.append(f"/sys/fs/cgroup/memory{path.rstrip('/')}/memory.limit_in_bytes")
+    except (OSError, ValueError):
+        pass
+    # In a container with its own cgroup namespace, its cgroup is the root of the mount.
+    candidates += ["/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"]
+    for limit_file in candidates:
+        try:
+            limit = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        # v1 writes "no limit" as a page-rounded 2**63 - 1.
+        return limit != "max" and int(limit) < 1 << 62
+    return False
 
 
 class RunSettings(Section):
@@ -199,7 +231,8 @@ class RunSettings(Section):
         None,
         ge=1,
         description="Of those, how many render, push or register at once (a preview getting ready does not "
-        "count); default: twice the CPUs. More threads working at once only share the interpreter lock.",
+        "count); default: twice the CPUs with the embedded forge, else PLTF_MAX_CONCURRENT_RUNS. More threads "
+        "working at once only share the interpreter lock.",
     )
     render_processes: int | None = Field(
         None,
@@ -211,9 +244,10 @@ class RunSettings(Section):
     stale_run_seconds: float = Field(30.0, description="A run whose replica has not beaten for this long is failed.")
     scratch_dir: Path | None = Field(
         None,
-        description="Where a run renders and checks out (removed when it ends); default: /dev/shm when it is a "
-        "memory file system with 2 GiB free, else the system's temp directory. On disk, each Create makes and "
-        "removes about a hundred files, which on some file systems costs more CPU than the render itself.",
+        description="Where a run renders and checks out (removed when it ends). Default: the system's temp "
+        "directory (`TMPDIR`); with `TMPDIR` unset and no cgroup memory limit, /dev/shm when it is a tmpfs with "
+        "2 GiB free. On disk, each Create makes and removes about a hundred files, which on some file systems "
+        "costs more CPU than the render itself.",
     )
 
     @field_validator("scratch_dir")
@@ -221,15 +255,20 @@ class RunSettings(Section):
     def _absolute_scratch(cls, value: Path | None) -> Path | None:
         return None if value is None else value.resolve()
 
-    @property
-    def working_runs(self) -> int:
-        return self.max_working_runs or 2 * (os.cpu_count() or 1)
+    def working_runs(self, forge: str) -> int:
+        """PLTF_MAX_WORKING_RUNS, or its default for `forge`: with the embedded forge a run's steps work the
+        CPU and the disk; with a remote one they mostly wait on its API, and turns would only hold them up."""
+        if self.max_working_runs is not None:
+            return self.max_working_runs
+        return 2 * (os.cpu_count() or 1) if forge == "embedded" else self.max_concurrent_runs
 
     @property
     def scratch_root(self) -> Path | None:
         """Where runs' scratch directories go; None: the system's temp directory."""
         if self.scratch_dir is not None:
             return self.scratch_dir
+        if os.environ.get("TMPDIR"):
+            return None  # the operator chose where temporary files go
         return MEMORY_SCRATCH if _roomy_memory_file_system(MEMORY_SCRATCH, MEMORY_SCRATCH_MIN_FREE) else None
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -19,6 +20,8 @@ from sqlalchemy import Connection, Row, Select, Table, and_, or_
 from .errors import FieldError, invalid_input
 
 Item = TypeVar("Item")
+MAX_CURSOR_TIME = 1e12  # Unix seconds: some 30,000 years
+MAX_CURSOR_ID_LENGTH = 200
 
 
 class Page(NamedTuple, Generic[Item]):
@@ -34,7 +37,7 @@ def decode_cursor(cursor: str, valid: Callable[[dict[str, Any]], bool]) -> dict[
     """The state `encode_cursor` wrote; a 422 naming `cursor` for anything this server did not give out."""
     try:
         state = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (ValueError, binascii.Error):
+    except (ValueError, binascii.Error, RecursionError):  # RecursionError: thousands of nested brackets
         state = None
     if not isinstance(state, dict) or not valid(state):
         raise invalid_input("the cursor is not one this server gave out", [FieldError("cursor", "invalid cursor")])
@@ -48,7 +51,12 @@ def _newest_first_state(state: dict[str, Any]) -> bool:
         and len(before) == 2
         and isinstance(before[0], int | float)
         and not isinstance(before[0], bool)
+        # A time the database can compare (a huge integer overflows SQLite's), and an id it can hold.
+        and math.isfinite(before[0])
+        and abs(before[0]) < MAX_CURSOR_TIME
         and isinstance(before[1], str)
+        and len(before[1]) <= MAX_CURSOR_ID_LENGTH
+        and "\x00" not in before[1]
     )
 
 

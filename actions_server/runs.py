@@ -33,7 +33,7 @@ from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from .action import Action, RunCancelled, RunContext, RunLogger
+from .action import Action, RunCancelled, RunContext, RunLogger, turn_at_working
 from .auth import Caller
 from .cursors import Page, newest_first_page
 from .db import run_logs, runs
@@ -365,7 +365,7 @@ class RunEngine:
                     )
                     try:
                         sink("info", f"{action.id} started" + (" (dry run)" if prepared.dry_run else ""), {})
-                        with self.work_turns if not action.waits else contextlib.nullcontext():
+                        with turn_at_working(self.work_turns, action, cancelled):
                             result = action.handler(context, prepared.params)
                         output = redact({**published, **result.model_dump(mode="json", exclude_none=True)})
                         status = "succeeded"

@@ -165,6 +165,10 @@ class _Mounts:
         self.ops.append((kind, source, dest))
         if kind in ("dir", "tmpfs", "bind", "ro-bind") and os.path.isdir(source or "/"):
             self.dirs.add(dest)
+        elif kind == "dev":
+            # Both backends make the new /dev with a shm directory (the unshare one a 1777 tmpfs): a
+            # scratch directory lent from the host's /dev/shm goes inside it without re-making either.
+            self.dirs.update((dest, f"{dest}/shm"))
 
 
 def _view(jail: Jail, masks: list[Path]) -> _Mounts:

@@ -145,7 +145,7 @@ def run_engine(
         stale_run_seconds=settings.runs.stale_run_seconds,
         heartbeat_seconds=settings.runs.heartbeat_seconds,
         scratch_root=settings.runs.scratch_root,
-        max_working_runs=settings.runs.working_runs,
+        max_working_runs=settings.runs.working_runs(settings.forges.forge),
     )
 
 

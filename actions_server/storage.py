@@ -13,12 +13,14 @@ def writable_directories(settings: Settings, git_dir: Path) -> list[Path]:
     found = [settings.storage.data_dir.resolve(), git_dir]
     if settings.storage.workspace_dir is not None:
         found.append(settings.storage.workspace_dir.resolve())
+    if settings.runs.scratch_dir is not None:
+        found.append(settings.runs.scratch_dir)
     return found
 
 
 def storage_problem(settings: Settings, git_dir: Path) -> str | None:
     """Why the server cannot write where it keeps its data (the data dir, the embedded forge's `git_dir`
-    and the workspace dir), or None.
+    and the workspace dir) or where runs work (a `PLTF_SCRATCH_DIR`), or None.
 
     Permission bits do not stop root, so only a real write tells a read-only
     mount or a full disk apart from a usable directory.

@@ -225,7 +225,13 @@ def test_runs_are_listed_newest_first_a_page_at_a_time(client: TestClient) -> No
     client.post(RENDER, json={"input": {"template": "demo"}, "dryRun": True})
     assert [r["id"] for r in client.get("/v1/runs", params={"limit": 2, "cursor": second}).json()["runs"]] == pages[1]
 
-    for cursor in ("not a cursor", base64.urlsafe_b64encode(b'{"before": "yesterday"}').decode()):
+    hostile = [
+        b'{"before": "yesterday"}',
+        b'{"before": [1' + b"0" * 40 + b', "x"]}',  # an integer SQLite cannot compare
+        b'{"before": [1.5, "a\\u0000b"]}',  # PostgreSQL holds no NUL in text
+        b"[" * 5000 + b"]" * 5000,  # deeper than the JSON parser recurses
+    ]
+    for cursor in ("not a cursor", *(base64.urlsafe_b64encode(text).decode() for text in hostile)):
         refused = client.get("/v1/runs", params={"cursor": cursor})
         assert refused.status_code == 422
         assert refused.json()["error"]["fields"] == [{"field": "cursor", "message": "invalid cursor"}]

@@ -245,3 +245,17 @@ def test_a_hook_cannot_plant_a_link_for_the_server_to_follow(tmp_path: Path) -> 
             run.json()["error"]["message"] == "template hook post_gen_project made planted a link out of its directory"
         )
         assert settings.storage.generated_token_path.read_text().strip() not in run.text
+
+
+def test_a_scratch_directory_lent_from_dev_shm_keeps_the_sandboxs_shm_as_made() -> None:
+    # The unshare backend mounts a 1777 tmpfs at /dev/shm; re-making it as a plain 0755 directory for the
+    # lent path under it would keep a hook that drops to another uid from shared memory.
+    from actions_server.sandbox import _Mounts, _unshare_script
+
+    mounts = _Mounts()
+    mounts.add("dev", "", "/dev")
+    mounts.add("bind", "/dev/shm/pltf-run-x/out", "/dev/shm/pltf-run-x/out")
+    script = _unshare_script(mounts, "/root-of-jail", "/dev/shm/pltf-run-x/out")
+    assert ("dir", "", "/dev/shm") not in mounts.ops and ("dir", "", "/dev") not in mounts.ops
+    assert 'chmod 0755 "$R"/dev/shm\n' not in script
+    assert ("dir", "", "/dev/shm/pltf-run-x") in mounts.ops
