@@ -81,12 +81,9 @@ class RunContext:
     publish: Callable[[str, Any], None] = field(default=lambda name, value: None, repr=False)
     # The actions a composite action may run as steps (the run engine's registry).
     actions: Mapping[str, Action[Any, Any]] = field(default_factory=dict, repr=False)
-    # The run engine's turns at working (see Action.waits); None where this handler holds one already.
+    # The run engine's turns at working (see Action.waits), for the steps of a handler that waits; None
+    # under a handler that holds a turn already.
     work_turns: threading.Semaphore | None = field(default=None, repr=False)
-
-    def working(self, action: Action[Any, Any]) -> contextlib.AbstractContextManager[None]:
-        """A turn at working for `action`'s handler, unless it waits (Action.waits) or one is held already."""
-        return turn_at_working(self.work_turns, action, self.cancelled)
 
     def output(self, name: str, value: Any) -> None:
         """Sets one output now, as Backstage's `ctx.output()` does: a caller following a run that
@@ -115,15 +112,14 @@ class RunContext:
         workspace = self.workspace / step
         workspace.mkdir(parents=True, exist_ok=True)
         previous, self.logger.step = self.logger.step, step
-        takes_turn = not action.waits and self.work_turns is not None
         try:
-            with self.working(action):
+            with turn_at_working(self.work_turns, action, self.cancelled):
                 # A step's own outputs are its return value, not outputs of the composite run.
                 context = replace(
                     self,
                     workspace=workspace,
                     publish=lambda name, value: None,
-                    work_turns=None if takes_turn else self.work_turns,
+                    work_turns=self.work_turns if action.waits else None,
                 )
                 output = action.handler(context, model)
         finally:

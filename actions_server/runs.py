@@ -162,7 +162,7 @@ class RunEngine:
         self.scratch_root = scratch_root
         self._slots = asyncio.Semaphore(max_concurrent_runs)
         # Of the runs executing, those rendering, pushing or registering take turns (Action.waits): a thread
-        # more contending for the interpreter lock costs every other one its hand-offs, but adds no CPU.
+        # more contending for the interpreter lock costs every other one its hand-offs, but adds no throughput.
         self.work_turns = threading.BoundedSemaphore(max_working_runs or max_concurrent_runs)
         self._local: dict[str, threading.Event] = {}
         self._tasks: set[asyncio.Task[None]] = set()
